@@ -1,0 +1,18 @@
+/**
+ * Names of the environment variables the handlers read (set by the CDK stack in AWS and by the
+ * local cloud locally). One list, so the two cannot drift.
+ */
+export const env = {
+  /** Name of the updates table. */
+  updatesTable: 'UPDATES_TABLE',
+  /** Name of the artifact bucket. */
+  artifactBucket: 'ARTIFACT_BUCKET',
+  /** `kms` (AWS) or `local` (a PEM file, local cloud only). */
+  signerKind: 'SIGNER_KIND',
+  /** KMS key id or ARN of the ECC_NIST_P256 signing key, when SIGNER_KIND=kms. */
+  signingKeyId: 'SIGNING_KEY_ID',
+  /** Path of the PKCS#8 PEM private key, when SIGNER_KIND=local. */
+  localSigningKeyFile: 'LOCAL_SIGNING_KEY_FILE',
+  /** Lifetime of a presigned upload URL, in seconds. */
+  uploadUrlTtlSeconds: 'UPLOAD_URL_TTL_SECONDS',
+} as const;
