@@ -38,3 +38,27 @@ export {
   updateIdKey,
   updateIdSchema,
 } from './update-id.ts';
+export type { ManifestFile, ShadowManifest } from './update-manifest.ts';
+export {
+  deriveUpdateManifest,
+  embeddedManifestBytes,
+  fileIdFor,
+  INLINE_MANIFEST_MAX_BYTES,
+  isMiniManifest,
+  manifestFileOf,
+  parseUpdateManifest,
+  SHADOW_DOCUMENT_MAX_BYTES,
+  serializeUpdateManifest,
+  sha256Base64,
+  toShadowManifest,
+  updateManifestFileName,
+  updateManifestSha256,
+} from './update-manifest.ts';
+export type {
+  FullUpdateManifest,
+  MiniUpdateManifest,
+  UpdateFile,
+  UpdateManifest,
+  UpdateStep,
+} from './update-schema.ts';
+export { updateManifestVersions, writtenUpdateManifestVersion } from './update-schema.ts';
