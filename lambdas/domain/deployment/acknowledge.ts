@@ -1,0 +1,132 @@
+import { type Applied, applyTransition, type Execution } from './execution.ts';
+import type { DeviceReportedState, ReportedOta } from './report.ts';
+import { type ExecutionState, isForward, isTerminal } from './states.ts';
+import { formatUpdateId, sameUpdateId } from './update-id.ts';
+
+/**
+ * Shadow versions restart at 1 only when a shadow was deleted more than 48 hours before it is
+ * created again (IOT-CORE.md); a lower version that much newer is a new shadow, not a stale report.
+ */
+export const SHADOW_VERSION_RESET_AFTER_MS = 48 * 3600_000;
+
+/** One device report as the acknowledgement handler sees it: `reported.ota` from the shadow's `current` document. */
+export interface DeviceReport {
+  readonly ota: ReportedOta;
+  /** The shadow document's version. */
+  readonly shadowVersion: number;
+  /** The shadow document's timestamp, epoch ms (the shadow service sends seconds: multiply). */
+  readonly reportedAt: number;
+}
+
+export type IgnoreCode =
+  | 'STALE_REPORT'
+  | 'DUPLICATE_REPORT'
+  | 'OTHER_DEPLOYMENT'
+  | 'PREVIOUS_ATTEMPT'
+  | 'ALREADY_TERMINAL'
+  | 'NO_PROGRESS';
+
+/** The device moved its execution to a new state; `next` also records the report's version and time. */
+export type ReportTransition = Applied;
+
+/** Same state (or a device that went back a step, e.g. re-downloading after a reboot): record the report, keep the state. */
+export interface ReportProgress {
+  readonly kind: 'progress';
+  readonly state: ExecutionState;
+  readonly next: Execution;
+  readonly note?: string;
+}
+
+export interface ReportIgnored {
+  readonly kind: 'stale' | 'duplicate' | 'ignored';
+  readonly code: IgnoreCode;
+  readonly reason: string;
+}
+
+export type ReportDecision = ReportTransition | ReportProgress | ReportIgnored;
+
+function ignored(kind: ReportIgnored['kind'], code: IgnoreCode, reason: string): ReportIgnored {
+  return { kind, code, reason };
+}
+
+/**
+ * What the device's state means for the execution. Success needs the device to name the deployed
+ * update as its installed update: an installer's "done" alone is not proof (a reboot may still be
+ * pending, or the new image may have rolled itself back), so the execution waits in `applying`.
+ */
+function targetState(
+  state: Exclude<DeviceReportedState, 'idle'>,
+  report: ReportedOta,
+  execution: Execution,
+): ExecutionState {
+  if (state !== 'succeeded' && state !== 'skipped') return state;
+  const installed = report.installedUpdateId;
+  return installed && sameUpdateId(installed, execution.updateId) ? state : 'applying';
+}
+
+function checkIdentity(execution: Execution, ota: ReportedOta): ReportIgnored | undefined {
+  if (ota.deploymentId !== execution.deploymentId) {
+    return ignored('ignored', 'OTHER_DEPLOYMENT', `report is for deployment ${ota.deploymentId ?? '(none)'}`);
+  }
+  if (ota.attempt < execution.attempt) {
+    return ignored(
+      'ignored',
+      'PREVIOUS_ATTEMPT',
+      `report is for attempt ${ota.attempt}, execution is at ${execution.attempt}`,
+    );
+  }
+  return undefined;
+}
+
+/** Orders reports by shadow version; the shadow service assigns versions, so they are a total order per shadow. */
+function checkOrder(execution: Execution, report: DeviceReport): ReportIgnored | undefined {
+  const last = execution.shadowVersion;
+  if (last === undefined) return undefined;
+  if (report.shadowVersion === last)
+    return ignored('duplicate', 'DUPLICATE_REPORT', `shadow version ${last} already applied`);
+  if (report.shadowVersion > last) return undefined;
+  const recreated =
+    execution.reportedAt !== undefined &&
+    report.reportedAt > execution.reportedAt + SHADOW_VERSION_RESET_AFTER_MS;
+  if (recreated) return undefined;
+  return ignored('stale', 'STALE_REPORT', `shadow version ${report.shadowVersion} is older than ${last}`);
+}
+
+function recorded(report: DeviceReport): Partial<Execution> {
+  return { shadowVersion: report.shadowVersion, reportedAt: report.reportedAt };
+}
+
+/**
+ * Decides what a device report does to an execution: a transition, a progress record, or nothing
+ * (stale, duplicate, or not about this execution), each with a reason. Pure: the caller writes
+ * `next` on condition that the stored state and shadow version are still those of `execution`.
+ */
+export function decideReport(execution: Execution, report: DeviceReport): ReportDecision {
+  const { ota } = report;
+  const mismatch = checkIdentity(execution, ota) ?? checkOrder(execution, report);
+  if (mismatch) return mismatch;
+  if (ota.state === 'idle') return ignored('ignored', 'NO_PROGRESS', 'device reports idle');
+
+  const to = targetState(ota.state, ota, execution);
+  const from = execution.state;
+  const changes = recorded(report);
+
+  if (isTerminal(from)) {
+    // A slow device's final word beats our timeout: what it says it did is what happened.
+    if (from === 'timed_out' && (to === 'succeeded' || to === 'failed')) {
+      return applyTransition(execution, to, 'late_report', changes);
+    }
+    return ignored('ignored', 'ALREADY_TERMINAL', `execution already ended ${from}`);
+  }
+  if (isForward(from, to)) {
+    // A device confirming a cancel we asked for ends for our reason, not its own.
+    const reason = to === 'canceled' && execution.cancelReason ? execution.cancelReason : 'device_report';
+    return applyTransition(execution, to, reason, changes);
+  }
+
+  const note =
+    to === 'applying' && ota.state !== 'applying'
+      ? `device reports ${ota.state} but its installed update is ${ota.installedUpdateId ? formatUpdateId(ota.installedUpdateId) : 'not reported'}`
+      : undefined;
+  return { kind: 'progress', state: from, next: { ...execution, ...changes }, ...(note ? { note } : {}) };
+}
