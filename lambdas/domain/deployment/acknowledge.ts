@@ -1,7 +1,7 @@
+import { formatUpdateId, type UpdateId, updateIdKey } from '../manifest/index.ts';
 import { type Applied, applyTransition, type Execution } from './execution.ts';
 import type { DeviceReportedState, ReportedOta } from './report.ts';
 import { type ExecutionState, isForward, isTerminal } from './states.ts';
-import { formatUpdateId, sameUpdateId } from './update-id.ts';
 
 /**
  * Shadow versions restart at 1 only when a shadow was deleted more than 48 hours before it is
@@ -44,6 +44,11 @@ export interface ReportIgnored {
 }
 
 export type ReportDecision = ReportTransition | ReportProgress | ReportIgnored;
+
+/** Update identity is case-insensitive in provider and name and ignores leading zeros in the version (ADR 0001). */
+export function sameUpdateId(a: UpdateId, b: UpdateId): boolean {
+  return updateIdKey(a) === updateIdKey(b);
+}
 
 function ignored(kind: ReportIgnored['kind'], code: IgnoreCode, reason: string): ReportIgnored {
   return { kind, code, reason };

@@ -1,17 +1,12 @@
-import { z } from 'zod';
+import type { z } from 'zod';
+import { compatibilitySetSchema } from '../manifest/import-schema.ts';
 
 /**
- * One compatibility property set, as in ADU manifests (ADU-REFERENCE §6): 1-5 properties, names
- * 1-32 characters, values strings of 1-64 characters. A device matches a set when it reports
- * every property of the set with exactly that value (case-sensitive: we do not guess at
- * normalisation a device did not ask for).
+ * One compatibility property set, the same shape and limits as in update manifests (1-5
+ * properties). A device matches a set when it reports every property of the set with exactly
+ * that value (case-sensitive: we do not guess at a normalisation the device did not ask for).
  */
-export const compatibilitySetSchema = z
-  .record(z.string().min(1).max(32), z.string().min(1).max(64))
-  .refine((set) => Object.keys(set).length >= 1 && Object.keys(set).length <= 5, {
-    message: 'must have 1 to 5 properties',
-  });
-
+export { compatibilitySetSchema };
 export type CompatibilitySet = z.output<typeof compatibilitySetSchema>;
 
 export type DeviceProperties = Readonly<Record<string, string>>;

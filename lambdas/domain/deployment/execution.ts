@@ -1,3 +1,4 @@
+import type { UpdateId } from '../manifest/index.ts';
 import { err, ok, type Result } from '../result.ts';
 import {
   type ExecutionState,
@@ -7,7 +8,6 @@ import {
   type Transition,
   type TransitionReason,
 } from './states.ts';
-import type { UpdateId } from './update-id.ts';
 
 /** Why a cancel was asked for; it becomes the transition reason when the execution ends `canceled`. */
 export type CancelReason = 'canceled_by_operator' | 'aborted';

@@ -13,6 +13,7 @@ export {
   type ReportProgress,
   type ReportTransition,
   SHADOW_VERSION_RESET_AFTER_MS,
+  sameUpdateId,
 } from './acknowledge.ts';
 export {
   type CompatibilitySet,
@@ -96,10 +97,11 @@ export {
   desiredBelongsTo,
   jsonBytes,
   jsonDepth,
-  type ManifestReference,
+  type ManifestText,
   OTA_SHADOW_NAME,
   type OtaAction,
   REPORTED_OTA_BUDGET_BYTES,
+  SHADOW_ENVELOPE_MARGIN_BYTES,
   SHADOW_MAX_DEPTH,
   SHADOW_STATE_LIMIT_BYTES,
   type ShadowUpdateDocument,
@@ -119,4 +121,3 @@ export {
   type TransitionReason,
   terminalStates,
 } from './states.ts';
-export { formatUpdateId, sameUpdateId, type UpdateId, updateIdSchema } from './update-id.ts';

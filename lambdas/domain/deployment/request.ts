@@ -1,8 +1,8 @@
 import { z } from 'zod';
+import { updateIdSchema } from '../manifest/index.ts';
 import { err, type Fault, ok, type Result } from '../result.ts';
 import { compatibilitySetSchema } from './compatibility.ts';
 import { faultsFromZod } from './faults.ts';
-import { updateIdSchema } from './update-id.ts';
 
 /**
  * `POST /deployments` {update, target, policy}. Every limit and default of the request is here, in

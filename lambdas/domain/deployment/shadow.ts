@@ -1,5 +1,5 @@
+import type { UpdateId } from '../manifest/index.ts';
 import { err, ok, type Result } from '../result.ts';
-import type { UpdateId } from './update-id.ts';
 
 /** The named shadow the whole protocol lives in. */
 export const OTA_SHADOW_NAME = 'ota';
@@ -8,38 +8,39 @@ export const OTA_SHADOW_NAME = 'ota';
 export const SHADOW_STATE_LIMIT_BYTES = 8192;
 /** AWS refuses nesting deeper than 6 levels in desired or reported. */
 export const SHADOW_MAX_DEPTH = 6;
-/** What the agent may use for `reported.ota` (state, result codes per step, compatibility). */
-export const REPORTED_OTA_BUDGET_BYTES = 3584;
-/** What `desired.ota` may use; the rest of the 8 KB is margin for the envelopes and other keys. */
-export const DESIRED_OTA_BUDGET_BYTES = 4096;
+/** What the agent may use for `reported.ota`: state, ids, progress, result codes per step, compatibility. */
+export const REPORTED_OTA_BUDGET_BYTES = 2048;
+/** Room for the `{"desired":{"ota":...}}` envelopes and for a key or two besides `ota`. */
+export const SHADOW_ENVELOPE_MARGIN_BYTES = 256;
+/** What `desired.ota` may use: whatever the reported budget and the margin leave of the 8 KB. */
+export const DESIRED_OTA_BUDGET_BYTES =
+  SHADOW_STATE_LIMIT_BYTES - REPORTED_OTA_BUDGET_BYTES - SHADOW_ENVELOPE_MARGIN_BYTES;
 
 export type OtaAction = 'apply' | 'cancel';
 
 /**
- * Where the device finds the update manifest when it is too large to travel inline: one of the
- * update's files, fetched through the same download authorization as the others. No URL: URLs are
- * per device and short-lived, minted on request.
+ * An update manifest as it travels in the shadow (lambdas/domain/manifest `toShadowManifest`):
+ * its exact canonical text, either the full manifest or, when detached, the mini manifest whose one
+ * file is the full manifest (file id, size, SHA-256: a reference with no URL, fetched through the
+ * same download authorization as the update's files).
  */
-export interface ManifestReference {
-  readonly fileId: string;
-  /** Base64 SHA-256 of the manifest file. */
-  readonly sha256: string;
-  readonly sizeInBytes: number;
+export interface ManifestText {
+  readonly kind: 'inline' | 'detached';
+  readonly text: string;
 }
 
 /**
- * `desired.ota`. Exactly one of `manifest` (the manifest's exact text: a string, so the shadow
- * service cannot reorder keys or reformat numbers under the signature) and `manifestRef`.
- * `signature` is the compact JWS made by lambdas/domain/signing; it binds the manifest and the
- * rollback flag, so nothing outside it need be trusted.
+ * `desired.ota`. `manifest` is text, not an object, so the shadow service cannot reorder keys or
+ * reformat numbers under the signature. `signature` is the compact JWS made by
+ * lambdas/domain/signing; it binds the full manifest's hash, every file's size and hash, and the
+ * deployment's rollback flag, so the device need trust nothing else here.
  */
 export interface DesiredOta {
   readonly deploymentId: string;
   readonly attempt: number;
   readonly action: OtaAction;
   readonly updateId: UpdateId;
-  readonly manifest?: string;
-  readonly manifestRef?: ManifestReference;
+  readonly manifest: string;
   readonly signature: string;
 }
 
@@ -47,23 +48,22 @@ export interface DesiredOtaInput {
   readonly deploymentId: string;
   readonly attempt: number;
   readonly updateId: UpdateId;
-  /** The update manifest text exactly as signed. */
-  readonly manifestText: string;
-  /** The same manifest stored as a file, used when the text does not fit. */
-  readonly detached: ManifestReference;
+  readonly manifest: ManifestText;
+  /** The detached form, used when `manifest` is inline and the document would not fit. */
+  readonly detachedFallback?: ManifestText;
   readonly signature: string;
 }
 
 /** A shadow update request body. `null` deletes a key (shadow merge semantics). */
 export interface ShadowUpdateDocument {
-  readonly state: { readonly desired: { readonly ota: Record<string, unknown> | null } };
+  readonly state: { readonly desired: { readonly ota: Partial<DesiredOta> | null } };
   /** Optimistic lock: the shadow service refuses the update (409) unless this is its current version. */
   readonly version?: number;
 }
 
 export interface DesiredDocument {
   readonly document: ShadowUpdateDocument;
-  readonly delivery: 'inline' | 'detached';
+  readonly delivery: ManifestText['kind'];
   /** UTF-8 size of `desired.ota` as sent. */
   readonly bytes: number;
 }
@@ -87,42 +87,37 @@ export function jsonDepth(value: unknown): number {
   return 1 + children.reduce<number>((deepest, child) => Math.max(deepest, jsonDepth(child)), 0);
 }
 
-/**
- * `desired.ota` for an apply, inline when the manifest fits the budget, else by reference. The
- * key not used is sent as `null`: shadows merge key by key, so a previous deployment's manifest
- * would otherwise survive beside this one's.
- */
-export function buildDesiredOta(input: DesiredOtaInput): Result<DesiredDocument, DesiredTooLarge> {
-  const base = {
+function desiredOta(input: DesiredOtaInput, manifest: ManifestText): DesiredOta {
+  const { provider, name, version } = input.updateId;
+  return {
     deploymentId: input.deploymentId,
     attempt: input.attempt,
-    action: 'apply' as const,
-    updateId: {
-      provider: input.updateId.provider,
-      name: input.updateId.name,
-      version: input.updateId.version,
-    },
+    action: 'apply',
+    updateId: { provider, name, version },
+    manifest: manifest.text,
     signature: input.signature,
   };
-  const inline = { ...base, manifest: input.manifestText, manifestRef: null };
-  const inlineBytes = jsonBytes(inline);
-  if (inlineBytes <= DESIRED_OTA_BUDGET_BYTES) {
-    return ok({ document: { state: { desired: { ota: inline } } }, delivery: 'inline', bytes: inlineBytes });
-  }
-  const { fileId, sha256, sizeInBytes } = input.detached;
-  const detached = { ...base, manifest: null, manifestRef: { fileId, sha256, sizeInBytes } };
-  const detachedBytes = jsonBytes(detached);
-  if (detachedBytes <= DESIRED_OTA_BUDGET_BYTES) {
-    return ok({
-      document: { state: { desired: { ota: detached } } },
-      delivery: 'detached',
-      bytes: detachedBytes,
-    });
+}
+
+/**
+ * The shadow update that sends a deployment to a device: `desired.ota` replaced whole. Every key
+ * is written, so nothing of an earlier deployment's document survives the key-by-key merge. When
+ * the inline manifest would push the document past its budget, the detached form is used instead.
+ */
+export function buildDesiredOta(input: DesiredOtaInput): Result<DesiredDocument, DesiredTooLarge> {
+  const candidates = [input.manifest, ...(input.detachedFallback ? [input.detachedFallback] : [])];
+  let bytes = 0;
+  for (const manifest of candidates) {
+    const ota = desiredOta(input, manifest);
+    bytes = jsonBytes(ota);
+    if (bytes <= DESIRED_OTA_BUDGET_BYTES) {
+      return ok({ document: { state: { desired: { ota } } }, delivery: manifest.kind, bytes });
+    }
   }
   return err({
     code: 'DESIRED_TOO_LARGE',
-    message: `desired.ota needs ${detachedBytes} bytes even with a detached manifest; the budget is ${DESIRED_OTA_BUDGET_BYTES}`,
-    bytes: detachedBytes,
+    message: `desired.ota needs ${bytes} bytes; the budget is ${DESIRED_OTA_BUDGET_BYTES}`,
+    bytes,
     limit: DESIRED_OTA_BUDGET_BYTES,
   });
 }
