@@ -1,0 +1,44 @@
+/**
+ * AWS IoT topic rules, shared by the CDK stack (one `AWS::IoT::TopicRule` per entry) and the local
+ * IoT Core's rules engine (local/iot/rules), so a rule's SQL and actions are written once.
+ * Pure data: no AWS SDK, no CDK.
+ */
+
+/** The only IoT SQL version both the stack and the local rules engine speak. */
+export type IotSqlVersion = '2016-03-23';
+
+/**
+ * Invoke a Lambda function asynchronously with the SELECT result as the event. `function` names
+ * the function: the stack maps it to its construct, the local cloud to an in-process handler.
+ */
+export interface LambdaRuleAction {
+  readonly lambda: { readonly function: string };
+}
+
+/**
+ * Republish the SELECT result to another topic. `topic` may hold substitution templates
+ * (`ota/${topic(3)}/errors`), as AWS allows.
+ */
+export interface RepublishRuleAction {
+  readonly republish: { readonly topic: string; readonly qos?: 0 | 1 };
+}
+
+export type RuleAction = LambdaRuleAction | RepublishRuleAction;
+
+export interface TopicRuleDefinition {
+  /** Rule name: letters, digits and underscores (AWS's pattern); the stack's RuleName. */
+  readonly name: string;
+  readonly description?: string;
+  /** `SELECT <fields> FROM '<topic filter>' [WHERE <condition>]`. */
+  readonly sql: string;
+  readonly awsIotSqlVersion: IotSqlVersion;
+  readonly actions: readonly RuleAction[];
+  /** Receives AWS's error message (ruleName, topic, failures, ...) when an action fails. */
+  readonly errorAction?: RuleAction;
+}
+
+/**
+ * The rules the service deploys. Empty until the deployments feature adds the acknowledgement
+ * rule on `$aws/things/+/shadow/name/ota/update/documents`.
+ */
+export const topicRules: readonly TopicRuleDefinition[] = [];
