@@ -17,6 +17,8 @@ export const versionSchema = z
   .string({ error: (i) => (i.input === undefined ? 'version is required' : 'version must be a string') })
   .regex(versionPattern, {
     error: 'version must be 2 to 4 dot-separated numbers, e.g. "1.0" or "2024.1.15"',
+    // The checks below parse the parts as BigInt, which throws on a non-numeric version.
+    abort: true,
   })
   .refine((v) => versionParts(v).length <= limits.versionParts.max, {
     error: `version has too many parts: at most ${limits.versionParts.max}, e.g. "1.2.3.4"`,
