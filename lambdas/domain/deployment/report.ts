@@ -22,8 +22,8 @@ export const deviceReportedStates = [
 export type DeviceReportedState = (typeof deviceReportedStates)[number];
 
 export const reportLimits = {
-  resultDetailsChars: 256,
-  stepResultDetailsChars: 128,
+  resultDetailsChars: 128,
+  stepResultDetailsChars: 64,
   /** ADU allows at most 10 steps per update. */
   maxStepResults: 10,
   maxCompatibilityProperties: 10,
