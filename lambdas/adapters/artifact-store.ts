@@ -54,7 +54,8 @@ export interface ArtifactStore {
   presignUpload(objectKey: string, expiresInSeconds: number): Promise<string>;
   /** Streams the object once, counting bytes and hashing, never holding it in memory. */
   verifyObject(objectKey: string, expected: ExpectedObject): Promise<Result<void, ObjectFault>>;
-  putUpdateManifest(id: UpdateIdentity, body: string): Promise<WrittenObject>;
+  /** Writes the manifest bytes as they are (canonical JSON), under a key derived from their hash. */
+  putUpdateManifest(id: UpdateIdentity, body: Uint8Array | string): Promise<WrittenObject>;
   deleteObjects(objectKeys: readonly string[]): Promise<void>;
 }
 
@@ -117,15 +118,15 @@ export function makeArtifactStore({ s3, bucket }: ArtifactStoreOptions): Artifac
     return ok(undefined);
   }
 
-  async function putUpdateManifest(id: UpdateIdentity, body: string): Promise<WrittenObject> {
-    const bytes = Buffer.from(body, 'utf8');
+  async function putUpdateManifest(id: UpdateIdentity, body: Uint8Array | string): Promise<WrittenObject> {
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     const hash = createHash('sha256').update(bytes);
     const hex = hash.copy().digest('hex');
     const objectKey = updateManifestObjectKey(id, hex);
     await s3.send(
       new PutObjectCommand({ Bucket: bucket, Key: objectKey, Body: bytes, ContentType: 'application/json' }),
     );
-    return { objectKey, sha256: hash.digest('base64'), sizeInBytes: bytes.length };
+    return { objectKey, sha256: hash.digest('base64'), sizeInBytes: bytes.byteLength };
   }
 
   async function deleteObjects(objectKeys: readonly string[]): Promise<void> {

@@ -31,6 +31,8 @@ export interface StoredFile {
   /** Base64 SHA-256, as the import manifest declares it. */
   readonly sha256: string;
   readonly objectKey: string;
+  /** JSON pointer of the file in the import manifest, to name it in faults. */
+  readonly manifestPath: string;
 }
 
 export interface StoredUpdateManifest {
@@ -38,6 +40,10 @@ export interface StoredUpdateManifest {
   /** Base64 SHA-256 of the object's bytes, so a detached manifest can be referenced by hash. */
   readonly sha256: string;
   readonly sizeInBytes: number;
+  /** ES256 compact JWS over the manifest's claims (signed at commit; deployments may sign anew). */
+  readonly signature: string;
+  /** `kid` of the key that made `signature`. */
+  readonly keyId: string;
 }
 
 export interface UpdateRecord {

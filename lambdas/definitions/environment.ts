@@ -13,6 +13,8 @@ export const env = {
   signingKeyId: 'SIGNING_KEY_ID',
   /** Path of the PKCS#8 PEM private key, when SIGNER_KIND=local. */
   localSigningKeyFile: 'LOCAL_SIGNING_KEY_FILE',
-  /** Lifetime of a presigned upload URL, in seconds. */
+  /** Lifetime of a presigned upload URL, in seconds (optional; 900 when unset). */
   uploadUrlTtlSeconds: 'UPLOAD_URL_TTL_SECONDS',
+  /** Lifetime of the signature made when an update is committed, in seconds (optional; 90 days when unset). */
+  signatureTtlSeconds: 'MANIFEST_SIGNATURE_TTL_SECONDS',
 } as const;

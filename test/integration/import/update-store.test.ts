@@ -18,7 +18,15 @@ function newUpdate(id: UpdateIdentity, extra: Partial<NewUpdate> = {}): NewUpdat
     importDigest: `digest-${updateKey(id)}`,
     importManifest: JSON.stringify({ updateId: id }),
     isDeployable: true,
-    files: [{ filename: 'a.bin', sizeInBytes: 3, sha256: 'x', objectKey: `k/${updateKey(id)}/a.bin` }],
+    files: [
+      {
+        filename: 'a.bin',
+        sizeInBytes: 3,
+        sha256: 'x',
+        objectKey: `k/${updateKey(id)}/a.bin`,
+        manifestPath: '/files/0',
+      },
+    ],
     children: [],
     referencedBy: [],
     ...extra,
@@ -26,7 +34,7 @@ function newUpdate(id: UpdateIdentity, extra: Partial<NewUpdate> = {}): NewUpdat
 }
 
 const id = (name: string, version = '1.0'): UpdateIdentity => ({ provider: 'Contoso', name, version });
-const manifest = { objectKey: 'm.json', sha256: 'h', sizeInBytes: 10 };
+const manifest = { objectKey: 'm.json', sha256: 'h', sizeInBytes: 10, signature: 'a.b.c', keyId: 'k1' };
 
 beforeAll(async () => {
   const tableName = await createUpdatesTable(db, 'store');
