@@ -357,6 +357,8 @@ const updateRows: readonly Row[] = [
   ['update/schemastore/valid-v5schema/mini-updatemanifest.json', true, 'mini manifest'],
 ];
 
+const asCase = ([file, valid, reason, firstFaultPath]: Row) => ({ file, valid, reason, firstFaultPath });
+
 function filesUnder(dir: string): string[] {
   return readdirSync(join(samples, dir), { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile() && e.name.endsWith('.json'))
@@ -372,15 +374,21 @@ describe('ADU sample files', () => {
     ]);
   });
 
-  it.each(importRows)('import %s → valid=%s (%s)', (file, valid, _reason, firstFaultPath) => {
-    const result = parseImportManifest(readFileSync(join(samples, file)));
-    expect(result.ok).toBe(valid);
-    if (!result.ok && firstFaultPath !== undefined) expect(result.error[0]?.path).toBe(firstFaultPath);
-  });
+  it.each(importRows.map(asCase))(
+    'import $file → valid=$valid ($reason)',
+    ({ file, valid, firstFaultPath }) => {
+      const result = parseImportManifest(readFileSync(join(samples, file)));
+      expect(result.ok).toBe(valid);
+      if (!result.ok && firstFaultPath !== undefined) expect(result.error[0]?.path).toBe(firstFaultPath);
+    },
+  );
 
-  it.each(updateRows)('update %s → valid=%s (%s)', (file, valid, _reason, firstFaultPath) => {
-    const result = parseUpdateManifest(readFileSync(join(samples, file)));
-    expect(result.ok).toBe(valid);
-    if (!result.ok && firstFaultPath !== undefined) expect(result.error[0]?.path).toBe(firstFaultPath);
-  });
+  it.each(updateRows.map(asCase))(
+    'update $file → valid=$valid ($reason)',
+    ({ file, valid, firstFaultPath }) => {
+      const result = parseUpdateManifest(readFileSync(join(samples, file)));
+      expect(result.ok).toBe(valid);
+      if (!result.ok && firstFaultPath !== undefined) expect(result.error[0]?.path).toBe(firstFaultPath);
+    },
+  );
 });
