@@ -49,6 +49,7 @@ export {
 export {
   type DeviceReportedState,
   deviceReportedStates,
+  fitReportedOta,
   type LastResult,
   type ParsedReport,
   parseReportedOta,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { err, type Fault, ok, pointer, type Result } from '../result.ts';
 import { faultsFromZod } from './faults.ts';
+import { jsonBytes, REPORTED_OTA_BUDGET_BYTES } from './shadow.ts';
 
 /**
  * `reported.ota`, written by the device agent. The parser never throws: the core (state, ids,
@@ -148,4 +149,52 @@ export function parseReportedOta(input: unknown): Result<ParsedReport, ReportInv
     compatibility: section('compatibility', compatibilitySchema),
   };
   return ok({ report, warnings });
+}
+
+type Reducer = (report: ReportedOta) => ReportedOta;
+
+function withStepDetails(report: ReportedOta, cut: (details: string) => string | undefined): ReportedOta {
+  const steps = report.lastResult?.stepResults;
+  if (!report.lastResult || !steps) return report;
+  const stepResults = Object.fromEntries(
+    Object.entries(steps).map(([name, step]) => {
+      const { resultDetails, ...codes } = step;
+      const kept = resultDetails === undefined ? undefined : cut(resultDetails);
+      return [name, kept === undefined ? codes : { ...codes, resultDetails: kept }];
+    }),
+  );
+  return { ...report, lastResult: { ...report.lastResult, stepResults } };
+}
+
+function withDetails(report: ReportedOta, cut: (details: string) => string | undefined): ReportedOta {
+  if (!report.lastResult || report.lastResult.resultDetails === undefined) return report;
+  const { resultDetails, ...rest } = report.lastResult;
+  const kept = cut(resultDetails);
+  return { ...report, lastResult: kept === undefined ? rest : { ...rest, resultDetails: kept } };
+}
+
+const shorten = (max: number) => (text: string) => text.slice(0, max);
+const drop = () => undefined;
+
+/** Least useful first: step texts, then the overall text, then progress. State, ids and codes always stay. */
+const reducers: readonly Reducer[] = [
+  (r) => withStepDetails(r, shorten(16)),
+  (r) => withStepDetails(r, drop),
+  (r) => withDetails(r, shorten(32)),
+  (r) => withDetails(r, drop),
+  ({ progress: _progress, ...rest }) => rest,
+];
+
+/**
+ * For the agent: cuts a report down to its share of the shadow (the shadow refuses a document past
+ * 8 KB outright, and a refused report is a lost report). Detail texts go first; the state, the ids
+ * and every result code are kept. Returns the input unchanged when it already fits.
+ */
+export function fitReportedOta(report: ReportedOta, budget: number = REPORTED_OTA_BUDGET_BYTES): ReportedOta {
+  let fitted = report;
+  for (const reduce of reducers) {
+    if (jsonBytes(fitted) <= budget) return fitted;
+    fitted = reduce(fitted);
+  }
+  return fitted;
 }

@@ -8,11 +8,18 @@ export const OTA_SHADOW_NAME = 'ota';
 export const SHADOW_STATE_LIMIT_BYTES = 8192;
 /** AWS refuses nesting deeper than 6 levels in desired or reported. */
 export const SHADOW_MAX_DEPTH = 6;
-/** What the agent may use for `reported.ota`: state, ids, progress, result codes per step, compatibility. */
-export const REPORTED_OTA_BUDGET_BYTES = 2048;
+/**
+ * What the agent may use for `reported.ota`: state, ids, progress, result codes per step,
+ * compatibility. Result codes of ten steps fit; their detail texts are cut to make room
+ * (`fitReportedOta`).
+ */
+export const REPORTED_OTA_BUDGET_BYTES = 1792;
 /** Room for the `{"desired":{"ota":...}}` envelopes and for a key or two besides `ota`. */
 export const SHADOW_ENVELOPE_MARGIN_BYTES = 256;
-/** What `desired.ota` may use: whatever the reported budget and the margin leave of the 8 KB. */
+/**
+ * What `desired.ota` may use: whatever the reported budget and the margin leave of the 8 KB. It
+ * holds a manifest inlined at the manifest module's limit (3 KB) with the JWS for 20 files (2.8 KB).
+ */
 export const DESIRED_OTA_BUDGET_BYTES =
   SHADOW_STATE_LIMIT_BYTES - REPORTED_OTA_BUDGET_BYTES - SHADOW_ENVELOPE_MARGIN_BYTES;
 
