@@ -144,7 +144,7 @@ export function timeOutIfDue(
 ): Applied | Unchanged {
   const deadline = deadlineOf(execution, deviceTimeoutSeconds);
   if (deadline === undefined) return { kind: 'unchanged', reason: `no deadline while ${execution.state}` };
-  if (now < deadline) return { kind: 'unchanged', reason: `due at ${new Date(deadline).toISOString()}` };
+  if (now < deadline) return { kind: 'unchanged', reason: `due at ${deadline} (epoch ms)` };
   if (execution.cancelReason) return applyTransition(execution, 'canceled', execution.cancelReason);
   return applyTransition(execution, 'timed_out', 'timeout');
 }
