@@ -46,7 +46,7 @@ export class ShadowStore {
     if (options.dataDir) {
       await mkdir(options.dataDir, { recursive: true });
       await store.#load();
-      await store.#compact();
+      await store.#serially(() => store.#compact());
     }
     return store;
   }
@@ -74,14 +74,22 @@ export class ShadowStore {
 
   /** Writes every shadow changed since the last flush; waits for a flush already under way. */
   flush(): Promise<void> {
-    this.#flushing = this.#flushing.then(() => this.#writeDirty());
+    return this.#serially(() => this.#writeDirty());
+  }
+
+  /** File writes run one at a time, so a compaction never races an append. */
+  #serially(work: () => Promise<void>): Promise<void> {
+    this.#flushing = this.#flushing.then(work);
     return this.#flushing;
   }
 
+  /** Stops the timer, flushes and compacts the log. */
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
-    await this.flush();
-    await this.#compact();
+    await this.#serially(async () => {
+      await this.#writeDirty();
+      await this.#compact();
+    });
   }
 
   #set(thingName: string, shadowName: string, slot: ShadowSlot): void {
