@@ -183,14 +183,27 @@ export function updatesApiConfigFromEnv(environment: Environment): UpdatesApiCon
   };
 }
 
-/** Builds the API from configuration with AWS clients (their endpoints and credentials from the usual chain). */
-export function makeUpdatesApiFromConfig(config: UpdatesApiConfig): UpdatesApiHandler {
-  const db = DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+export interface UpdatesApiClients {
+  readonly dynamodb?: DynamoDBClient;
+  readonly s3?: S3Client;
+  readonly kms?: KMSClient;
+}
+
+/**
+ * Builds the API from configuration. Clients default to AWS's (endpoints and credentials from the
+ * usual chain); the local cloud passes clients for its local endpoints.
+ */
+export function makeUpdatesApiFromConfig(
+  config: UpdatesApiConfig,
+  clients: UpdatesApiClients = {},
+  observability?: Observability,
+): UpdatesApiHandler {
+  const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
     marshallOptions: { removeUndefinedValues: true },
   });
   const signer =
     config.signer.kind === 'kms'
-      ? makeKmsSigner({ kms: new KMSClient({}), keyId: config.signer.keyId })
+      ? makeKmsSigner({ kms: clients.kms ?? new KMSClient({}), keyId: config.signer.keyId })
       : makeLocalKeySigner({ privateKeyPem: readFileSync(config.signer.keyFile, 'utf8') });
   return makeUpdatesApi({
     updates: makeUpdateStore({
@@ -198,10 +211,11 @@ export function makeUpdatesApiFromConfig(config: UpdatesApiConfig): UpdatesApiHa
       tableName: config.updatesTable,
       byStateIndex: updatesTable.globalIndexes[0]?.indexName,
     }),
-    artifacts: makeArtifactStore({ s3: new S3Client({}), bucket: config.artifactBucket }),
+    artifacts: makeArtifactStore({ s3: clients.s3 ?? new S3Client({}), bucket: config.artifactBucket }),
     signer,
     uploadUrlTtlSeconds: config.uploadUrlTtlSeconds,
     signatureTtlSeconds: config.signatureTtlSeconds,
+    ...(observability ? { observability } : {}),
   });
 }
 

@@ -1,0 +1,221 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { loadOrCreateLocalSigningKey } from '../lambdas/adapters/local-key-signer.ts';
+import { env } from '../lambdas/definitions/environment.ts';
+import { updatesTable } from '../lambdas/definitions/tables.ts';
+import type { TrustedKey } from '../lambdas/domain/signing/index.ts';
+import { makeUpdatesApiFromConfig, updatesApiConfigFromEnv } from '../lambdas/handlers/updates-api.ts';
+import type { Observability } from '../lambdas/observability.ts';
+import { startApiServer } from './api-server.ts';
+import { startDynamoDbLocal } from './dynamodb.ts';
+import type { LocalCloudOptions } from './options.ts';
+import { localS3Credentials, startS3Server } from './s3.ts';
+import { ensureTable, localTableName } from './tables.ts';
+
+export const localRegion = 'us-east-1';
+export const localBucketName = 'shadow-ota-artifacts';
+
+/**
+ * What scripts and tools read from `<data dir>/endpoints.json`. Endpoints are top-level strings;
+ * later services (the local IoT Core) add their own keys beside them.
+ */
+export interface LocalCloudEndpoints {
+  readonly api: string;
+  readonly s3: string;
+  readonly dynamodb: string;
+  readonly [service: string]: string;
+}
+
+export interface LocalCloud {
+  readonly endpoints: LocalCloudEndpoints;
+  /** Where the services keep their data (a temporary directory when ephemeral). */
+  readonly stateDir: string;
+  readonly endpointsFile: string;
+  readonly region: string;
+  readonly resources: {
+    readonly artifactBucket: string;
+    readonly updatesTable: string;
+    readonly signingKeyFile: string;
+    readonly signingPublicKey: TrustedKey;
+  };
+  /** Clients for the local endpoints, for whatever runs in the same process (the main job, tests). */
+  readonly clients: { readonly dynamodb: DynamoDBClient; readonly s3: S3Client };
+  /** Stops every service in reverse order; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Undo actions in reverse order of the starts they undo, so a half-started cloud cleans up too. */
+class Teardown {
+  readonly #steps: (() => Promise<void>)[] = [];
+  #done: Promise<void> | undefined;
+
+  push(step: () => Promise<void> | void): void {
+    this.#steps.push(async () => step());
+  }
+
+  run(): Promise<void> {
+    this.#done ??= (async () => {
+      const errors: unknown[] = [];
+      for (const step of this.#steps.reverse()) {
+        try {
+          await step();
+        } catch (error) {
+          errors.push(error);
+        }
+      }
+      if (errors.length > 0) throw new AggregateError(errors, 'The local cloud did not stop cleanly');
+    })();
+    return this.#done;
+  }
+}
+
+/**
+ * Refuses to run two clouds on one data directory (DynamoDB Local's file and the S3 directory
+ * would be shared). A lock left by a process that is gone is taken over.
+ */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const lockFile = join(dataDir, 'cloud.pid');
+  try {
+    await writeFile(lockFile, String(process.pid), { flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const owner = Number(await readFile(lockFile, 'utf8').catch(() => ''));
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
+      throw new Error(
+        `Another local cloud (pid ${owner}) is using ${dataDir}; stop it or pass another --data-dir.`,
+      );
+    }
+    await writeFile(lockFile, String(process.pid));
+  }
+  return () => rm(lockFile, { force: true });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Logs warnings and errors to stderr, metrics nowhere: the local cloud's stand-in for CloudWatch. */
+export const consoleObservability: Observability = {
+  logger: {
+    debug: () => {},
+    info: () => {},
+    warn: (...args: unknown[]) => console.warn('[api]', ...args),
+    error: (...args: unknown[]) => console.error('[api]', ...args),
+  },
+  count: () => {},
+  flush: () => {},
+};
+
+/**
+ * Starts the local cloud: DynamoDB Local, the S3 server, the tables and bucket from the shared
+ * definitions, a local signing key, and the operator API invoking the same handler as the Lambda.
+ */
+export async function startLocalCloud(
+  options: LocalCloudOptions,
+  observability: Observability = consoleObservability,
+): Promise<LocalCloud> {
+  const teardown = new Teardown();
+  try {
+    await mkdir(options.dataDir, { recursive: true });
+    teardown.push(await lockDataDir(options.dataDir));
+    const stateDir = options.ephemeral ? await mkdtemp(join(tmpdir(), 'shadow-ota-cloud-')) : options.dataDir;
+    if (options.ephemeral) teardown.push(() => rm(stateDir, { recursive: true, force: true }));
+
+    const ddbDir = join(stateDir, 'dynamodb');
+    if (!options.ephemeral) await mkdir(ddbDir, { recursive: true });
+    const ddb = await startDynamoDbLocal({
+      port: options.ports.dynamodb,
+      ...(options.ephemeral ? {} : { dataDir: ddbDir }),
+    });
+    teardown.push(() => ddb.stop());
+
+    const s3Dir = join(stateDir, 's3');
+    await mkdir(s3Dir, { recursive: true });
+    const s3 = await startS3Server({
+      host: options.host,
+      port: options.ports.s3,
+      directory: s3Dir,
+      buckets: [localBucketName],
+    });
+    teardown.push(() => s3.stop());
+
+    const dynamodb = new DynamoDBClient({
+      endpoint: ddb.endpoint,
+      region: localRegion,
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    const s3Client = new S3Client({
+      endpoint: s3.endpoint,
+      region: localRegion,
+      forcePathStyle: true,
+      credentials: localS3Credentials,
+    });
+    teardown.push(() => {
+      dynamodb.destroy();
+      s3Client.destroy();
+    });
+
+    const updatesTableName = localTableName(updatesTable);
+    await ensureTable(dynamodb, updatesTable, updatesTableName);
+
+    const signingKeyFile = join(stateDir, 'keys', 'signing-key.pem');
+    const signingKey = await loadOrCreateLocalSigningKey(signingKeyFile);
+
+    // The handler reads the same variables as in Lambda; only the clients point at local endpoints.
+    const lambdaEnvironment = {
+      [env.updatesTable]: updatesTableName,
+      [env.artifactBucket]: localBucketName,
+      [env.signerKind]: 'local',
+      [env.localSigningKeyFile]: signingKeyFile,
+    };
+    const updatesApi = makeUpdatesApiFromConfig(
+      updatesApiConfigFromEnv(lambdaEnvironment),
+      { dynamodb, s3: s3Client },
+      observability,
+    );
+    const api = await startApiServer({
+      host: options.host,
+      port: options.ports.api,
+      functions: { updatesApi },
+    });
+    teardown.push(() => api.stop());
+
+    // The local IoT Core (local/iot) joins here: start it, push its stop, spread its endpoints below.
+
+    const endpoints: LocalCloudEndpoints = { api: api.endpoint, s3: s3.endpoint, dynamodb: ddb.endpoint };
+    const resources = {
+      artifactBucket: localBucketName,
+      updatesTable: updatesTableName,
+      signingKeyFile,
+      signingPublicKey: signingKey.publicJwk,
+    };
+    const endpointsFile = join(options.dataDir, 'endpoints.json');
+    await writeFile(
+      endpointsFile,
+      `${JSON.stringify({ ...endpoints, region: localRegion, pid: process.pid, ephemeral: options.ephemeral, resources }, null, 2)}\n`,
+    );
+    // Stale endpoints would send scripts to ports nobody listens on.
+    teardown.push(() => rm(endpointsFile, { force: true }));
+
+    return {
+      endpoints,
+      stateDir,
+      endpointsFile,
+      region: localRegion,
+      resources,
+      clients: { dynamodb, s3: s3Client },
+      stop: () => teardown.run(),
+    };
+  } catch (error) {
+    await teardown.run().catch(() => {});
+    throw error;
+  }
+}

@@ -1,0 +1,107 @@
+import { resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+export interface LocalCloudPorts {
+  readonly api: number;
+  readonly s3: number;
+  readonly dynamodb: number;
+}
+
+export interface LocalCloudOptions {
+  readonly host: string;
+  /** Where endpoints.json goes and, unless ephemeral, where every service keeps its data. */
+  readonly dataDir: string;
+  readonly ephemeral: boolean;
+  readonly ports: LocalCloudPorts;
+  /** `npm run cloud`: services only, no demo (the main job adds the demo fleet later). */
+  readonly bare: boolean;
+}
+
+/** Ports people can remember; 0 asks for any free port. */
+export const defaultPorts: LocalCloudPorts = { api: 4100, s3: 4568, dynamodb: 8000 };
+
+/** Environment variables that set the same options as the flags (flags win). */
+export const optionEnv = {
+  dataDir: 'SHADOW_OTA_DATA_DIR',
+  ephemeral: 'SHADOW_OTA_EPHEMERAL',
+  host: 'SHADOW_OTA_HOST',
+  apiPort: 'SHADOW_OTA_API_PORT',
+  s3Port: 'SHADOW_OTA_S3_PORT',
+  dynamodbPort: 'SHADOW_OTA_DYNAMODB_PORT',
+} as const;
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535)
+    throw new InvalidArgumentError('a port is a number from 0 (any free port) to 65535');
+  return n;
+}
+
+/** The command line of the local cloud; `parse` exits with a usage message (code 2) on bad flags. */
+export function localCloudCommand(): Command {
+  return new Command('shadow-ota-cloud')
+    .description(
+      'Run shadow-ota on this machine: DynamoDB Local, an S3-compatible server and the operator API.',
+    )
+    .addOption(
+      new Option('--data-dir <dir>', 'where data and endpoints.json are kept')
+        .env(optionEnv.dataDir)
+        .default('.data'),
+    )
+    .addOption(
+      new Option('--ephemeral', 'keep data in a temporary directory, removed on exit').env(
+        optionEnv.ephemeral,
+      ),
+    )
+    .addOption(
+      new Option('--host <host>', 'address the services listen on').env(optionEnv.host).default('127.0.0.1'),
+    )
+    .addOption(
+      new Option('--api-port <port>', 'operator API port (0: any free port)')
+        .env(optionEnv.apiPort)
+        .argParser(port)
+        .default(defaultPorts.api),
+    )
+    .addOption(
+      new Option('--s3-port <port>', 'S3 port (0: any free port)')
+        .env(optionEnv.s3Port)
+        .argParser(port)
+        .default(defaultPorts.s3),
+    )
+    .addOption(
+      new Option('--dynamodb-port <port>', 'DynamoDB Local port (0: any free port)')
+        .env(optionEnv.dynamodbPort)
+        .argParser(port)
+        .default(defaultPorts.dynamodb),
+    )
+    .option('--bare', 'only the cloud services (what `npm run cloud` runs)', false)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+}
+
+interface ParsedFlags {
+  dataDir: string;
+  ephemeral?: boolean | string;
+  host: string;
+  apiPort: number;
+  s3Port: number;
+  dynamodbPort: number;
+  bare: boolean;
+}
+
+/** Parses `argv` (without node and the script) into options; throws commander's error on bad input. */
+export function parseLocalCloudOptions(argv: readonly string[]): LocalCloudOptions {
+  const flags = localCloudCommand()
+    .parse([...argv], { from: 'user' })
+    .opts<ParsedFlags>();
+  return {
+    host: flags.host,
+    dataDir: resolve(flags.dataDir),
+    // An environment variable arrives as text: "0" and "false" mean off.
+    ephemeral:
+      flags.ephemeral === true ||
+      (typeof flags.ephemeral === 'string' && !['', '0', 'false'].includes(flags.ephemeral)),
+    ports: { api: flags.apiPort, s3: flags.s3Port, dynamodb: flags.dynamodbPort },
+    bare: flags.bare,
+  };
+}

@@ -1,0 +1,218 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+
+/**
+ * The local cloud as a user runs it: `npm run cloud`, a child process in its own process group,
+ * stopped with SIGINT sent to the group, as Ctrl-C in a terminal does.
+ */
+interface CloudProcess {
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  readonly exited: Promise<number | null>;
+}
+
+interface Endpoints {
+  readonly api: string;
+  readonly s3: string;
+  readonly dynamodb: string;
+  readonly pid: number;
+  readonly resources: { readonly signingPublicKey: { readonly kid: string } };
+}
+
+const running = new Set<CloudProcess>();
+const dirs: string[] = [];
+
+function startCloud(args: readonly string[]): CloudProcess {
+  const child = spawn(
+    'npm',
+    ['run', '--silent', 'cloud', '--', '--api-port', '0', '--s3-port', '0', '--dynamodb-port', '0', ...args],
+    {
+      cwd: process.cwd(),
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    },
+  );
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const cloud = { child, output: () => output, exited };
+  running.add(cloud);
+  void exited.then(() => running.delete(cloud));
+  return cloud;
+}
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'shadow-ota-e2e-'));
+  dirs.push(dir);
+  return dir;
+}
+
+async function waitForEndpoints(
+  dataDir: string,
+  cloud: CloudProcess,
+  timeoutMs = 60_000,
+): Promise<Endpoints> {
+  const file = join(dataDir, 'endpoints.json');
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (cloud.child.exitCode !== null) throw new Error(`the cloud exited early:\n${cloud.output()}`);
+    if (existsSync(file)) return JSON.parse(await readFile(file, 'utf8')) as Endpoints;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`no endpoints.json after ${timeoutMs} ms:\n${cloud.output()}`);
+}
+
+/** Ctrl-C: SIGINT to the whole process group (npm, tsx, node). */
+async function interrupt(cloud: CloudProcess): Promise<number | null> {
+  process.kill(-(cloud.child.pid as number), 'SIGINT');
+  return cloud.exited;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** PIDs of DynamoDB Local JVMs listening on `port` (found by their command line). */
+async function dynamoDbJvms(port: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const args = cmdline.split('\0');
+    if (args.some((a) => a.includes('DynamoDBLocal')) && args[args.indexOf('-port') + 1] === port)
+      pids.push(Number(entry));
+  }
+  return pids;
+}
+
+async function waitUntilGone(pids: readonly number[], timeoutMs = 10_000): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  let alive = pids.filter(isRunning);
+  while (alive.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    alive = alive.filter(isRunning);
+  }
+  return alive;
+}
+
+const firmware = Buffer.from('firmware for the e2e test\n');
+
+function manifest(version: string): Record<string, unknown> {
+  return {
+    updateId: { provider: 'Contoso', name: 'E2e', version },
+    isDeployable: true,
+    compatibility: [{ manufacturer: 'contoso', model: 'e2e' }],
+    instructions: {
+      steps: [
+        {
+          handler: 'microsoft/script:1',
+          files: ['install.sh'],
+          handlerProperties: { installedCriteria: `e2e-${version}` },
+        },
+      ],
+    },
+    files: [
+      {
+        filename: 'install.sh',
+        sizeInBytes: firmware.length,
+        hashes: { sha256: createHash('sha256').update(firmware).digest('base64') },
+      },
+    ],
+    createdDateTime: '2026-11-23T08:00:00Z',
+    manifestVersion: '5.0',
+  };
+}
+
+async function importAndUpload(api: string, version: string): Promise<void> {
+  const res = await fetch(`${api}/updates`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(manifest(version)),
+  });
+  expect(res.status).toBe(201);
+  const body = (await res.json()) as { updates: { files: { uploadUrl: string }[] }[] };
+  const put = await fetch(body.updates[0]?.files[0]?.uploadUrl ?? '', { method: 'PUT', body: firmware });
+  expect(put.status).toBe(200);
+}
+
+async function commit(api: string, version: string): Promise<string> {
+  const res = await fetch(`${api}/updates/Contoso/E2e/${version}/commit`, { method: 'POST' });
+  const body = (await res.json()) as { updates: { state: string }[] };
+  return body.updates[0]?.state ?? `HTTP ${res.status}`;
+}
+
+afterEach(async () => {
+  // A failed test must not leave a cloud (and its JVM) behind.
+  for (const cloud of running) {
+    process.kill(-(cloud.child.pid as number), 'SIGKILL');
+    await cloud.exited;
+  }
+});
+
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+describe('npm run cloud', () => {
+  it('comes up, imports an update over HTTP, and stops on Ctrl-C leaving no process or data behind', async () => {
+    const dataDir = await tempDir();
+    const cloud = startCloud(['--ephemeral', '--data-dir', dataDir]);
+    const endpoints = await waitForEndpoints(dataDir, cloud);
+    const ddbPort = new URL(endpoints.dynamodb).port;
+    const jvms = await dynamoDbJvms(ddbPort);
+    expect(jvms).toHaveLength(1);
+
+    await importAndUpload(endpoints.api, '1.0');
+    expect(await commit(endpoints.api, '1.0')).toBe('ready');
+    expect(cloud.output()).toContain(`operator API  ${endpoints.api}`);
+
+    await interrupt(cloud);
+    expect(cloud.output()).toContain('stopped');
+    expect(await waitUntilGone([endpoints.pid, ...jvms])).toEqual([]);
+    expect(await dynamoDbJvms(ddbPort)).toEqual([]);
+    // Ephemeral: nothing but what the test itself put there remains.
+    expect(await readdir(dataDir)).toEqual([]);
+  });
+
+  it('keeps data in --data-dir across a restart, and refuses a second cloud on the same directory', async () => {
+    const dataDir = await tempDir();
+    const first = startCloud(['--data-dir', dataDir]);
+    const before = await waitForEndpoints(dataDir, first);
+    await importAndUpload(before.api, '2.0');
+
+    const second = startCloud(['--data-dir', dataDir]);
+    expect(await second.exited).not.toBe(0);
+    expect(second.output()).toContain(`pid ${before.pid}`);
+
+    // npm dies of the SIGINT itself; what counts is that the cloud stopped cleanly.
+    await interrupt(first);
+    expect(first.output()).toContain('stopped');
+    expect(existsSync(join(dataDir, 'endpoints.json'))).toBe(false);
+
+    const again = startCloud(['--data-dir', dataDir]);
+    const after = await waitForEndpoints(dataDir, again);
+    // The item (DynamoDB Local's file), the uploaded object (the S3 directory) and the key survived.
+    const fetched = await fetch(`${after.api}/updates/Contoso/E2e/2.0`);
+    expect(((await fetched.json()) as { state: string }).state).toBe('pending');
+    expect(await commit(after.api, '2.0')).toBe('ready');
+    expect(after.resources.signingPublicKey.kid).toBe(before.resources.signingPublicKey.kid);
+    await interrupt(again);
+    expect(await waitUntilGone([after.pid])).toEqual([]);
+  });
+});
