@@ -22,11 +22,11 @@ export const SHADOW_DOCUMENT_MAX_BYTES = 8192;
 
 /**
  * Largest update manifest we put inline into `desired.ota`, measured as a JSON string literal
- * (escaped, as the manifest travels as a string so its bytes, and so its hash, survive). The
- * other 5 KB of the shadow hold: the ES256 JWS (it binds every file's id, size and hash: about
- * 2.8 KB for the 20 files a manifest may name), the deployment and update ids and the action
- * (about 0.4 KB), and everything the device reports back (state, progress, per-step results and
- * its compatibility properties: keep it under 1.5 KB). A larger manifest is detached.
+ * (escaped, as the manifest travels as a string so its bytes, and so its hash, survive). The rest
+ * of the shadow holds the ES256 JWS (it binds every file's id, size and hash: about 2.8 KB for the
+ * 20 files a manifest may name), the ids and the action, and what the device reports back. The
+ * budgets actually enforced for the whole document are in ADR 0010 (desired 6144, reported 1792,
+ * 256 margin). A larger manifest is detached.
  */
 export const INLINE_MANIFEST_MAX_BYTES = 3072;
 
