@@ -48,10 +48,10 @@ export function localCloudCommand(): Command {
         .env(optionEnv.dataDir)
         .default('.data'),
     )
-    .addOption(
-      new Option('--ephemeral', 'keep data in a temporary directory, removed on exit').env(
-        optionEnv.ephemeral,
-      ),
+    .option(
+      '--ephemeral',
+      `keep data in a temporary directory, removed on exit (or ${optionEnv.ephemeral}=1)`,
+      false,
     )
     .addOption(
       new Option('--host <host>', 'address the services listen on').env(optionEnv.host).default('127.0.0.1'),
@@ -81,7 +81,7 @@ export function localCloudCommand(): Command {
 
 interface ParsedFlags {
   dataDir: string;
-  ephemeral?: boolean | string;
+  ephemeral: boolean;
   host: string;
   apiPort: number;
   s3Port: number;
@@ -90,17 +90,18 @@ interface ParsedFlags {
 }
 
 /** Parses `argv` (without node and the script) into options; throws commander's error on bad input. */
-export function parseLocalCloudOptions(argv: readonly string[]): LocalCloudOptions {
+export function parseLocalCloudOptions(
+  argv: readonly string[],
+  environment: Readonly<Record<string, string | undefined>> = process.env,
+): LocalCloudOptions {
   const flags = localCloudCommand()
     .parse([...argv], { from: 'user' })
     .opts<ParsedFlags>();
   return {
     host: flags.host,
     dataDir: resolve(flags.dataDir),
-    // An environment variable arrives as text: "0" and "false" mean off.
-    ephemeral:
-      flags.ephemeral === true ||
-      (typeof flags.ephemeral === 'string' && !['', '0', 'false'].includes(flags.ephemeral)),
+    // Commander takes any value of a boolean's variable as true; here "0" and "false" mean off.
+    ephemeral: flags.ephemeral || !['', '0', 'false', undefined].includes(environment[optionEnv.ephemeral]),
     ports: { api: flags.apiPort, s3: flags.s3Port, dynamodb: flags.dynamodbPort },
     bare: flags.bare,
   };
