@@ -183,6 +183,35 @@ describe('import, upload, commit', () => {
   });
 });
 
+describe('concurrent requests', () => {
+  const files = [file('race.sh', 'race')];
+
+  it('two identical imports at once: one creates, the other answers the same update', async () => {
+    const id = uid('Race');
+    const replies = await Promise.all([
+      post('/updates', importManifest(id, files)),
+      post('/updates', importManifest(id, files)),
+    ]);
+    expect(replies.map((r) => r.status).sort()).toEqual([200, 201]);
+    expect(replies.every((r) => r.body.updates?.[0]?.state === 'pending')).toBe(true);
+  });
+
+  it('two commits at once: both answer ready with the one manifest that was recorded', async () => {
+    const id = uid('RaceCommit');
+    await importAndUpload(importManifest(id, files), files);
+    const replies = await Promise.all([
+      call('POST', `${updatePath(id)}/commit`),
+      call('POST', `${updatePath(id)}/commit`),
+    ]);
+    expect(replies.map((r) => r.status)).toEqual([200, 200]);
+    const stored = (await call('GET', updatePath(id))).body.updateManifest;
+    expect(replies.map((r) => r.body.updates?.[0]?.updateManifest?.objectKey)).toEqual([
+      (stored as { objectKey: string }).objectKey,
+      (stored as { objectKey: string }).objectKey,
+    ]);
+  });
+});
+
 describe('commit refuses files that do not match the manifest', () => {
   const files = [file('app.bin', 'the application, version 2'), file('data.bin', 'data for version 2')];
 
@@ -265,6 +294,21 @@ describe('a parent and its children', () => {
     const reference = parentManifest.instructions.steps.find((s) => s.type === 'reference');
     const childFile = parentManifest.files[reference?.detachedManifestFileId ?? ''];
     expect(childFile?.hashes.sha256).toBe(cc?.updateManifest?.sha256);
+  });
+
+  it('deleting the parents frees the child for deletion', async () => {
+    const solo = uid('Solo', '1.0');
+    const soloChild = uid('SoloChild', '1.0');
+    await post('/updates', {
+      manifests: [
+        importManifest(solo, parentFiles, { references: [soloChild] }),
+        importManifest(soloChild, childFiles),
+      ],
+    });
+    expect((await call('DELETE', updatePath(soloChild))).status).toBe(409);
+    expect((await call('DELETE', updatePath(solo))).status).toBe(204);
+    expect((await call('GET', updatePath(soloChild))).body.referencedBy).toEqual([]);
+    expect((await call('DELETE', updatePath(soloChild))).status).toBe(204);
   });
 
   it('refuses a reference to a child that is neither sent nor imported, naming it', async () => {
