@@ -24,7 +24,7 @@ function machine(): Record<string, unknown> {
     platform: `${os.platform()} ${os.release()}`,
     node: process.version,
     // The machine is shared: a high load average means the figures are pessimistic.
-    loadAverage1mAtStart: Math.round(os.loadavg()[0] * 100) / 100,
+    loadAverage1mAtStart: Math.round((os.loadavg()[0] ?? 0) * 100) / 100,
   };
 }
 
