@@ -42,6 +42,7 @@ const rules: TopicRuleDefinition[] = [
     sql: "SELECT *, clientid() AS sender FROM 'ota/things/+/missing'",
     awsIotSqlVersion: '2016-03-23',
     actions: [{ lambda: { function: 'not-deployed' } }],
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: an AWS IoT substitution template, not JavaScript
     errorAction: { republish: { topic: 'errors/${topic(3)}' } },
   },
   {
