@@ -26,10 +26,22 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * A child killed by a signal keeps `exitCode` null and sets `signalCode` instead; the JVM dies that
+ * way when Ctrl-C reaches it before it has installed its own handler.
+ */
+function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
 async function waitForPort(port: number, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`DynamoDB Local exited with code ${child.exitCode}`);
+    if (hasExited(child)) {
+      throw new Error(
+        `DynamoDB Local exited (${child.signalCode ?? `code ${child.exitCode}`}) before it opened port ${port}`,
+      );
+    }
     const open = await new Promise<boolean>((resolve) => {
       const socket = net.connect(port, '127.0.0.1', () => {
         socket.destroy();
@@ -54,7 +66,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise
   // sharedDb: one database whatever the access key and region, as tests and the local cloud use several.
   const child = spawn({ port, path: options.dataDir ?? null, sharedDb: true, stdio: 'ignore' });
   const killOnExit = (): void => {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    if (!hasExited(child)) child.kill('SIGKILL');
   };
   process.once('exit', killOnExit);
   await waitForPort(port, child);
@@ -63,7 +75,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise
     port,
     async stop() {
       process.removeListener('exit', killOnExit);
-      if (child.exitCode !== null) return;
+      if (hasExited(child)) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await exited;

@@ -30,19 +30,40 @@ async function main(): Promise<number> {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     throw error;
   }
-  const cloud = await startLocalCloud(options);
+  // Listen for Ctrl-C before anything starts: the default action would end the process without
+  // its exit handlers and leave DynamoDB Local's JVM running.
+  let firstSignalAt: number | undefined;
+  let onStop: (signal: NodeJS.Signals) => void = () => {};
+  const handleSignal = (signal: NodeJS.Signals): void => {
+    if (firstSignalAt !== undefined) {
+      // One Ctrl-C often arrives twice: from the terminal to the whole group, and relayed by the
+      // tsx or npm parent. Only a signal well after the first one means "stop waiting".
+      if (Date.now() - firstSignalAt < 1500) return;
+      // dynamodb.ts still kills the JVM on exit.
+      console.error(`\n${signal} again: exiting without waiting`);
+      process.exit(130);
+    }
+    firstSignalAt = Date.now();
+    onStop(signal);
+  };
+  process.on('SIGINT', handleSignal);
+  process.on('SIGTERM', handleSignal);
+
+  let cloud: LocalCloud;
+  try {
+    cloud = await startLocalCloud(options);
+  } catch (error) {
+    // Ctrl-C also reaches DynamoDB Local's JVM (same process group), so starting fails; what has
+    // started was already stopped, which is what was asked.
+    if (firstSignalAt === undefined) throw error;
+    console.log('stopped while starting');
+    return 0;
+  }
   console.log(describe(cloud, options.ephemeral));
   // Later (issue 5): unless --bare, register the demo fleet and deploy the sample update here.
 
   return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        // A second Ctrl-C: leave now; dynamodb.ts still kills the JVM on exit.
-        console.error(`\n${signal} again: exiting without waiting`);
-        process.exit(130);
-      }
-      stopping = true;
+    onStop = (signal) => {
       console.log(`\n${signal}: stopping the local cloud...`);
       cloud.stop().then(
         () => {
@@ -55,8 +76,8 @@ async function main(): Promise<number> {
         },
       );
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    // A signal that came while the services were starting is honoured now.
+    if (firstSignalAt !== undefined) onStop('SIGINT');
   });
 }
 

@@ -5,6 +5,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../local/dynamodb.ts';
 
 /**
  * The local cloud as a user runs it: `npm run cloud`, a child process in its own process group,
@@ -188,6 +189,21 @@ describe('npm run cloud', () => {
     expect(await dynamoDbJvms(ddbPort)).toEqual([]);
     // Ephemeral: nothing but what the test itself put there remains.
     expect(await readdir(dataDir)).toEqual([]);
+  });
+
+  it('Ctrl-C while the services are still starting leaves no JVM behind', async () => {
+    const dataDir = await tempDir();
+    const port = String(await freePort());
+    const cloud = startCloud(['--ephemeral', '--data-dir', dataDir, '--dynamodb-port', port]);
+    let jvms: number[] = [];
+    for (let i = 0; i < 300 && jvms.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      jvms = await dynamoDbJvms(port);
+    }
+    expect(jvms).toHaveLength(1);
+    await interrupt(cloud);
+    expect(await waitUntilGone(jvms)).toEqual([]);
+    expect(cloud.output()).toContain('stopped');
   });
 
   it('keeps data in --data-dir across a restart, and refuses a second cloud on the same directory', async () => {
