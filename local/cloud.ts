@@ -11,6 +11,7 @@ import { makeUpdatesApiFromConfig, updatesApiConfigFromEnv } from '../lambdas/ha
 import type { Observability } from '../lambdas/observability.ts';
 import { startApiServer } from './api-server.ts';
 import { startDynamoDbLocal } from './dynamodb.ts';
+import { type LocalIotCore, startLocalIotCore } from './iot/index.ts';
 import type { LocalCloudOptions } from './options.ts';
 import { localS3Credentials, startS3Server } from './s3.ts';
 import { ensureTable, localTableName } from './tables.ts';
@@ -26,6 +27,14 @@ export interface LocalCloudEndpoints {
   readonly api: string;
   readonly s3: string;
   readonly dynamodb: string;
+  /** `mqtt://host:port`: plain TCP for development, the MQTT client id is the thing name. */
+  readonly mqtt: string;
+  /** `mqtts://host:port`: TLS with client certificates (CA in `resources.iotCaFile`). */
+  readonly mqtts: string;
+  /** IoT data-plane HTTP endpoint (`@aws-sdk/client-iot-data-plane`). */
+  readonly iotData: string;
+  /** IoT registry HTTP endpoint (`@aws-sdk/client-iot`). */
+  readonly iot: string;
   readonly [service: string]: string;
 }
 
@@ -40,7 +49,10 @@ export interface LocalCloud {
     readonly updatesTable: string;
     readonly signingKeyFile: string;
     readonly signingPublicKey: TrustedKey;
+    readonly iotCaFile: string;
   };
+  /** The local AWS IoT Core, for what runs in the same process (the main job, tests). */
+  readonly iot: LocalIotCore;
   /** Clients for the local endpoints, for whatever runs in the same process (the main job, tests). */
   readonly clients: { readonly dynamodb: DynamoDBClient; readonly s3: S3Client };
   /** Stops every service in reverse order; safe to call twice. */
@@ -188,14 +200,33 @@ export async function startLocalCloud(
     });
     teardown.push(() => api.stop());
 
-    // The local IoT Core (local/iot) joins here: start it, push its stop, spread its endpoints below.
+    const iot = await startLocalIotCore({
+      host: options.host,
+      ports: {
+        mqtt: options.ports.mqtt,
+        mqtts: options.ports.mqtts,
+        iotData: options.ports.iotData,
+        iot: options.ports.iot,
+      },
+      region: localRegion,
+      ...(options.ephemeral ? {} : { dataDir: join(stateDir, 'iot') }),
+    });
+    teardown.push(() => iot.stop());
+    const iotCaFile = join(stateDir, 'iot-ca.pem');
+    await writeFile(iotCaFile, iot.caCertificate);
 
-    const endpoints: LocalCloudEndpoints = { api: api.endpoint, s3: s3.endpoint, dynamodb: ddb.endpoint };
+    const endpoints: LocalCloudEndpoints = {
+      api: api.endpoint,
+      s3: s3.endpoint,
+      dynamodb: ddb.endpoint,
+      ...iot.endpoints,
+    };
     const resources = {
       artifactBucket: localBucketName,
       updatesTable: updatesTableName,
       signingKeyFile,
       signingPublicKey: signingKey.publicJwk,
+      iotCaFile,
     };
     const endpointsFile = join(options.dataDir, 'endpoints.json');
     await writeFile(
@@ -212,6 +243,7 @@ export async function startLocalCloud(
       region: localRegion,
       resources,
       clients: { dynamodb, s3: s3Client },
+      iot,
       stop: () => teardown.run(),
     };
   } catch (error) {

@@ -14,6 +14,8 @@ function describe(cloud: LocalCloud, ephemeral: boolean): string {
     `  operator API  ${endpoints.api}`,
     `  S3            ${endpoints.s3}   bucket ${resources.artifactBucket}, access key S3RVER / S3RVER`,
     `  DynamoDB      ${endpoints.dynamodb}   table ${resources.updatesTable}, region ${cloud.region}`,
+    `  MQTT          ${endpoints.mqtt} (client id = thing name)   ${endpoints.mqtts} (mutual TLS, CA ${show(resources.iotCaFile)})`,
+    `  IoT data      ${endpoints.iotData}   IoT registry ${endpoints.iot}`,
     `  signing key   ${show(resources.signingKeyFile)} (kid ${resources.signingPublicKey.kid}; public JWK beside it)`,
     `endpoints written to ${show(cloud.endpointsFile)}`,
     '',

@@ -5,6 +5,14 @@ export interface LocalCloudPorts {
   readonly api: number;
   readonly s3: number;
   readonly dynamodb: number;
+  /** Plain MQTT (development: the client id is the thing name). */
+  readonly mqtt: number;
+  /** MQTT over TLS with client certificates. */
+  readonly mqtts: number;
+  /** IoT data-plane HTTP API (shadows, Publish). */
+  readonly iotData: number;
+  /** IoT registry HTTP API (things, groups). */
+  readonly iot: number;
 }
 
 export interface LocalCloudOptions {
@@ -18,7 +26,15 @@ export interface LocalCloudOptions {
 }
 
 /** Ports people can remember; 0 asks for any free port. */
-export const defaultPorts: LocalCloudPorts = { api: 4100, s3: 4568, dynamodb: 8000 };
+export const defaultPorts: LocalCloudPorts = {
+  api: 4100,
+  s3: 4568,
+  dynamodb: 8000,
+  mqtt: 1883,
+  mqtts: 8883,
+  iotData: 4101,
+  iot: 4102,
+};
 
 /** Environment variables that set the same options as the flags (flags win). */
 export const optionEnv = {
@@ -28,6 +44,10 @@ export const optionEnv = {
   apiPort: 'SHADOW_OTA_API_PORT',
   s3Port: 'SHADOW_OTA_S3_PORT',
   dynamodbPort: 'SHADOW_OTA_DYNAMODB_PORT',
+  mqttPort: 'SHADOW_OTA_MQTT_PORT',
+  mqttsPort: 'SHADOW_OTA_MQTTS_PORT',
+  iotDataPort: 'SHADOW_OTA_IOT_DATA_PORT',
+  iotPort: 'SHADOW_OTA_IOT_PORT',
 } as const;
 
 function port(value: string): number {
@@ -41,7 +61,7 @@ function port(value: string): number {
 export function localCloudCommand(): Command {
   return new Command('shadow-ota-cloud')
     .description(
-      'Run shadow-ota on this machine: DynamoDB Local, an S3-compatible server and the operator API.',
+      'Run shadow-ota on this machine: DynamoDB Local, an S3-compatible server, the local AWS IoT Core and the operator API.',
     )
     .addOption(
       new Option('--data-dir <dir>', 'where data and endpoints.json are kept')
@@ -74,6 +94,30 @@ export function localCloudCommand(): Command {
         .argParser(port)
         .default(defaultPorts.dynamodb),
     )
+    .addOption(
+      new Option('--mqtt-port <port>', 'plain MQTT port (0: any free port)')
+        .env(optionEnv.mqttPort)
+        .argParser(port)
+        .default(defaultPorts.mqtt),
+    )
+    .addOption(
+      new Option('--mqtts-port <port>', 'MQTT over mutual TLS port (0: any free port)')
+        .env(optionEnv.mqttsPort)
+        .argParser(port)
+        .default(defaultPorts.mqtts),
+    )
+    .addOption(
+      new Option('--iot-data-port <port>', 'IoT data-plane HTTP port (0: any free port)')
+        .env(optionEnv.iotDataPort)
+        .argParser(port)
+        .default(defaultPorts.iotData),
+    )
+    .addOption(
+      new Option('--iot-port <port>', 'IoT registry HTTP port (0: any free port)')
+        .env(optionEnv.iotPort)
+        .argParser(port)
+        .default(defaultPorts.iot),
+    )
     .option('--bare', 'only the cloud services (what `npm run cloud` runs)', false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -86,6 +130,10 @@ interface ParsedFlags {
   apiPort: number;
   s3Port: number;
   dynamodbPort: number;
+  mqttPort: number;
+  mqttsPort: number;
+  iotDataPort: number;
+  iotPort: number;
   bare: boolean;
 }
 
@@ -102,7 +150,15 @@ export function parseLocalCloudOptions(
     dataDir: resolve(flags.dataDir),
     // Commander takes any value of a boolean's variable as true; here "0" and "false" mean off.
     ephemeral: flags.ephemeral || !['', '0', 'false', undefined].includes(environment[optionEnv.ephemeral]),
-    ports: { api: flags.apiPort, s3: flags.s3Port, dynamodb: flags.dynamodbPort },
+    ports: {
+      api: flags.apiPort,
+      s3: flags.s3Port,
+      dynamodb: flags.dynamodbPort,
+      mqtt: flags.mqttPort,
+      mqtts: flags.mqttsPort,
+      iotData: flags.iotDataPort,
+      iot: flags.iotPort,
+    },
     bare: flags.bare,
   };
 }

@@ -21,6 +21,10 @@ interface Endpoints {
   readonly api: string;
   readonly s3: string;
   readonly dynamodb: string;
+  readonly mqtt: string;
+  readonly mqtts: string;
+  readonly iotData: string;
+  readonly iot: string;
   readonly pid: number;
   readonly resources: { readonly signingPublicKey: { readonly kid: string } };
 }
@@ -31,7 +35,15 @@ const dirs: string[] = [];
 function startCloud(args: readonly string[]): CloudProcess {
   const child = spawn(
     'npm',
-    ['run', '--silent', 'cloud', '--', '--api-port', '0', '--s3-port', '0', '--dynamodb-port', '0', ...args],
+    [
+      'run',
+      '--silent',
+      'cloud',
+      '--',
+      ...['--api-port', '0', '--s3-port', '0', '--dynamodb-port', '0'],
+      ...['--mqtt-port', '0', '--mqtts-port', '0', '--iot-data-port', '0', '--iot-port', '0'],
+      ...args,
+    ],
     {
       cwd: process.cwd(),
       detached: true,
@@ -182,6 +194,14 @@ describe('npm run cloud', () => {
     await importAndUpload(endpoints.api, '1.0');
     expect(await commit(endpoints.api, '1.0')).toBe('ready');
     expect(cloud.output()).toContain(`operator API  ${endpoints.api}`);
+    // The local IoT Core is part of the cloud: its endpoints are published and its shadows answer.
+    expect(endpoints.mqtt).toMatch(/^mqtt:\/\/127\.0\.0\.1:\d+$/);
+    expect(endpoints.mqtts).toMatch(/^mqtts:\/\/127\.0\.0\.1:\d+$/);
+    const shadow = await fetch(`${endpoints.iotData}/things/demo-1/shadow?name=ota`);
+    expect(shadow.status).toBe(404);
+    expect(((await shadow.json()) as { message: string }).message).toMatch(/shadow|thing/i);
+    const endpoint = await fetch(`${endpoints.iot}/endpoint?endpointType=iot%3AData-ATS`);
+    expect(endpoint.status).toBe(200);
 
     await interrupt(cloud);
     expect(cloud.output()).toContain('stopped');

@@ -38,7 +38,7 @@ describe('local cloud options', () => {
       host: '0.0.0.0',
       dataDir: '/tmp/x',
       ephemeral: true,
-      ports: { api: 0, s3: 9000, dynamodb: 0 },
+      ports: { ...defaultPorts, api: 0, s3: 9000, dynamodb: 0 },
       bare: true,
     });
   });
