@@ -16,6 +16,10 @@ export const apiFunctions = {
     entry: 'lambdas/handlers/updates-api.ts',
     description: 'Operator API for updates: import, commit, list, get, delete',
   },
+  deploymentsApi: {
+    entry: 'lambdas/handlers/deployments-api.ts',
+    description: 'Operator API for deployments and devices: create, list, status, cancel, retry',
+  },
 } as const satisfies Record<string, FunctionDefinition>;
 
 export type ApiFunctionId = keyof typeof apiFunctions;
@@ -33,4 +37,51 @@ export const apiRoutes: readonly RouteDefinition[] = [
   { method: 'GET', path: '/updates/{provider}/{name}/{version}', function: 'updatesApi' },
   { method: 'DELETE', path: '/updates/{provider}/{name}/{version}', function: 'updatesApi' },
   { method: 'POST', path: '/updates/{provider}/{name}/{version}/commit', function: 'updatesApi' },
+  { method: 'POST', path: '/deployments', function: 'deploymentsApi' },
+  { method: 'GET', path: '/deployments', function: 'deploymentsApi' },
+  { method: 'GET', path: '/deployments/{deploymentId}', function: 'deploymentsApi' },
+  { method: 'GET', path: '/deployments/{deploymentId}/devices', function: 'deploymentsApi' },
+  { method: 'POST', path: '/deployments/{deploymentId}/cancel', function: 'deploymentsApi' },
+  { method: 'POST', path: '/deployments/{deploymentId}/retry', function: 'deploymentsApi' },
+  {
+    method: 'POST',
+    path: '/deployments/{deploymentId}/devices/{thingName}/cancel',
+    function: 'deploymentsApi',
+  },
+  {
+    method: 'POST',
+    path: '/deployments/{deploymentId}/devices/{thingName}/retry',
+    function: 'deploymentsApi',
+  },
+  { method: 'GET', path: '/devices/{thingName}', function: 'deploymentsApi' },
 ];
+
+/**
+ * Functions that are not behind the API: invoked by IoT rules, a schedule, a stream or each other
+ * (ADR 0040). The stack creates one Lambda per entry; the local cloud runs the same modules.
+ */
+export const backgroundFunctions = {
+  fanoutWorker: {
+    entry: 'lambdas/handlers/fanout-worker.ts',
+    description: 'Expands a deployment target into executions and notifies devices through their ota shadow',
+  },
+  scheduler: {
+    entry: 'lambdas/handlers/scheduler.ts',
+    description:
+      'Every minute: resumes fan-out workers, times out silent devices, reconciles, completes deployments',
+  },
+  acknowledge: {
+    entry: 'lambdas/handlers/acknowledge.ts',
+    description: 'IoT rule on ota shadow documents: records device progress and results',
+  },
+  countersStream: {
+    entry: 'lambdas/handlers/counters-stream.ts',
+    description: 'Executions table stream: keeps per-deployment state counters exact, one write per batch',
+  },
+  downloadAuthorizer: {
+    entry: 'lambdas/handlers/download-authorizer.ts',
+    description: 'IoT rule on ota/things/+/downloads/request: presigned URLs or scoped STS credentials',
+  },
+} as const satisfies Record<string, FunctionDefinition>;
+
+export type BackgroundFunctionId = keyof typeof backgroundFunctions;

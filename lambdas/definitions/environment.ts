@@ -17,4 +17,18 @@ export const env = {
   uploadUrlTtlSeconds: 'UPLOAD_URL_TTL_SECONDS',
   /** Lifetime of the signature made when an update is committed, in seconds (optional; 90 days when unset). */
   signatureTtlSeconds: 'MANIFEST_SIGNATURE_TTL_SECONDS',
+  /** Deployments table name. */
+  deploymentsTable: 'DEPLOYMENTS_TABLE',
+  /** Executions table name. */
+  executionsTable: 'EXECUTIONS_TABLE',
+  /** Fleet table name. */
+  fleetTable: 'FLEET_TABLE',
+  /** Name or ARN of the fan-out worker function (for self-invocation and the scheduler). */
+  fanoutWorkerFunction: 'FANOUT_WORKER_FUNCTION',
+  /** Account-wide cap on shadow updates per second shared by all deployments (optional; 400). */
+  accountShadowRateCap: 'ACCOUNT_SHADOW_RATE_CAP',
+  /** ARN of the role assumed for STS download credentials. */
+  downloadRoleArn: 'DOWNLOAD_ROLE_ARN',
+  /** IoT data-plane endpoint (`https://xxx-ats.iot.<region>.amazonaws.com`); the SDK default otherwise. */
+  iotDataEndpoint: 'IOT_DATA_ENDPOINT',
 } as const;

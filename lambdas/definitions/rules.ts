@@ -37,8 +37,30 @@ export interface TopicRuleDefinition {
   readonly errorAction?: RuleAction;
 }
 
+/** MQTT topics of the download-authorization request/response (ADR 0040); `<thing>` is the thing name. */
+export const downloadTopics = {
+  request: (thing: string): string => `ota/things/${thing}/downloads/request`,
+  accepted: (thing: string): string => `ota/things/${thing}/downloads/accepted`,
+  rejected: (thing: string): string => `ota/things/${thing}/downloads/rejected`,
+} as const;
+
 /**
- * The rules the service deploys. Empty until the deployments feature adds the acknowledgement
- * rule on `$aws/things/+/shadow/name/ota/update/documents`.
+ * The rules the service deploys. `lambda.function` names an entry of `backgroundFunctions`
+ * (lambdas/definitions/api.ts).
  */
-export const topicRules: readonly TopicRuleDefinition[] = [];
+export const topicRules: readonly TopicRuleDefinition[] = [
+  {
+    name: 'shadow_ota_acknowledgements',
+    description: 'Device reports on the ota named shadow go to the acknowledgement Lambda',
+    sql: "SELECT *, topic(3) AS thingName FROM '$aws/things/+/shadow/name/ota/update/documents'",
+    awsIotSqlVersion: '2016-03-23',
+    actions: [{ lambda: { function: 'acknowledge' } }],
+  },
+  {
+    name: 'shadow_ota_download_requests',
+    description: 'Devices ask for download authorization; the answer goes to their accepted/rejected topic',
+    sql: "SELECT *, topic(3) AS thingName, clientid() AS clientId FROM 'ota/things/+/downloads/request'",
+    awsIotSqlVersion: '2016-03-23',
+    actions: [{ lambda: { function: 'downloadAuthorizer' } }],
+  },
+];

@@ -24,6 +24,8 @@ export interface TableDefinition {
   readonly sortKey?: KeyAttribute;
   readonly globalIndexes: readonly GlobalIndexDefinition[];
   readonly timeToLiveAttribute?: string;
+  /** DynamoDB Streams view, when a consumer reads the table's changes. */
+  readonly stream?: 'NEW_AND_OLD_IMAGES' | 'NEW_IMAGE';
 }
 
 /**
@@ -44,4 +46,57 @@ export const updatesTable: TableDefinition = {
   ],
 };
 
-export const allTables: readonly TableDefinition[] = [updatesTable];
+/**
+ * Deployments, one item per deployment (pk `deploymentId`): request, status, counters, fan-out
+ * checkpoints (ADR 0040). Also holds the account-wide shadow-rate limiter item (pk `#account-rate`).
+ * `byStatus` lists deployments and finds the active ones for the scheduler.
+ */
+export const deploymentsTable: TableDefinition = {
+  id: 'Deployments',
+  partitionKey: { name: 'deploymentId', type: 'S' },
+  globalIndexes: [
+    {
+      indexName: 'byStatus',
+      partitionKey: { name: 'status', type: 'S' },
+      sortKey: { name: 'createdAt', type: 'S' },
+    },
+  ],
+};
+
+/**
+ * Executions, one item per (deployment, device): pk `deploymentId`, sk `thingName` (ADR 0040).
+ * `byThing` serves a device's history; `byDeploymentState` (pk `<deploymentId>#<state>`) serves
+ * per-state listings, the fan-out's queued devices and the sweeps. The stream feeds the counters.
+ */
+export const executionsTable: TableDefinition = {
+  id: 'Executions',
+  partitionKey: { name: 'deploymentId', type: 'S' },
+  sortKey: { name: 'thingName', type: 'S' },
+  globalIndexes: [
+    {
+      indexName: 'byThing',
+      partitionKey: { name: 'thingName', type: 'S' },
+      sortKey: { name: 'createdAt', type: 'S' },
+    },
+    {
+      indexName: 'byDeploymentState',
+      partitionKey: { name: 'deploymentState', type: 'S' },
+      sortKey: { name: 'thingName', type: 'S' },
+    },
+  ],
+  stream: 'NEW_AND_OLD_IMAGES',
+};
+
+/** The fleet, one item per device (pk `thingName`): installed update, compatibility, current deployment. */
+export const fleetTable: TableDefinition = {
+  id: 'Fleet',
+  partitionKey: { name: 'thingName', type: 'S' },
+  globalIndexes: [],
+};
+
+export const allTables: readonly TableDefinition[] = [
+  updatesTable,
+  deploymentsTable,
+  executionsTable,
+  fleetTable,
+];
