@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import {
+  IoTDataPlaneClient,
+  ServiceUnavailableException,
+  UpdateThingShadowCommand,
+} from '@aws-sdk/client-iot-data-plane';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  makeAccountRateLimiter,
+  refillAccountBucket,
+} from '../../../lambdas/adapters/account-rate-limiter.ts';
+import { makeLambdaFunctionInvoker } from '../../../lambdas/adapters/function-invoker.ts';
+import { backoffDelayMs, defaultBackoff, makeShadowWriter } from '../../../lambdas/adapters/shadow-writer.ts';
+import { deploymentsTable } from '../../../lambdas/definitions/tables.ts';
+import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
+import { ensureTable } from '../../../local/tables.ts';
+import { documentClient, dynamoDbClient } from '../import/support.ts';
+
+const dummyAws = { region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } };
+const desired = (n: number) => ({ state: { desired: { ota: { deploymentId: `d-${n}`, attempt: 1 } } } });
+
+describe('shadow writer', () => {
+  let iot: LocalIotCore;
+  let iotData: IoTDataPlaneClient;
+
+  beforeAll(async () => {
+    // Three requests per second per thing: the fourth within a second is a 429, as in AWS.
+    iot = await startLocalIotCore({ rateLimits: { thingPerSecond: 3 } });
+    iotData = new IoTDataPlaneClient({ ...dummyAws, endpoint: iot.endpoints.iotData, maxAttempts: 1 });
+  });
+  afterAll(async () => {
+    iotData.destroy();
+    await iot.stop();
+  });
+
+  it('writes the ota named shadow and returns its version', async () => {
+    const writer = makeShadowWriter({ iotData });
+    const first = await writer.update('writer-thing-1', desired(1));
+    const second = await writer.update('writer-thing-1', desired(2));
+    expect(first).toEqual({ ok: true, value: { version: 1, attempts: 1 } });
+    expect(second).toMatchObject({ ok: true, value: { version: 2 } });
+    const read = await writer.get('writer-thing-1');
+    expect(read).toMatchObject({
+      ok: true,
+      value: { version: 2, state: { desired: desired(2).state.desired } },
+    });
+  });
+
+  it('reads a thing without an ota shadow as undefined', async () => {
+    expect(await makeShadowWriter({ iotData }).get('writer-nobody')).toEqual({ ok: true, value: undefined });
+  });
+
+  it('backs off on 429 until the shadow service accepts, with every write landing once', async () => {
+    const retries: number[] = [];
+    const writer = makeShadowWriter({
+      iotData,
+      backoff: { maxAttempts: 10, baseDelayMs: 100, maxDelayMs: 800 },
+      onRetry: (_thing, code, delay) => {
+        expect(code).toBe('THROTTLED');
+        retries.push(delay);
+      },
+    });
+    const results = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => writer.update('writer-hot', desired(n))));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(retries.length).toBeGreaterThan(0);
+    const versions = results.map((r) => (r.ok ? r.value.version : 0)).sort((a, b) => a - b);
+    expect(versions).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('gives up with THROTTLED after its attempts, never throwing', async () => {
+    const writer = makeShadowWriter({ iotData, backoff: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 } });
+    const results = await Promise.all([1, 2, 3, 4, 5].map((n) => writer.update('writer-hotter', desired(n))));
+    expect(results.filter((r) => !r.ok).map((r) => !r.ok && r.error.code)).toContain('THROTTLED');
+  });
+
+  it('maps a version mismatch to VERSION_CONFLICT', async () => {
+    const writer = makeShadowWriter({ iotData });
+    await writer.update('writer-locked', desired(1));
+    const stale = await writer.update('writer-locked', { ...desired(2), version: 99 });
+    expect(stale).toMatchObject({
+      ok: false,
+      error: { code: 'VERSION_CONFLICT', thingName: 'writer-locked' },
+    });
+  });
+
+  it('retries a 5xx (injected: the local service never fails) and reports UNAVAILABLE when it persists', async () => {
+    const failing = mockClient(IoTDataPlaneClient);
+    const unavailable = new ServiceUnavailableException({
+      message: 'down',
+      $metadata: { httpStatusCode: 503 },
+    });
+    failing.on(UpdateThingShadowCommand).rejects(unavailable);
+    const client = new IoTDataPlaneClient({ ...dummyAws });
+    const writer = makeShadowWriter({
+      iotData: client,
+      backoff: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+    });
+    const result = await writer.update('writer-5xx', desired(1));
+    expect(result).toMatchObject({ ok: false, error: { code: 'UNAVAILABLE' } });
+    expect(failing.commandCalls(UpdateThingShadowCommand)).toHaveLength(3);
+    failing.restore();
+  });
+
+  it.each([
+    [0, 0.999, 49],
+    [3, 0.5, 200],
+    [10, 0.999, 1998],
+  ])('full jitter: retry %i with random %f waits %i ms', (retry, random, expected) => {
+    expect(backoffDelayMs(retry, defaultBackoff, () => random)).toBe(expected);
+  });
+});
+
+describe('account rate limiter', () => {
+  const db = documentClient(dynamoDbClient(inject('ddbEndpoint')));
+  const tableName = `deployments-fanout-adapters-${randomUUID().slice(0, 8)}`;
+
+  beforeAll(async () => {
+    await ensureTable(dynamoDbClient(inject('ddbEndpoint')), deploymentsTable, tableName);
+  });
+
+  it('grants one second of the cap at most, then refills at the cap', async () => {
+    const limiter = makeAccountRateLimiter({ db, tableName, capPerSecond: 10 });
+    const t0 = 1_000_000;
+    expect(await limiter.take(25, t0)).toEqual({ granted: 10, retryAfterMs: 100 });
+    expect(await limiter.take(1, t0)).toEqual({ granted: 0, retryAfterMs: 100 });
+    expect((await limiter.take(10, t0 + 350)).granted).toBe(3);
+    expect((await limiter.take(100, t0 + 10_000)).granted).toBe(10);
+  });
+
+  it('never grants more than the cap allows to workers racing on the one item', async () => {
+    const key = `${tableName}-race`;
+    await ensureTable(dynamoDbClient(inject('ddbEndpoint')), deploymentsTable, key);
+    const limiter = makeAccountRateLimiter({ db, tableName: key, capPerSecond: 50, maxRaces: 50 });
+    const now = 5_000_000;
+    const grants = await Promise.all(Array.from({ length: 20 }, () => limiter.take(7, now)));
+    const total = grants.reduce((sum, g) => sum + g.granted, 0);
+    expect(total).toBeLessThanOrEqual(50);
+    expect(total).toBeGreaterThan(0);
+  });
+
+  it.each([
+    [undefined, 0, { milliTokens: 4000, at: 0 }],
+    [{ milliTokens: 0, at: 100 }, 350, { milliTokens: 1000, at: 350 }],
+    [{ milliTokens: 3500, at: 100 }, 10_000, { milliTokens: 4000, at: 10_000 }],
+    [{ milliTokens: 500, at: 900 }, 800, { milliTokens: 500, at: 900 }],
+  ])('refills %j at %i to %j (cap 4/s)', (stored, now, expected) => {
+    expect(refillAccountBucket(stored, 4, now)).toEqual(expected);
+  });
+});
+
+describe('Lambda function invoker', () => {
+  it('invokes the configured function asynchronously with the JSON payload', async () => {
+    // No local Lambda service exists; the mock records the request the SDK would send.
+    const lambda = mockClient(LambdaClient);
+    lambda.on(InvokeCommand).resolves({ StatusCode: 202 });
+    const invoker = makeLambdaFunctionInvoker({
+      lambda: new LambdaClient({ ...dummyAws }),
+      functionNames: { fanoutWorker: 'arn:aws:lambda:us-east-1:123456789012:function:fanout' },
+    });
+    await invoker.invoke('fanoutWorker', { deploymentId: 'd-1' });
+    const [call] = lambda.commandCalls(InvokeCommand);
+    expect(call?.args[0].input).toMatchObject({
+      FunctionName: 'arn:aws:lambda:us-east-1:123456789012:function:fanout',
+      InvocationType: 'Event',
+    });
+    expect(JSON.parse(new TextDecoder().decode(call?.args[0].input.Payload as Uint8Array))).toEqual({
+      deploymentId: 'd-1',
+    });
+    await expect(invoker.invoke('scheduler', {})).rejects.toThrow(/scheduler/);
+    lambda.restore();
+  });
+});
