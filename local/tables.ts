@@ -36,6 +36,9 @@ export function createTableInput(definition: TableDefinition, tableName: string)
     BillingMode: 'PAY_PER_REQUEST',
     AttributeDefinitions: [...attributes.values()],
     KeySchema: keySchema(definition.partitionKey, definition.sortKey),
+    ...(definition.stream
+      ? { StreamSpecification: { StreamEnabled: true, StreamViewType: definition.stream } }
+      : {}),
     ...(definition.globalIndexes.length > 0
       ? {
           GlobalSecondaryIndexes: definition.globalIndexes.map((index) => ({
