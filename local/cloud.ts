@@ -8,6 +8,7 @@ import { env } from '../lambdas/definitions/environment.ts';
 import { updatesTable } from '../lambdas/definitions/tables.ts';
 import type { TrustedKey } from '../lambdas/domain/signing/index.ts';
 import { makeUpdatesApiFromConfig, updatesApiConfigFromEnv } from '../lambdas/handlers/updates-api.ts';
+import { makeRouter } from '../lambdas/http/router.ts';
 import type { Observability } from '../lambdas/observability.ts';
 import { startApiServer } from './api-server.ts';
 import { startDynamoDbLocal } from './dynamodb.ts';
@@ -196,7 +197,8 @@ export async function startLocalCloud(
     const api = await startApiServer({
       host: options.host,
       port: options.ports.api,
-      functions: { updatesApi },
+      // Replaced by the deployments API as it lands (issue 4); until then its routes answer 404.
+      functions: { updatesApi, deploymentsApi: makeRouter({}) },
     });
     teardown.push(() => api.stop());
 

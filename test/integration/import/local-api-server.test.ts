@@ -6,6 +6,7 @@ import { generateLocalSigningKey, makeLocalKeySigner } from '../../../lambdas/ad
 import { makeUpdateStore } from '../../../lambdas/adapters/update-store.ts';
 import { verifyUpdateManifestSignature } from '../../../lambdas/domain/signing/index.ts';
 import { makeUpdatesApi } from '../../../lambdas/handlers/updates-api.ts';
+import { makeRouter } from '../../../lambdas/http/router.ts';
 import { recordingObservability } from '../../../lambdas/observability.ts';
 import { type RunningApiServer, startApiServer } from '../../../local/api-server.ts';
 import { file, importManifest, uid, updatePath } from './fixtures.ts';
@@ -34,23 +35,23 @@ beforeAll(async () => {
   server = await startApiServer({
     host: '127.0.0.1',
     port: 0,
-    functions: { updatesApi },
+    // Deployments are not under test here: an empty router answers 404 for them.
+    functions: { updatesApi, deploymentsApi: makeRouter({}) },
     maxPayloadBytes: 256 * 1024,
   });
+  const record = async (event: APIGatewayProxyEventV2) => {
+    seen.push(event);
+    return {
+      statusCode: 202,
+      headers: { 'x-route': event.routeKey },
+      cookies: ['a=1', 'b=2'],
+      body: 'ok',
+    };
+  };
   echo = await startApiServer({
     host: '127.0.0.1',
     port: 0,
-    functions: {
-      updatesApi: async (event) => {
-        seen.push(event);
-        return {
-          statusCode: 202,
-          headers: { 'x-route': event.routeKey },
-          cookies: ['a=1', 'b=2'],
-          body: 'ok',
-        };
-      },
-    },
+    functions: { updatesApi: record, deploymentsApi: record },
   });
 });
 
