@@ -32,6 +32,12 @@ const permissionsOf: Record<ApiFunctionId, (fn: OtaFunction, props: OperatorApiP
     catalog.grantSignManifests(fn);
     artifacts.grantUpdatesReadWrite(fn);
   },
+  // Counts the update's active deployments (so it cannot be deleted) and signs the
+  // per-deployment manifest.
+  deploymentsApi: (fn, { catalog }) => {
+    catalog.grantReadWriteUpdates(fn);
+    catalog.grantSignManifests(fn);
+  },
 };
 
 /**
