@@ -20,6 +20,17 @@ export const outcome = {
   updateCommitted: 'UpdateCommitted',
   commitRejected: 'CommitRejected',
   updateDeleted: 'UpdateDeleted',
+  // Acknowledgements (lambdas/handlers/acknowledge.ts) and the counter projection.
+  deviceSucceeded: 'DeviceSucceeded',
+  deviceFailed: 'DeviceFailed',
+  staleReportIgnored: 'StaleReportIgnored',
+  duplicateReportIgnored: 'DuplicateReportIgnored',
+  reportInvalid: 'ReportInvalid',
+  ackConflictRetried: 'AckConflictRetried',
+  desiredTrimmed: 'DesiredTrimmed',
+  executionReconciled: 'ExecutionReconciled',
+  countersBatchRedelivered: 'CountersBatchRedelivered',
+  deploymentAborted: 'DeploymentAborted',
 } as const;
 
 export type Outcome = (typeof outcome)[keyof typeof outcome];
