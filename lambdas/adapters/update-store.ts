@@ -129,6 +129,9 @@ function primaryKey(id: UpdateIdentity): { pk: string; sk: string } {
   return { pk: `UPDATE#${provider}#${name}`, sk: version ?? '' };
 }
 
+/** The item key of an update, for writes that join an update in a transaction (deployments hold and release it). */
+export const updateItemKey = primaryKey;
+
 type Item = Record<string, unknown>;
 
 function toItem(update: NewUpdate, now: Date): Item {

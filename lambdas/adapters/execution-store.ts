@@ -1,0 +1,406 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import {
+  BatchWriteCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  QueryCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { executionsTable } from '../definitions/tables.ts';
+import type {
+  CancelReason,
+  Execution,
+  ExecutionState,
+  LastResult,
+  ReportedProgress,
+  TransitionReason,
+} from '../domain/deployment/index.ts';
+import type { UpdateId } from '../domain/manifest/index.ts';
+import { err, ok, type Result } from '../domain/result.ts';
+import { decodePageToken, encodePageToken, type PageKey } from './page-token.ts';
+
+/**
+ * One execution (deployment × device) as stored: the domain's `Execution` plus what status pages
+ * and sweeps read. Times the rules compare are epoch ms; `createdAt`/`updatedAt` are ISO text
+ * because `createdAt` sorts the `byThing` index.
+ */
+export interface ExecutionRecord extends Execution {
+  /** 0..N-1, a hash of the thing name: the fan-out lane that notifies this device. */
+  readonly shard: number;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  /** Why the execution got its current state. */
+  readonly reason?: TransitionReason;
+  /** Epoch ms when a notified device's time is up (notifiedAt + the policy's timeout). */
+  readonly deadline?: number;
+  readonly lastResult?: LastResult;
+  readonly progress?: ReportedProgress;
+}
+
+/** A device the fan-out targets; it is written `queued`, or `incompatible` when its compatibility does not match. */
+export interface NewExecution {
+  readonly thingName: string;
+  readonly updateId: UpdateId;
+  readonly state: 'queued' | 'incompatible';
+  readonly shard: number;
+}
+
+/** What a transition writes besides the domain's `next`: when, why, and the device's report. */
+export interface TransitionExtra {
+  /** Epoch ms of the write. */
+  readonly at: number;
+  readonly reason?: TransitionReason;
+  readonly deadline?: number;
+  readonly lastResult?: LastResult;
+  readonly progress?: ReportedProgress;
+}
+
+/** The execution changed since it was read (another report, a sweep, an operator): re-read and decide again. */
+export interface ExecutionConflict {
+  readonly code: 'EXECUTION_CONFLICT';
+  readonly deploymentId: string;
+  readonly thingName: string;
+  /** The execution as it is now; undefined when it does not exist. */
+  readonly current: ExecutionRecord | undefined;
+}
+
+export interface ExecutionPage {
+  readonly items: readonly ExecutionRecord[];
+  /** Opaque; absent on the last page. */
+  readonly nextToken?: string;
+}
+
+export interface InvalidNextToken {
+  readonly code: 'INVALID_NEXT_TOKEN';
+}
+
+export interface StatePage {
+  readonly items: readonly ExecutionRecord[];
+  /** Pass back as `exclusiveStartKey`; absent on the last page. */
+  readonly lastEvaluatedKey?: PageKey;
+}
+
+export interface ExecutionStore {
+  /** Writes the executions (BatchWriteItem, unprocessed items retried); rewriting a page writes the same rows. */
+  batchPutQueued(deploymentId: string, executions: readonly NewExecution[], now: number): Promise<void>;
+  get(deploymentId: string, thingName: string): Promise<ExecutionRecord | undefined>;
+  /** One page of a deployment's executions in `state` (index `byDeploymentState`), optionally of one shard. */
+  queryByState(
+    deploymentId: string,
+    state: ExecutionState,
+    options: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
+  ): Promise<StatePage>;
+  /** The API's listing: all of a deployment's executions, or those in one state, by thing name. */
+  listForDeployment(
+    deploymentId: string,
+    options: { readonly state?: ExecutionState; readonly limit: number; readonly nextToken?: string },
+  ): Promise<Result<ExecutionPage, InvalidNextToken>>;
+  /** A device's executions, newest first (index `byThing`). */
+  listForThing(
+    thingName: string,
+    options: { readonly limit: number; readonly nextToken?: string },
+  ): Promise<Result<ExecutionPage, InvalidNextToken>>;
+  /**
+   * Writes `next` (the domain's result for `current`) if the execution is still as `current` was read:
+   * same state, attempt and shadow version (ADR 0010). Returns the record as written.
+   */
+  transition(
+    current: ExecutionRecord,
+    next: Execution,
+    extra: TransitionExtra,
+  ): Promise<Result<ExecutionRecord, ExecutionConflict>>;
+}
+
+export interface ExecutionStoreOptions {
+  /** A document client (lib-dynamodb) built with `removeUndefinedValues`. */
+  readonly db: Pick<DynamoDBDocumentClient, 'send'>;
+  readonly tableName: string;
+  /** @default 'byDeploymentState' */
+  readonly byDeploymentStateIndex?: string;
+  /** @default 'byThing' */
+  readonly byThingIndex?: string;
+  /** Pauses before retrying unprocessed batch items (DynamoDB asks for exponential backoff). */
+  readonly batchRetryDelaysMs?: readonly number[];
+}
+
+type Item = Record<string, unknown>;
+
+/** The `byDeploymentState` partition key: one partition per (deployment, state). */
+export const deploymentStateKey = (deploymentId: string, state: ExecutionState): string =>
+  `${deploymentId}#${state}`;
+
+/** DynamoDB's BatchWriteItem limit. */
+const BATCH_WRITE_MAX = 25;
+
+const optionalNumber = (value: unknown): number | undefined =>
+  typeof value === 'number' ? value : undefined;
+
+export function executionFromItem(item: Item): ExecutionRecord {
+  const record: Record<string, unknown> = {
+    deploymentId: String(item.deploymentId),
+    thingName: String(item.thingName),
+    updateId: item.updateId as UpdateId,
+    state: item.state as ExecutionState,
+    attempt: Number(item.attempt ?? 1),
+    shard: Number(item.shard ?? 0),
+    createdAt: String(item.createdAt),
+    updatedAt: String(item.updatedAt ?? item.createdAt),
+    notifiedAt: optionalNumber(item.notifiedAt),
+    cancelReason: item.cancelReason as CancelReason | undefined,
+    shadowVersion: optionalNumber(item.shadowVersion),
+    reportedAt: optionalNumber(item.reportedAt),
+    reason: item.reason as TransitionReason | undefined,
+    deadline: optionalNumber(item.deadline),
+    lastResult: item.lastResult as LastResult | undefined,
+    progress: item.progress as ReportedProgress | undefined,
+  };
+  for (const key of Object.keys(record)) if (record[key] === undefined) delete record[key];
+  return record as unknown as ExecutionRecord;
+}
+
+/** Fields of the domain's `Execution` a transition may change; an undefined one is removed (a retry clears `notifiedAt`). */
+const MUTABLE_FIELDS = ['attempt', 'notifiedAt', 'cancelReason', 'shadowVersion', 'reportedAt'] as const;
+/** A new attempt starts clean: what the device reported for the last one no longer describes it. */
+const CLEARED_ON_REQUEUE = ['deadline', 'lastResult', 'progress'] as const;
+
+interface UpdateParts {
+  readonly set: string[];
+  readonly remove: string[];
+  readonly names: Record<string, string>;
+  readonly values: Record<string, unknown>;
+}
+
+function transitionUpdate(current: ExecutionRecord, next: Execution, extra: TransitionExtra): UpdateParts {
+  const parts: UpdateParts = { set: [], remove: [], names: {}, values: {} };
+  const put = (field: string, value: unknown): void => {
+    parts.names[`#${field}`] = field;
+    if (value === undefined) {
+      parts.remove.push(`#${field}`);
+    } else {
+      parts.values[`:${field}`] = value;
+      parts.set.push(`#${field} = :${field}`);
+    }
+  };
+  put('state', next.state);
+  put('deploymentState', deploymentStateKey(current.deploymentId, next.state));
+  put('updatedAt', new Date(extra.at).toISOString());
+  for (const field of MUTABLE_FIELDS) put(field, next[field]);
+  if (extra.reason !== undefined) put('reason', extra.reason);
+  if (extra.deadline !== undefined) put('deadline', extra.deadline);
+  if (extra.lastResult !== undefined) put('lastResult', extra.lastResult);
+  if (extra.progress !== undefined) put('progress', extra.progress);
+  if (next.state === 'queued' && current.state !== 'queued') {
+    for (const field of CLEARED_ON_REQUEUE) if (extra[field] === undefined) put(field, undefined);
+  }
+  return parts;
+}
+
+export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionStore {
+  const { db, tableName } = options;
+  const byDeploymentState =
+    options.byDeploymentStateIndex ?? executionsTable.globalIndexes[1]?.indexName ?? 'byDeploymentState';
+  const byThing = options.byThingIndex ?? executionsTable.globalIndexes[0]?.indexName ?? 'byThing';
+  const retryDelays = options.batchRetryDelaysMs ?? [50, 100, 200, 400, 800, 1600, 3200];
+
+  function toItem(deploymentId: string, execution: NewExecution, now: number): Item {
+    const at = new Date(now).toISOString();
+    const { provider, name, version } = execution.updateId;
+    return {
+      deploymentId,
+      thingName: execution.thingName,
+      updateId: { provider, name, version },
+      state: execution.state,
+      deploymentState: deploymentStateKey(deploymentId, execution.state),
+      attempt: 1,
+      shard: execution.shard,
+      createdAt: at,
+      updatedAt: at,
+    };
+  }
+
+  async function writeBatch(requests: Item[]): Promise<void> {
+    let pending = requests;
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      const out = await db.send(new BatchWriteCommand({ RequestItems: { [tableName]: pending } }));
+      pending = (out.UnprocessedItems?.[tableName] ?? []) as Item[];
+      if (pending.length === 0) return;
+      const delay = retryDelays[attempt];
+      if (delay === undefined) {
+        throw new Error(
+          `BatchWriteItem left ${pending.length} item(s) unprocessed after ${attempt + 1} tries`,
+        );
+      }
+      // Full jitter: concurrent workers that were throttled together do not retry together.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * delay));
+    }
+  }
+
+  async function batchPutQueued(
+    deploymentId: string,
+    executions: readonly NewExecution[],
+    now: number,
+  ): Promise<void> {
+    // BatchWriteItem refuses a request naming one key twice (a thing in two target groups).
+    const unique = [...new Map(executions.map((e) => [e.thingName, e])).values()];
+    for (let i = 0; i < unique.length; i += BATCH_WRITE_MAX) {
+      const requests = unique
+        .slice(i, i + BATCH_WRITE_MAX)
+        .map((execution) => ({ PutRequest: { Item: toItem(deploymentId, execution, now) } }));
+      await writeBatch(requests);
+    }
+  }
+
+  async function get(deploymentId: string, thingName: string): Promise<ExecutionRecord | undefined> {
+    const { Item } = await db.send(
+      new GetCommand({ TableName: tableName, Key: { deploymentId, thingName }, ConsistentRead: true }),
+    );
+    return Item ? executionFromItem(Item) : undefined;
+  }
+
+  async function queryByState(
+    deploymentId: string,
+    state: ExecutionState,
+    query: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
+  ): Promise<StatePage> {
+    const out = await db.send(
+      new QueryCommand({
+        TableName: tableName,
+        IndexName: byDeploymentState,
+        KeyConditionExpression: 'deploymentState = :ds',
+        ExpressionAttributeValues: {
+          ':ds': deploymentStateKey(deploymentId, state),
+          ...(query.shard !== undefined ? { ':shard': query.shard } : {}),
+        },
+        ...(query.shard !== undefined ? { FilterExpression: 'shard = :shard' } : {}),
+        Limit: query.limit,
+        ...(query.exclusiveStartKey ? { ExclusiveStartKey: query.exclusiveStartKey } : {}),
+      }),
+    );
+    const items = (out.Items ?? []).map(executionFromItem);
+    return out.LastEvaluatedKey ? { items, lastEvaluatedKey: out.LastEvaluatedKey as PageKey } : { items };
+  }
+
+  async function listForDeployment(
+    deploymentId: string,
+    query: { readonly state?: ExecutionState; readonly limit: number; readonly nextToken?: string },
+  ): Promise<Result<ExecutionPage, InvalidNextToken>> {
+    const keyNames = query.state
+      ? ['deploymentId', 'thingName', 'deploymentState']
+      : ['deploymentId', 'thingName'];
+    const start = query.nextToken === undefined ? undefined : decodePageToken(query.nextToken, keyNames);
+    if (query.nextToken !== undefined && start?.key === undefined) return err({ code: 'INVALID_NEXT_TOKEN' });
+    const out = await db.send(
+      new QueryCommand({
+        TableName: tableName,
+        ...(query.state
+          ? {
+              IndexName: byDeploymentState,
+              KeyConditionExpression: 'deploymentState = :pk',
+              ExpressionAttributeValues: { ':pk': deploymentStateKey(deploymentId, query.state) },
+            }
+          : {
+              KeyConditionExpression: 'deploymentId = :pk',
+              ExpressionAttributeValues: { ':pk': deploymentId },
+            }),
+        Limit: query.limit,
+        ...(start?.key ? { ExclusiveStartKey: start.key } : {}),
+      }),
+    );
+    return ok(pageOf(out.Items, out.LastEvaluatedKey));
+  }
+
+  async function listForThing(
+    thingName: string,
+    query: { readonly limit: number; readonly nextToken?: string },
+  ): Promise<Result<ExecutionPage, InvalidNextToken>> {
+    const start =
+      query.nextToken === undefined
+        ? undefined
+        : decodePageToken(query.nextToken, ['deploymentId', 'thingName', 'createdAt']);
+    if (query.nextToken !== undefined && start?.key === undefined) return err({ code: 'INVALID_NEXT_TOKEN' });
+    const out = await db.send(
+      new QueryCommand({
+        TableName: tableName,
+        IndexName: byThing,
+        KeyConditionExpression: 'thingName = :thing',
+        ExpressionAttributeValues: { ':thing': thingName },
+        ScanIndexForward: false,
+        Limit: query.limit,
+        ...(start?.key ? { ExclusiveStartKey: start.key } : {}),
+      }),
+    );
+    return ok(pageOf(out.Items, out.LastEvaluatedKey));
+  }
+
+  async function transition(
+    current: ExecutionRecord,
+    next: Execution,
+    extra: TransitionExtra,
+  ): Promise<Result<ExecutionRecord, ExecutionConflict>> {
+    const parts = transitionUpdate(current, next, extra);
+    const sawVersion = current.shadowVersion !== undefined;
+    try {
+      const { Attributes } = await db.send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: { deploymentId: current.deploymentId, thingName: current.thingName },
+          UpdateExpression: [
+            `SET ${parts.set.join(', ')}`,
+            ...(parts.remove.length > 0 ? [`REMOVE ${parts.remove.join(', ')}`] : []),
+          ].join(' '),
+          // Invariant (ADR 0010): a transition applies only to the execution its decision was made
+          // on: same state, same attempt, same last applied shadow version. A concurrent report,
+          // sweep or operator command that got there first makes this one re-read and decide again.
+          ConditionExpression: `#cur_state = :cur_state AND #cur_attempt = :cur_attempt AND ${
+            sawVersion ? '#cur_sv = :cur_sv' : 'attribute_not_exists(#cur_sv)'
+          }`,
+          ExpressionAttributeNames: {
+            ...parts.names,
+            '#cur_state': 'state',
+            '#cur_attempt': 'attempt',
+            '#cur_sv': 'shadowVersion',
+          },
+          ExpressionAttributeValues: {
+            ...parts.values,
+            ':cur_state': current.state,
+            ':cur_attempt': current.attempt,
+            ...(sawVersion ? { ':cur_sv': current.shadowVersion } : {}),
+          },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return ok(executionFromItem(Attributes ?? {}));
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      const { deploymentId, thingName } = current;
+      return err({
+        code: 'EXECUTION_CONFLICT',
+        deploymentId,
+        thingName,
+        current: await get(deploymentId, thingName),
+      });
+    }
+  }
+
+  return { batchPutQueued, get, queryByState, listForDeployment, listForThing, transition };
+}
+
+function pageOf(items: Item[] | undefined, lastKey: Item | undefined): ExecutionPage {
+  const records = (items ?? []).map(executionFromItem);
+  return lastKey
+    ? { items: records, nextToken: encodePageToken({ part: 0, key: lastKey as PageKey }) }
+    : { items: records };
+}
+
+/**
+ * The fan-out shard of a device: FNV-1a of the thing name, so a device stays in one shard for the
+ * life of a deployment and shards fill evenly.
+ */
+export function shardOf(thingName: string, shards: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < thingName.length; i++) {
+    hash ^= thingName.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % Math.max(1, shards);
+}

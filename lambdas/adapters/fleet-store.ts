@@ -1,0 +1,202 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { type CompatibilitySet, type DeviceProperties, isCompatible } from '../domain/deployment/index.ts';
+import type { UpdateId } from '../domain/manifest/index.ts';
+import { err, ok, type Result } from '../domain/result.ts';
+import { decodePageToken, encodePageToken, type PageKey } from './page-token.ts';
+
+/** The deployment a device is working on (for supersede: a newer deployment cancels the older execution). */
+export interface CurrentDeployment {
+  readonly deploymentId: string;
+  readonly attempt: number;
+}
+
+/** What the service knows of one device (ADR 0040 fleet table). */
+export interface FleetItem {
+  readonly thingName: string;
+  readonly installedUpdateId?: UpdateId;
+  readonly compatibility?: DeviceProperties;
+  /** Epoch ms of the device's latest report applied. */
+  readonly lastReportAt?: number;
+  readonly currentDeployment?: CurrentDeployment;
+  readonly updatedAt?: string;
+}
+
+export interface DeviceReportFacts {
+  /** Absent: the report did not say (the stored value is kept). */
+  readonly installedUpdateId?: UpdateId;
+  readonly compatibility?: DeviceProperties;
+  /** Epoch ms of the report. */
+  readonly lastReportAt: number;
+}
+
+export interface FleetPage {
+  readonly items: readonly FleetItem[];
+  /** Opaque; absent when the whole table has been read. */
+  readonly nextToken?: string;
+}
+
+export interface FleetStore {
+  get(thingName: string): Promise<FleetItem | undefined>;
+  /**
+   * Records a device report (creating the item on a device's first report). An older report than
+   * the one recorded changes nothing: `applied` is false.
+   */
+  upsertReport(thingName: string, facts: DeviceReportFacts): Promise<{ readonly applied: boolean }>;
+  /** Points the device at a deployment; returns the deployment it pointed at before, if any. */
+  setCurrentDeployment(
+    thingName: string,
+    current: CurrentDeployment,
+    now: number,
+  ): Promise<{ readonly previous?: CurrentDeployment }>;
+  /** Clears the pointer when it still names `deploymentId` (the execution ended); false otherwise. */
+  clearCurrentDeployment(thingName: string, deploymentId: string, now: number): Promise<boolean>;
+  /**
+   * One page of a Scan of the fleet, keeping the devices whose reported compatibility matches any
+   * of `sets`. A page may hold fewer than `limit` matches (even none) and still have a `nextToken`.
+   */
+  scanCompatible(
+    sets: readonly CompatibilitySet[],
+    page: { readonly limit: number; readonly nextToken?: string },
+  ): Promise<Result<FleetPage, { readonly code: 'INVALID_NEXT_TOKEN' }>>;
+}
+
+export interface FleetStoreOptions {
+  readonly db: Pick<DynamoDBDocumentClient, 'send'>;
+  readonly tableName: string;
+}
+
+type Item = Record<string, unknown>;
+
+function fleetFromItem(item: Item): FleetItem {
+  const record: Record<string, unknown> = {
+    thingName: String(item.thingName),
+    installedUpdateId: item.installedUpdateId,
+    compatibility: item.compatibility,
+    lastReportAt: typeof item.lastReportAt === 'number' ? item.lastReportAt : undefined,
+    currentDeployment: item.currentDeployment,
+    updatedAt: item.updatedAt,
+  };
+  for (const key of Object.keys(record)) if (record[key] === undefined) delete record[key];
+  return record as unknown as FleetItem;
+}
+
+export function makeFleetStore({ db, tableName }: FleetStoreOptions): FleetStore {
+  async function get(thingName: string): Promise<FleetItem | undefined> {
+    const { Item } = await db.send(
+      new GetCommand({ TableName: tableName, Key: { thingName }, ConsistentRead: true }),
+    );
+    return Item ? fleetFromItem(Item) : undefined;
+  }
+
+  async function upsertReport(
+    thingName: string,
+    facts: DeviceReportFacts,
+  ): Promise<{ readonly applied: boolean }> {
+    const set = ['lastReportAt = :at', 'updatedAt = :updated'];
+    const values: Record<string, unknown> = {
+      ':at': facts.lastReportAt,
+      ':updated': new Date(facts.lastReportAt).toISOString(),
+    };
+    if (facts.installedUpdateId) {
+      const { provider, name, version } = facts.installedUpdateId;
+      set.push('installedUpdateId = :installed');
+      values[':installed'] = { provider, name, version };
+    }
+    if (facts.compatibility) {
+      set.push('compatibility = :compatibility');
+      values[':compatibility'] = facts.compatibility;
+    }
+    try {
+      await db.send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: { thingName },
+          UpdateExpression: `SET ${set.join(', ')}`,
+          // Invariant: the fleet item describes the device's newest report; a late, older report
+          // (async rule delivery reorders) never overwrites a newer one.
+          ConditionExpression: 'attribute_not_exists(lastReportAt) OR lastReportAt <= :at',
+          ExpressionAttributeValues: values,
+        }),
+      );
+      return { applied: true };
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return { applied: false };
+      throw error;
+    }
+  }
+
+  async function setCurrentDeployment(
+    thingName: string,
+    current: CurrentDeployment,
+    now: number,
+  ): Promise<{ readonly previous?: CurrentDeployment }> {
+    // No condition: the newest deployment to notify a device owns its shadow, so it wins; the
+    // returned previous value tells the caller which execution it superseded.
+    const { Attributes } = await db.send(
+      new UpdateCommand({
+        TableName: tableName,
+        Key: { thingName },
+        UpdateExpression: 'SET currentDeployment = :current, updatedAt = :at',
+        ExpressionAttributeValues: {
+          ':current': { deploymentId: current.deploymentId, attempt: current.attempt },
+          ':at': new Date(now).toISOString(),
+        },
+        ReturnValues: 'UPDATED_OLD',
+      }),
+    );
+    const previous = Attributes?.currentDeployment as CurrentDeployment | undefined;
+    return previous ? { previous } : {};
+  }
+
+  async function clearCurrentDeployment(
+    thingName: string,
+    deploymentId: string,
+    now: number,
+  ): Promise<boolean> {
+    try {
+      await db.send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: { thingName },
+          UpdateExpression: 'REMOVE currentDeployment SET updatedAt = :at',
+          // Invariant: an ended execution clears only its own pointer, never a newer deployment's.
+          ConditionExpression: 'currentDeployment.deploymentId = :id',
+          ExpressionAttributeValues: { ':id': deploymentId, ':at': new Date(now).toISOString() },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  async function scanCompatible(
+    sets: readonly CompatibilitySet[],
+    page: { readonly limit: number; readonly nextToken?: string },
+  ): Promise<Result<FleetPage, { readonly code: 'INVALID_NEXT_TOKEN' }>> {
+    const start = page.nextToken === undefined ? undefined : decodePageToken(page.nextToken, ['thingName']);
+    if (page.nextToken !== undefined && start?.key === undefined) return err({ code: 'INVALID_NEXT_TOKEN' });
+    const out = await db.send(
+      new ScanCommand({
+        TableName: tableName,
+        // Devices that never reported their compatibility cannot match a compatibility target.
+        FilterExpression: 'attribute_exists(compatibility)',
+        Limit: page.limit,
+        ...(start?.key ? { ExclusiveStartKey: start.key } : {}),
+      }),
+    );
+    // Matching is the domain's rule (exact, case-sensitive values), so it runs here, not in a filter.
+    const items = (out.Items ?? [])
+      .map(fleetFromItem)
+      .filter((item) => sets.length > 0 && isCompatible(item.compatibility ?? {}, sets));
+    return ok(
+      out.LastEvaluatedKey
+        ? { items, nextToken: encodePageToken({ part: 0, key: out.LastEvaluatedKey as PageKey }) }
+        : { items },
+    );
+  }
+
+  return { get, upsertReport, setCurrentDeployment, clearCurrentDeployment, scanCompatible };
+}
