@@ -54,6 +54,8 @@ export const updatesTable: TableDefinition = {
 export const deploymentsTable: TableDefinition = {
   id: 'Deployments',
   partitionKey: { name: 'deploymentId', type: 'S' },
+  /** The counter projection's batch markers (`#counted#...`) expire once the stream cannot redeliver. */
+  timeToLiveAttribute: 'expiresAt',
   globalIndexes: [
     {
       indexName: 'byStatus',
