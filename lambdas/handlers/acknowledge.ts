@@ -1,0 +1,106 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { makeExecutionStore } from '../adapters/execution-store.ts';
+import { makeFleetStore } from '../adapters/fleet-store.ts';
+import { makeShadowWriter } from '../adapters/shadow-writer.ts';
+import { env } from '../definitions/environment.ts';
+import { type Observability, powertools } from '../observability.ts';
+import { type AcknowledgeDeps, type AckOutcome, applyShadowReport } from './acknowledgements/apply-report.ts';
+import { parseDocumentsEvent, reportChanged } from './acknowledgements/documents-event.ts';
+import { type Environment, fromEnv } from './config.ts';
+
+/**
+ * The acknowledgement Lambda (ADR 0040): the IoT rule on the `ota` shadow's `update/documents`
+ * topic invokes it asynchronously with `previous`, `current`, `timestamp` and `thingName`. It
+ * records the device's report on its execution (acknowledgements/apply-report.ts) and never
+ * throws for a bad or foreign document: only an infrastructure failure makes Lambda retry, and
+ * what fails every retry goes to the on-failure destination while the reconciliation sweep
+ * repairs the record from the shadow.
+ */
+export type AcknowledgeResult =
+  | AckOutcome
+  /** Not a documents event (logged and dropped). */
+  | { readonly kind: 'event_invalid' }
+  /** The shadow holds no `reported.ota` (a write to desired before the device ever reported). */
+  | { readonly kind: 'not_about_ota' }
+  /** The device's report did not change: one of our own writes to desired (fan-out, cancel, trim). */
+  | { readonly kind: 'unchanged' };
+
+export type AcknowledgeHandler = (event: unknown) => Promise<AcknowledgeResult>;
+
+export interface AcknowledgeHandlerDeps extends Omit<AcknowledgeDeps, 'observability'> {
+  readonly observability?: Observability;
+  /** Epoch ms. @default Date.now */
+  readonly clock?: () => number;
+}
+
+export function makeAcknowledge(deps: AcknowledgeHandlerDeps): AcknowledgeHandler {
+  const observability = deps.observability ?? powertools;
+  const clock = deps.clock ?? Date.now;
+  const core: AcknowledgeDeps = { ...deps, observability };
+  return async (event) => {
+    try {
+      const documents = parseDocumentsEvent(event);
+      if (!documents.ok) {
+        observability.logger.warn('not a shadow documents event', { faults: documents.error.faults });
+        return { kind: 'event_invalid' };
+      }
+      if (documents.value.reportedOta === undefined) return { kind: 'not_about_ota' };
+      if (!reportChanged(documents.value)) return { kind: 'unchanged' };
+      return await applyShadowReport(core, documents.value, clock());
+    } finally {
+      observability.flush();
+    }
+  };
+}
+
+export interface AcknowledgeConfig {
+  readonly executionsTable: string;
+  readonly fleetTable: string;
+  /** The IoT data-plane endpoint; the SDK's default for the region when absent. */
+  readonly iotDataEndpoint?: string;
+}
+
+export function acknowledgeConfigFromEnv(environment: Environment): AcknowledgeConfig {
+  const tables = fromEnv({ executionsTable: env.executionsTable, fleetTable: env.fleetTable })(environment);
+  const endpoint = environment[env.iotDataEndpoint];
+  return { ...tables, ...(endpoint ? { iotDataEndpoint: endpoint } : {}) };
+}
+
+export interface AcknowledgeClients {
+  readonly dynamodb?: DynamoDBClient;
+  readonly iotData?: IoTDataPlaneClient;
+}
+
+/** Clients default to AWS's; the local cloud passes clients for its endpoints. */
+export function makeAcknowledgeFromConfig(
+  config: AcknowledgeConfig,
+  clients: AcknowledgeClients = {},
+  observability?: Observability,
+): AcknowledgeHandler {
+  const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
+    marshallOptions: { removeUndefinedValues: true },
+  });
+  // One retry loop only (the shadow writer's, with jitter): the SDK's own would hide throttling.
+  const iotData =
+    clients.iotData ??
+    new IoTDataPlaneClient({
+      maxAttempts: 1,
+      ...(config.iotDataEndpoint ? { endpoint: config.iotDataEndpoint } : {}),
+    });
+  return makeAcknowledge({
+    executions: makeExecutionStore({ db, tableName: config.executionsTable }),
+    fleet: makeFleetStore({ db, tableName: config.fleetTable }),
+    shadows: makeShadowWriter({ iotData }),
+    ...(observability ? { observability } : {}),
+  });
+}
+
+let built: AcknowledgeHandler | undefined;
+
+/** The Lambda entry point (IoT rule `shadow_ota_acknowledgements`, invoked asynchronously). */
+export const handler = (event: unknown): Promise<AcknowledgeResult> => {
+  built ??= makeAcknowledgeFromConfig(acknowledgeConfigFromEnv(process.env));
+  return built(event);
+};

@@ -1,0 +1,204 @@
+/**
+ * Applies one device report, read from the `ota` shadow, to its execution: the acknowledgement
+ * Lambda calls it with the documents event, the reconciliation sweep with a fresh GetThingShadow.
+ * The same decision either way (`decideReport`), written on condition that the execution is still
+ * as read; on a conflict it re-reads and decides again. Idempotent: a redelivered event is a
+ * duplicate by shadow version, and the trim it may owe is retried from the event's own document.
+ */
+import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
+import type { FleetStore } from '../../adapters/fleet-store.ts';
+import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
+import {
+  buildTrimDocument,
+  decideReport,
+  desiredBelongsTo,
+  type ExecutionState,
+  isTerminal,
+  parseReportedOta,
+  type ReportDecision,
+  type ReportedOta,
+  type TransitionReason,
+} from '../../domain/deployment/index.ts';
+import { type Observability, outcome } from '../../observability.ts';
+import { fleetReportOf } from './fleet-report.ts';
+
+/** What a report is applied from: the documents event's `current`, or the shadow as read now. */
+export interface ShadowReport {
+  readonly thingName: string;
+  /** The shadow version that holds this report. */
+  readonly version: number;
+  /** When the shadow took the report, epoch ms. */
+  readonly timestampMs: number;
+  readonly reportedOta: unknown;
+  /** `reported.ota` before this update, when known: unchanged fleet facts need no write. */
+  readonly previousReportedOta?: unknown;
+  /** `desired.ota` in the same document: trimmed when it is this execution's and the execution ended. */
+  readonly desiredOta: unknown;
+}
+
+export interface AcknowledgeDeps {
+  readonly executions: Pick<ExecutionStore, 'get' | 'transition'>;
+  readonly fleet: Pick<FleetStore, 'upsertReport' | 'clearCurrentDeployment'>;
+  readonly shadows: Pick<ShadowWriter, 'update' | 'get'>;
+  readonly observability: Observability;
+}
+
+export type AckOutcome =
+  | { readonly kind: 'invalid' }
+  /** A valid report that names no deployment, or one with no execution for this thing. */
+  | { readonly kind: 'no_execution'; readonly deploymentId?: string }
+  | {
+      readonly kind: 'transition';
+      readonly from: ExecutionState;
+      readonly to: ExecutionState;
+      readonly reason: TransitionReason;
+      readonly trimmed: boolean;
+    }
+  | { readonly kind: 'progress'; readonly state: ExecutionState; readonly trimmed: boolean }
+  | {
+      readonly kind: 'stale' | 'duplicate' | 'ignored';
+      readonly code: string;
+      readonly trimmed: boolean;
+    };
+
+/** Re-reads after a lost race; more than a few in a row means something else is wrong. */
+const MAX_DECISIONS = 5;
+const MAX_TRIMS = 3;
+
+interface Settled {
+  readonly decision: ReportDecision;
+  readonly execution: ExecutionRecord;
+}
+
+/** Decides and writes until the write lands or the decision needs no write. */
+async function settleReport(
+  deps: AcknowledgeDeps,
+  first: ExecutionRecord,
+  ota: ReportedOta,
+  report: ShadowReport,
+  now: number,
+): Promise<Settled | undefined> {
+  let execution = first;
+  for (let round = 1; round <= MAX_DECISIONS; round++) {
+    const decision = decideReport(execution, {
+      ota,
+      shadowVersion: report.version,
+      reportedAt: report.timestampMs,
+    });
+    if (decision.kind !== 'transition' && decision.kind !== 'progress') return { decision, execution };
+    const written = await deps.executions.transition(execution, decision.next, {
+      at: now,
+      ...(decision.kind === 'transition' ? { reason: decision.transition.reason } : {}),
+      ...(ota.lastResult ? { lastResult: ota.lastResult } : {}),
+      ...(ota.progress ? { progress: ota.progress } : {}),
+    });
+    if (written.ok) return { decision, execution: written.value };
+    deps.observability.count(outcome.ackConflictRetried);
+    if (!written.error.current) return undefined;
+    execution = written.error.current;
+  }
+  throw new Error(
+    `execution ${first.deploymentId}/${first.thingName} kept changing under ${MAX_DECISIONS} decisions`,
+  );
+}
+
+/**
+ * Clears `desired.ota` of an execution that ended, locked to the shadow version in which it was
+ * seen (ADR 0010). On a version conflict the shadow is read again: if the document is still this
+ * execution's it is trimmed at the new version; if a newer deployment's, it is left alone.
+ */
+export async function trimIfOwed(
+  deps: Pick<AcknowledgeDeps, 'shadows' | 'observability'>,
+  execution: Pick<ExecutionRecord, 'deploymentId' | 'thingName' | 'attempt' | 'state'>,
+  seen: { readonly version: number; readonly desiredOta: unknown },
+): Promise<boolean> {
+  if (!isTerminal(execution.state)) return false;
+  let view = seen;
+  for (let round = 1; round <= MAX_TRIMS; round++) {
+    if (!desiredBelongsTo(view.desiredOta, execution.deploymentId, execution.attempt)) return false;
+    const trimmed = await deps.shadows.update(execution.thingName, buildTrimDocument(view.version));
+    if (trimmed.ok) {
+      deps.observability.count(outcome.desiredTrimmed);
+      return true;
+    }
+    if (trimmed.error.code !== 'VERSION_CONFLICT') {
+      throw new Error(`trimming ${execution.thingName}: ${trimmed.error.code} ${trimmed.error.message}`);
+    }
+    const reread = await deps.shadows.get(execution.thingName);
+    if (!reread.ok) throw new Error(`reading ${execution.thingName}: ${reread.error.message}`);
+    if (!reread.value) return false;
+    view = { version: reread.value.version, desiredOta: reread.value.state.desired?.ota };
+  }
+  throw new Error(`the ota shadow of ${execution.thingName} kept changing under ${MAX_TRIMS} trims`);
+}
+
+function countDecision(obs: Observability, decision: ReportDecision): void {
+  if (decision.kind === 'stale') obs.count(outcome.staleReportIgnored);
+  if (decision.kind === 'duplicate') obs.count(outcome.duplicateReportIgnored);
+  if (decision.kind !== 'transition') return;
+  if (decision.transition.to === 'succeeded') obs.count(outcome.deviceSucceeded);
+  if (decision.transition.to === 'failed') obs.count(outcome.deviceFailed);
+}
+
+export async function applyShadowReport(
+  deps: AcknowledgeDeps,
+  report: ShadowReport,
+  now: number,
+): Promise<AckOutcome> {
+  const { logger } = deps.observability;
+  const context = { thingName: report.thingName, shadowVersion: report.version };
+  const parsed = parseReportedOta(report.reportedOta);
+  if (!parsed.ok) {
+    deps.observability.count(outcome.reportInvalid);
+    logger.warn('device report refused', { ...context, faults: parsed.error.faults });
+    return { kind: 'invalid' };
+  }
+  const { report: ota, warnings } = parsed.value;
+  if (warnings.length > 0) logger.warn('device report partly dropped', { ...context, faults: warnings });
+
+  const fleetChange = fleetReportOf(ota, report);
+  const settled = ota.deploymentId
+    ? await applyToExecution(deps, ota, report, now, ota.deploymentId)
+    : undefined;
+  const endedNow = settled?.decision.kind === 'transition' && isTerminal(settled.decision.transition.to);
+  if (fleetChange.changed || endedNow) await deps.fleet.upsertReport(report.thingName, fleetChange.report);
+  if (endedNow && settled) {
+    await deps.fleet.clearCurrentDeployment(report.thingName, settled.execution.deploymentId, now);
+  }
+  if (!settled) {
+    return ota.deploymentId
+      ? { kind: 'no_execution', deploymentId: ota.deploymentId }
+      : { kind: 'no_execution' };
+  }
+
+  const { decision, execution } = settled;
+  countDecision(deps.observability, decision);
+  const trimmed = await trimIfOwed(deps, execution, report);
+  logger.info('device report', {
+    ...context,
+    deploymentId: execution.deploymentId,
+    decision: decision.kind,
+    state: execution.state,
+    ...(decision.kind === 'transition' ? { from: decision.transition.from } : {}),
+    ...('code' in decision ? { code: decision.code } : {}),
+    trimmed,
+  });
+  if (decision.kind === 'transition') {
+    const { from, to, reason } = decision.transition;
+    return { kind: 'transition', from, to, reason, trimmed };
+  }
+  if (decision.kind === 'progress') return { kind: 'progress', state: decision.state, trimmed };
+  return { kind: decision.kind, code: decision.code, trimmed };
+}
+
+async function applyToExecution(
+  deps: AcknowledgeDeps,
+  ota: ReportedOta,
+  report: ShadowReport,
+  now: number,
+  deploymentId: string,
+): Promise<Settled | undefined> {
+  const execution = await deps.executions.get(deploymentId, report.thingName);
+  if (!execution) return undefined;
+  return settleReport(deps, execution, ota, report, now);
+}
