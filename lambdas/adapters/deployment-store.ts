@@ -616,8 +616,11 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
   ): Promise<Result<void, DeploymentStoreError>> {
     const set: string[] = [];
     const values: Record<string, unknown> = { ':owner': lease.owner, ':now': lease.now };
+    const names: Record<string, string> = { '#lane': lane };
     const field = (name: 'cursor' | 'bucket' | 'done' | 'leaseUntil', value: unknown): void => {
-      set.push(`fanout.#lane.${name} = :${name}`);
+      // Placeholders for the field names too: `cursor` is a DynamoDB reserved word.
+      set.push(`fanout.#lane.#f_${name} = :${name}`);
+      names[`#f_${name}`] = name;
       values[`:${name}`] = value;
     };
     if (checkpoint.cursor !== undefined) field('cursor', checkpoint.cursor);
@@ -634,7 +637,7 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
           // Invariant: only the live lease holder moves a lane's checkpoint, so a worker that lost
           // its lease (paused past expiry) cannot move the cursor back under the new holder.
           ConditionExpression: 'fanout.#lane.leaseOwner = :owner AND fanout.#lane.leaseUntil >= :now',
-          ExpressionAttributeNames: { '#lane': lane },
+          ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
         }),
       );

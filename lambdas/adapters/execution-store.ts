@@ -271,7 +271,10 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
           ':ds': deploymentStateKey(deploymentId, state),
           ...(query.shard !== undefined ? { ':shard': query.shard } : {}),
         },
-        ...(query.shard !== undefined ? { FilterExpression: 'shard = :shard' } : {}),
+        // `shard` is a DynamoDB reserved word.
+        ...(query.shard !== undefined
+          ? { FilterExpression: '#shard = :shard', ExpressionAttributeNames: { '#shard': 'shard' } }
+          : {}),
         Limit: query.limit,
         ...(query.exclusiveStartKey ? { ExclusiveStartKey: query.exclusiveStartKey } : {}),
       }),

@@ -1,0 +1,305 @@
+import {
+  AddThingToThingGroupCommand,
+  CreateThingCommand,
+  CreateThingGroupCommand,
+  IoTClient,
+} from '@aws-sdk/client-iot';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  type ExecutionRecord,
+  type ExecutionStore,
+  makeExecutionStore,
+  type NewExecution,
+  shardOf,
+} from '../../../lambdas/adapters/execution-store.ts';
+import { type FleetStore, makeFleetStore } from '../../../lambdas/adapters/fleet-store.ts';
+import { makeThingRegistry } from '../../../lambdas/adapters/thing-registry.ts';
+import { notify, retry } from '../../../lambdas/domain/deployment/index.ts';
+import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
+import { documentClient, dynamoDbClient } from '../import/support.ts';
+import { createDeploymentTables, type DeploymentTables, uniqueName } from './api-support.ts';
+
+const raw = dynamoDbClient(inject('ddbEndpoint'));
+const db = documentClient(raw);
+let tables: DeploymentTables;
+let executions: ExecutionStore;
+let fleet: FleetStore;
+const t0 = Date.parse('2030-01-01T00:00:00Z');
+const updateId = { provider: 'Contoso', name: 'Toaster', version: '1.0' };
+
+beforeAll(async () => {
+  tables = await createDeploymentTables(raw, 'estore');
+  executions = makeExecutionStore({ db, tableName: tables.executions });
+  fleet = makeFleetStore({ db, tableName: tables.fleet });
+});
+
+afterAll(() => raw.destroy());
+
+function devices(count: number, shards = 4): NewExecution[] {
+  return Array.from({ length: count }, (_, i) => {
+    const thingName = `thing-${String(i).padStart(3, '0')}`;
+    return { thingName, updateId, state: 'queued' as const, shard: shardOf(thingName, shards) };
+  });
+}
+
+async function mustGet(deploymentId: string, thingName: string): Promise<ExecutionRecord> {
+  const record = await executions.get(deploymentId, thingName);
+  if (!record) throw new Error(`${thingName} missing`);
+  return record;
+}
+
+describe('execution store', () => {
+  it('writes more than one batch, ignores a device named twice, and serves per-state, per-shard pages', async () => {
+    const deploymentId = uniqueName('dep');
+    const all = devices(60);
+    const first = all[0];
+    if (!first) throw new Error('no devices');
+    await executions.batchPutQueued(
+      deploymentId,
+      [...all, first, { ...first, thingName: 'odd-one', state: 'incompatible' }],
+      t0,
+    );
+
+    const listed: string[] = [];
+    let nextToken: string | undefined;
+    do {
+      const page = await executions.listForDeployment(deploymentId, {
+        limit: 25,
+        ...(nextToken ? { nextToken } : {}),
+      });
+      if (!page.ok) throw new Error('bad token');
+      listed.push(...page.value.items.map((e) => e.thingName));
+      nextToken = page.value.nextToken;
+    } while (nextToken);
+    expect(listed).toHaveLength(61);
+
+    const incompatible = await executions.listForDeployment(deploymentId, {
+      state: 'incompatible',
+      limit: 10,
+    });
+    expect(incompatible.ok && incompatible.value.items.map((e) => e.thingName)).toEqual(['odd-one']);
+
+    const shardTwo = all
+      .filter((d) => d.shard === 2)
+      .map((d) => d.thingName)
+      .sort();
+    const queuedInShard = await executions.queryByState(deploymentId, 'queued', { limit: 100, shard: 2 });
+    expect(queuedInShard.items.map((e) => e.thingName)).toEqual(shardTwo);
+    expect(queuedInShard.items[0]).toMatchObject({ state: 'queued', attempt: 1, updateId, shard: 2 });
+
+    const page = await executions.queryByState(deploymentId, 'queued', { limit: 7 });
+    expect(page.items).toHaveLength(7);
+    const rest = await executions.queryByState(deploymentId, 'queued', {
+      limit: 100,
+      ...(page.lastEvaluatedKey ? { exclusiveStartKey: page.lastEvaluatedKey } : {}),
+    });
+    expect(page.items.length + rest.items.length).toBe(60);
+    expect(await executions.listForDeployment(deploymentId, { limit: 5, nextToken: 'e30' })).toEqual({
+      ok: false,
+      error: { code: 'INVALID_NEXT_TOKEN' },
+    });
+  });
+
+  it('applies a transition once: the second writer of the same decision gets a conflict with the current record', async () => {
+    const deploymentId = uniqueName('dep');
+    await executions.batchPutQueued(deploymentId, devices(1), t0);
+    const current = await mustGet(deploymentId, 'thing-000');
+    const decision = notify(current, t0 + 1000);
+    if (!decision.ok) throw new Error('not notifiable');
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        executions.transition(current, decision.value.next, {
+          at: t0 + 1000,
+          reason: 'notified',
+          deadline: t0 + 61_000,
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.ok)).toHaveLength(1);
+    const conflict = results.find((r) => !r.ok);
+    expect(conflict?.ok === false && conflict.error).toMatchObject({
+      code: 'EXECUTION_CONFLICT',
+      current: { state: 'notified', notifiedAt: t0 + 1000, deadline: t0 + 61_000, reason: 'notified' },
+    });
+    // The state index follows the state.
+    expect((await executions.queryByState(deploymentId, 'queued', { limit: 10 })).items).toHaveLength(0);
+    expect((await executions.queryByState(deploymentId, 'notified', { limit: 10 })).items).toHaveLength(1);
+  });
+
+  it('checks the shadow version it read, and a retry starts a clean attempt', async () => {
+    const deploymentId = uniqueName('dep');
+    await executions.batchPutQueued(deploymentId, devices(1), t0);
+    const queued = await mustGet(deploymentId, 'thing-000');
+    const notified = await executions.transition(
+      queued,
+      { ...queued, state: 'notified', notifiedAt: t0 },
+      { at: t0 },
+    );
+    if (!notified.ok) throw new Error('notify failed');
+    const failedReport = {
+      ...notified.value,
+      state: 'failed' as const,
+      shadowVersion: 7,
+      reportedAt: t0 + 5,
+    };
+    const lastResult = { resultCode: 0, extendedResultCode: 42, resultDetails: 'step 1 failed' };
+    const failed = await executions.transition(notified.value, failedReport, {
+      at: t0 + 5,
+      reason: 'device_report',
+      lastResult,
+    });
+    if (!failed.ok) throw new Error('fail transition failed');
+    // A decision made on the record before version 7 was applied is refused.
+    const stale = await executions.transition(
+      notified.value,
+      { ...notified.value, state: 'downloading', shadowVersion: 6 },
+      { at: t0 + 6 },
+    );
+    expect(stale.ok).toBe(false);
+
+    const again = retry(failed.value);
+    if (!again.ok) throw new Error('not retryable');
+    const requeued = await executions.transition(failed.value, again.value.next, {
+      at: t0 + 10,
+      reason: 'retry',
+    });
+    expect(requeued.ok && requeued.value).toMatchObject({
+      state: 'queued',
+      attempt: 2,
+      shadowVersion: 7,
+      reason: 'retry',
+    });
+    expect(requeued.ok && requeued.value.notifiedAt).toBeUndefined();
+    expect(requeued.ok && requeued.value.lastResult).toBeUndefined();
+  });
+
+  it("lists a device's executions across deployments, newest first", async () => {
+    const thing = uniqueName('device');
+    const older = uniqueName('dep-a');
+    const newer = uniqueName('dep-b');
+    const device = { thingName: thing, updateId, state: 'queued' as const, shard: 0 };
+    await executions.batchPutQueued(older, [device], t0);
+    await executions.batchPutQueued(newer, [device], t0 + 60_000);
+    const first = await executions.listForThing(thing, { limit: 1 });
+    if (!first.ok) throw new Error('bad token');
+    expect(first.value.items.map((e) => e.deploymentId)).toEqual([newer]);
+    const second = await executions.listForThing(thing, { limit: 1, nextToken: first.value.nextToken ?? '' });
+    expect(second.ok && second.value.items.map((e) => e.deploymentId)).toEqual([older]);
+  });
+});
+
+describe('fleet store', () => {
+  it('keeps the newest report whatever order reports arrive in', async () => {
+    const thing = uniqueName('device');
+    expect(
+      await fleet.upsertReport(thing, {
+        lastReportAt: t0 + 2000,
+        installedUpdateId: updateId,
+        compatibility: { model: 'x' },
+      }),
+    ).toEqual({ applied: true });
+    expect(
+      await fleet.upsertReport(thing, {
+        lastReportAt: t0 + 1000,
+        installedUpdateId: { ...updateId, version: '0.9' },
+      }),
+    ).toEqual({ applied: false });
+    expect(await fleet.upsertReport(thing, { lastReportAt: t0 + 3000 })).toEqual({ applied: true });
+    expect(await fleet.get(thing)).toMatchObject({
+      installedUpdateId: updateId,
+      compatibility: { model: 'x' },
+      lastReportAt: t0 + 3000,
+    });
+  });
+
+  it('returns the deployment a device was on when a newer one takes it, and clears only its own pointer', async () => {
+    const thing = uniqueName('device');
+    expect(await fleet.setCurrentDeployment(thing, { deploymentId: 'a', attempt: 1 }, t0)).toEqual({});
+    expect(await fleet.setCurrentDeployment(thing, { deploymentId: 'b', attempt: 1 }, t0)).toEqual({
+      previous: { deploymentId: 'a', attempt: 1 },
+    });
+    expect(await fleet.clearCurrentDeployment(thing, 'a', t0)).toBe(false);
+    expect((await fleet.get(thing))?.currentDeployment).toEqual({ deploymentId: 'b', attempt: 1 });
+    expect(await fleet.clearCurrentDeployment(thing, 'b', t0)).toBe(true);
+    expect((await fleet.get(thing))?.currentDeployment).toBeUndefined();
+  });
+
+  it('scans the fleet page by page for devices matching a compatibility set', async () => {
+    const model = uniqueName('model');
+    for (let i = 0; i < 7; i++) {
+      await fleet.upsertReport(uniqueName(`match-${i}`), {
+        lastReportAt: t0,
+        compatibility: { model, hw: 'v2' },
+      });
+    }
+    await fleet.upsertReport(uniqueName('other-hw'), {
+      lastReportAt: t0,
+      compatibility: { model, hw: 'v1' },
+    });
+    await fleet.upsertReport(uniqueName('silent'), { lastReportAt: t0 });
+    let matched = 0;
+    let pages = 0;
+    let nextToken: string | undefined;
+    do {
+      const page = await fleet.scanCompatible([{ model, hw: 'v2' }], {
+        limit: 4,
+        ...(nextToken ? { nextToken } : {}),
+      });
+      if (!page.ok) throw new Error('bad token');
+      matched += page.value.items.length;
+      pages++;
+      nextToken = page.value.nextToken;
+    } while (nextToken);
+    expect(matched).toBe(7);
+    expect(pages).toBeGreaterThan(1);
+  });
+});
+
+describe('thing registry over the local IoT Core', () => {
+  let iot: LocalIotCore;
+  let client: IoTClient;
+
+  beforeAll(async () => {
+    iot = await startLocalIotCore({ ports: { mqtt: 0, mqtts: 0, iotData: 0, iot: 0 } });
+    client = new IoTClient({
+      endpoint: iot.endpoints.iot,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+    });
+  });
+
+  afterAll(async () => {
+    client.destroy();
+    await iot.stop();
+  });
+
+  it("pages through a group's members, child groups included, and tells an unknown group apart", async () => {
+    await client.send(new CreateThingGroupCommand({ thingGroupName: 'kitchen' }));
+    await client.send(
+      new CreateThingGroupCommand({ thingGroupName: 'toasters', parentGroupName: 'kitchen' }),
+    );
+    const names = ['t-1', 't-2', 't-3', 't-4', 't-5'];
+    for (const [i, thingName] of names.entries()) {
+      await client.send(new CreateThingCommand({ thingName }));
+      await client.send(
+        new AddThingToThingGroupCommand({ thingName, thingGroupName: i < 2 ? 'kitchen' : 'toasters' }),
+      );
+    }
+    const registry = makeThingRegistry({ iot: client, pageSize: 2 });
+    const found: string[] = [];
+    let nextToken: string | undefined;
+    let pages = 0;
+    do {
+      const page = await registry.listThingsInGroup('kitchen', nextToken);
+      expect(page.groupFound).toBe(true);
+      found.push(...page.thingNames);
+      nextToken = page.nextToken;
+      pages++;
+    } while (nextToken);
+    expect(found.sort()).toEqual(names);
+    expect(pages).toBe(3);
+    expect(await registry.listThingsInGroup('no-such-group')).toEqual({ groupFound: false, thingNames: [] });
+    expect(await registry.thingExists('t-3')).toBe(true);
+    expect(await registry.thingExists('t-404')).toBe(false);
+  });
+});
