@@ -1,42 +1,74 @@
 import S3rver from '@20minutes/s3rver';
+import { startS3Gateway } from './s3-gateway/index.ts';
+import { type CredentialStore, makeCredentialStore } from './sts/index.ts';
 
 export interface S3ServerOptions {
   readonly host: string;
-  /** TCP port; 0 picks a free one. */
+  /** TCP port of the S3 endpoint (the gateway); 0 picks a free one. */
   readonly port: number;
   /** Where objects are kept; they survive a restart with the same directory. */
   readonly directory: string;
   readonly buckets: readonly string[];
+  /** @default 'us-east-1' */
+  readonly region?: string;
+  /** Who may sign requests; default: only `localS3Credentials`. The local STS adds its sessions here. */
+  readonly credentials?: CredentialStore;
+  /** Epoch ms. @default Date.now */
+  readonly now?: () => number;
 }
 
 export interface RunningS3Server {
+  /** The S3 endpoint clients use: the gateway that verifies signatures and policies. */
   readonly endpoint: string;
   readonly port: number;
+  readonly credentials: CredentialStore;
   stop(): Promise<void>;
 }
 
-/** The access key pair the local S3 server accepts (its SigV4 check uses these). */
+/** The account's long-term access key pair in the local cloud (S3, STS and the SDK clients sign with it). */
 export const localS3Credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
 
 /**
- * Starts the S3-compatible server (@20minutes/s3rver, which checks SigV4 signatures and the expiry
- * of presigned URLs). Buckets are created here, through its own option: SDK v3 bucket-level calls
- * fail its signature check (TOOLCHAIN.md §5).
+ * Starts the local S3 endpoint: the S3 gateway (local/s3-gateway: SigV4 on every request, presigned
+ * URL expiry, STS session policies), in front of @20minutes/s3rver, which stores objects and listens
+ * on loopback only. The gateway does all the checking (s3rver's own SigV4 check refuses some SDK v3
+ * bucket-level calls, TOOLCHAIN.md §5), so s3rver runs with its check switched off. Buckets are
+ * created through s3rver's own option.
  */
 export async function startS3Server(options: S3ServerOptions): Promise<RunningS3Server> {
-  const server = new S3rver({
-    address: options.host,
-    port: options.port,
+  const region = options.region ?? 'us-east-1';
+  const credentials = options.credentials ?? makeCredentialStore([localS3Credentials], options.now);
+  const store = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
     silent: true,
     directory: options.directory,
+    allowMismatchedSignatures: true,
     configureBuckets: options.buckets.map((name) => ({ name })),
   });
-  const { port } = await server.run();
-  return {
-    endpoint: `http://${urlHost(options.host)}:${port}`,
-    port,
-    stop: () => server.close(),
-  };
+  const { port: storePort } = await store.run();
+  try {
+    const gateway = await startS3Gateway({
+      host: options.host,
+      port: options.port,
+      region,
+      credentials,
+      backend: { endpoint: `http://127.0.0.1:${storePort}`, credentials: localS3Credentials },
+      ...(options.now ? { now: options.now } : {}),
+    });
+    return {
+      endpoint: `http://${urlHost(options.host)}:${gateway.port}`,
+      port: gateway.port,
+      credentials,
+      stop: async () => {
+        await gateway.stop();
+        await store.close();
+      },
+    };
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
 }
 
 /** `host` as it goes into a URL (IPv6 literals in brackets; the wildcard address as loopback). */
