@@ -17,6 +17,12 @@ export interface IArtifactStore {
    * the prefix wildcard's cdk-nag finding on `grantee` when it is a construct.
    */
   grantUpdatesReadWrite(grantee: iam.IGrantable): void;
+  /**
+   * Lets `grantee` read objects under the updates prefix and decrypt them with the bucket's key:
+   * what a presigned GET signed by `grantee`, or credentials of a role `grantee` is, needs.
+   * Nothing else: no listing, so a device learns nothing about other updates' keys.
+   */
+  grantUpdatesRead(grantee: iam.IGrantable): void;
 }
 
 export interface ArtifactStoreProps {
@@ -103,8 +109,17 @@ export class ArtifactStore extends Construct implements IArtifactStore {
     // Without s3:ListBucket, S3 answers 403 instead of 404 for a missing key, and the commit
     // step could not tell "not uploaded yet" from "forbidden".
     this.bucket.grants.actionsOnBucketAndObjectKeys(grantee, objects, 's3:ListBucket');
+    this.acknowledgePrefixWildcard(grantee);
+  }
+
+  public grantUpdatesRead(grantee: iam.IGrantable): void {
+    this.bucket.grants.actionsOnObjectKeys(grantee, `${this.updatesPrefix}*`, 's3:GetObject', 'kms:Decrypt');
+    this.acknowledgePrefixWildcard(grantee);
+  }
+
+  private acknowledgePrefixWildcard(grantee: iam.IGrantable): void {
     acknowledgeOn(grantee, {
-      [`AwsSolutions-IAM5[Resource::<${this.bucketLogicalId()}.Arn>/${objects}]`]:
+      [`AwsSolutions-IAM5[Resource::<${this.bucketLogicalId()}.Arn>/${this.updatesPrefix}*]`]:
         'Update files are created at run time under the updates prefix, so object permissions name the prefix, not single keys.',
     });
   }

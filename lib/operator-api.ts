@@ -8,12 +8,14 @@ import { Construct } from 'constructs';
 import { type ApiFunctionId, apiFunctions, apiRoutes } from '../lambdas/definitions/api.ts';
 import { env } from '../lambdas/definitions/environment.ts';
 import type { IArtifactStore } from './artifact-store.ts';
+import type { IDeployments } from './deployments.ts';
 import { OtaFunction } from './ota-function.ts';
 import type { IUpdateCatalog } from './update-catalog.ts';
 
 export interface OperatorApiProps {
   readonly artifacts: IArtifactStore;
   readonly catalog: IUpdateCatalog;
+  readonly deployments: IDeployments;
   /** Lifetime of the presigned upload URLs the API hands out. @default 15 minutes */
   readonly uploadUrlTtl?: Duration;
   /** Stage-wide request rate limits. @default 50 requests/s, bursts of 100 */
@@ -32,9 +34,10 @@ const permissionsOf: Record<ApiFunctionId, (fn: OtaFunction, props: OperatorApiP
     catalog.grantSignManifests(fn);
     artifacts.grantUpdatesReadWrite(fn);
   },
-  // Counts the update's active deployments (so it cannot be deleted) and signs the
-  // per-deployment manifest.
-  deploymentsApi: (fn, { catalog }) => {
+  deploymentsApi: (fn, { catalog, deployments }) => {
+    deployments.grantManageDeployments(fn);
+    // Counts the update's active deployments (so it cannot be deleted while deployed) and signs
+    // the per-deployment manifest.
     catalog.grantReadWriteUpdates(fn);
     catalog.grantSignManifests(fn);
   },
@@ -83,6 +86,7 @@ export class OperatorApi extends Construct {
 
   private createFunctions(props: OperatorApiProps): Record<ApiFunctionId, OtaFunction> {
     const environment = {
+      ...props.deployments.environment,
       [env.updatesTable]: props.catalog.table.tableName,
       [env.artifactBucket]: props.artifacts.bucket.bucketName,
       [env.signerKind]: 'kms',

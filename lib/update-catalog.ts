@@ -3,13 +3,8 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
-import {
-  type GlobalIndexDefinition,
-  type KeyAttribute,
-  type TableDefinition,
-  updatesTable,
-} from '../lambdas/definitions/tables.ts';
-import { acknowledgeOn } from './acknowledge.ts';
+import { updatesTable } from '../lambdas/definitions/tables.ts';
+import { grantTableData, tableFromDefinition } from './table-from-definition.ts';
 
 /** What other constructs need of the catalog: the updates table, the signing key, grants. */
 export interface IUpdateCatalog {
@@ -17,6 +12,8 @@ export interface IUpdateCatalog {
   readonly signingKey: kms.IKey;
   /** Lets `grantee` read and write items of the updates table and query its indexes. */
   grantReadWriteUpdates(grantee: iam.IGrantable): void;
+  /** Lets `grantee` read items of the updates table and query its indexes. */
+  grantReadUpdates(grantee: iam.IGrantable): void;
   /** Lets `grantee` sign with the manifest signing key and read its public key; nothing else. */
   grantSignManifests(grantee: iam.IGrantable): void;
 }
@@ -60,64 +57,14 @@ export class UpdateCatalog extends Construct implements IUpdateCatalog {
   }
 
   public grantReadWriteUpdates(grantee: iam.IGrantable): void {
-    this.table.grants.readWriteData(grantee);
-    acknowledgeOn(grantee, {
-      [`AwsSolutions-IAM5[Resource::<${this.tableLogicalId()}.Arn>/index/*]`]:
-        'Queries on the table’s own global secondary indexes (listing updates by state); no other table is reachable.',
-    });
+    grantTableData(this.table, grantee, 'readWrite');
+  }
+
+  public grantReadUpdates(grantee: iam.IGrantable): void {
+    grantTableData(this.table, grantee, 'read');
   }
 
   public grantSignManifests(grantee: iam.IGrantable): void {
     this.signingKey.grants.actions(grantee, 'kms:Sign', 'kms:GetPublicKey');
   }
-
-  /** cdk-nag names the table ARN in findings as `<LogicalId.Arn>`. */
-  private tableLogicalId(): string {
-    return this.table.stack.resolve((this.table.node.defaultChild as dynamodb.CfnGlobalTable).logicalId);
-  }
-}
-
-interface TableSettings {
-  readonly encryption: dynamodb.TableEncryptionV2;
-  readonly removalPolicy: RemovalPolicy;
-}
-
-/** A TableV2 with the keys, indexes and TTL of a shared definition: on-demand, PITR, protected. */
-function tableFromDefinition(
-  scope: Construct,
-  definition: TableDefinition,
-  settings: TableSettings,
-): dynamodb.TableV2 {
-  return new dynamodb.TableV2(scope, definition.id, {
-    partitionKey: toAttribute(definition.partitionKey),
-    ...(definition.sortKey && { sortKey: toAttribute(definition.sortKey) }),
-    globalSecondaryIndexes: definition.globalIndexes.map(toGlobalIndex),
-    ...(definition.timeToLiveAttribute && { timeToLiveAttribute: definition.timeToLiveAttribute }),
-    billing: dynamodb.Billing.onDemand(),
-    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-    deletionProtection: true,
-    encryption: settings.encryption,
-    removalPolicy: settings.removalPolicy,
-  });
-}
-
-const attributeTypes = {
-  S: dynamodb.AttributeType.STRING,
-  N: dynamodb.AttributeType.NUMBER,
-  B: dynamodb.AttributeType.BINARY,
-} as const;
-
-function toAttribute(key: KeyAttribute): dynamodb.Attribute {
-  return { name: key.name, type: attributeTypes[key.type] };
-}
-
-function toGlobalIndex(index: GlobalIndexDefinition): dynamodb.GlobalSecondaryIndexPropsV2 {
-  return {
-    indexName: index.indexName,
-    partitionKey: toAttribute(index.partitionKey),
-    ...(index.sortKey && { sortKey: toAttribute(index.sortKey) }),
-    ...(index.nonKeyAttributes
-      ? { projectionType: dynamodb.ProjectionType.INCLUDE, nonKeyAttributes: [...index.nonKeyAttributes] }
-      : { projectionType: dynamodb.ProjectionType.ALL }),
-  };
 }
