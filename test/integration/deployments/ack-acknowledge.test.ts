@@ -1,0 +1,348 @@
+import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import {
+  type ExecutionRecord,
+  type ExecutionStore,
+  makeExecutionStore,
+} from '../../../lambdas/adapters/execution-store.ts';
+import { type FleetStore, makeFleetStore } from '../../../lambdas/adapters/fleet-store.ts';
+import { makeShadowWriter, type ShadowWriter } from '../../../lambdas/adapters/shadow-writer.ts';
+import { notify } from '../../../lambdas/domain/deployment/index.ts';
+import { type AcknowledgeHandler, makeAcknowledge } from '../../../lambdas/handlers/acknowledge.ts';
+import {
+  isReconcileDue,
+  reconcileSilentExecutions,
+} from '../../../lambdas/handlers/acknowledgements/reconcile.ts';
+import { recordingObservability } from '../../../lambdas/observability.ts';
+import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
+import { documentClient, dynamoDbClient } from '../import/support.ts';
+import { type DesiredOtaSeen, ScriptedDevice } from './ack-device.ts';
+import { createDeploymentTables, type DeploymentTables, uniqueName } from './api-support.ts';
+
+const raw = dynamoDbClient(inject('ddbEndpoint'));
+const db = documentClient(raw);
+const updateId = { provider: 'Contoso', name: 'Toaster', version: '2.0' };
+let tables: DeploymentTables;
+let executions: ExecutionStore;
+let fleet: FleetStore;
+let iot: LocalIotCore;
+let iotData: IoTDataPlaneClient;
+let shadows: ShadowWriter;
+let obs: ReturnType<typeof recordingObservability>;
+let ack: AcknowledgeHandler;
+const devices: ScriptedDevice[] = [];
+
+/** The rule's events: delivered to the handler, or held back (a lost or delayed event) when `holding`. */
+const events: Record<string, unknown>[] = [];
+let holding = false;
+
+beforeAll(async () => {
+  tables = await createDeploymentTables(raw, 'ack');
+  executions = makeExecutionStore({ db, tableName: tables.executions });
+  fleet = makeFleetStore({ db, tableName: tables.fleet });
+  iot = await startLocalIotCore({
+    lambdaRetryDelaysMs: [10, 20],
+    resolveLambda: (name) =>
+      name === 'acknowledge'
+        ? async (event) => {
+            events.push(event);
+            if (!holding) await ack(event);
+          }
+        : undefined,
+  });
+  iotData = new IoTDataPlaneClient({
+    endpoint: iot.endpoints.iotData,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    maxAttempts: 1,
+  });
+  shadows = makeShadowWriter({ iotData });
+});
+
+beforeEach(() => {
+  obs = recordingObservability();
+  ack = makeAcknowledge({ executions, fleet, shadows, observability: obs });
+  events.length = 0;
+  holding = false;
+});
+
+afterAll(async () => {
+  await Promise.all(devices.map((d) => d.end()));
+  await iot.stop();
+  iotData.destroy();
+  raw.destroy();
+});
+
+async function device(prefix = 'thing'): Promise<ScriptedDevice> {
+  const connected = await ScriptedDevice.connect(iot.endpoints.mqtt, uniqueName(prefix));
+  devices.push(connected);
+  return connected;
+}
+
+async function mustGet(deploymentId: string, thingName: string): Promise<ExecutionRecord> {
+  const record = await executions.get(deploymentId, thingName);
+  if (!record) throw new Error(`no execution ${deploymentId}/${thingName}`);
+  return record;
+}
+
+/** What the fan-out does for one device: the execution `notified`, the desired document written. */
+async function sendDeployment(thingName: string, deploymentId = uniqueName('dep'), attempt = 1) {
+  await executions.batchPutQueued(
+    deploymentId,
+    [{ thingName, updateId, state: 'queued', shard: 0 }],
+    Date.now(),
+  );
+  const queued = await mustGet(deploymentId, thingName);
+  const notified = notify(queued, Date.now());
+  if (!notified.ok) throw new Error(notified.error.message);
+  const written = await executions.transition(queued, notified.value.next, {
+    at: Date.now(),
+    reason: 'notified',
+  });
+  if (!written.ok) throw new Error('notify conflict');
+  await writeDesired(thingName, deploymentId, attempt);
+  await iot.rulesIdle();
+  return deploymentId;
+}
+
+async function writeDesired(thingName: string, deploymentId: string, attempt = 1): Promise<void> {
+  const desired = {
+    state: {
+      desired: {
+        ota: { deploymentId, attempt, action: 'apply' as const, updateId, manifest: '{}', signature: 'sig' },
+      },
+    },
+  };
+  const written = await shadows.update(thingName, desired);
+  if (!written.ok) throw new Error(written.error.message);
+}
+
+async function work(d: ScriptedDevice): Promise<DesiredOtaSeen> {
+  return d.waitForWork();
+}
+
+/** From now on, events are kept instead of delivered; those of earlier writes are forgotten. */
+function hold(): void {
+  holding = true;
+  events.length = 0;
+}
+
+async function flushRules(): Promise<void> {
+  await iot.rulesIdle();
+}
+
+describe('acknowledgement Lambda behind the documents rule', () => {
+  it('moves the execution with the device, records results and the installed update, and trims desired at the end', async () => {
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+
+    await d.downloading(job);
+    await flushRules();
+    const downloading = await mustGet(deploymentId, d.thingName);
+    expect(downloading.state).toBe('downloading');
+    expect(downloading.progress).toEqual({ step: 0, bytes: 0, totalBytes: 1024 });
+
+    await d.succeeded(job);
+    await flushRules();
+    const done = await mustGet(deploymentId, d.thingName);
+    expect(done.state).toBe('succeeded');
+    expect(done.reason).toBe('device_report');
+    expect(done.lastResult).toMatchObject({ resultCode: 700, stepResults: { step_0: { resultCode: 700 } } });
+    expect((await fleet.get(d.thingName))?.installedUpdateId).toEqual(updateId);
+
+    const shadow = await d.getShadow();
+    expect(shadow?.desired?.ota).toBeUndefined();
+    expect(shadow?.delta).toBeUndefined();
+    expect(obs.counts.get('DeviceSucceeded')).toBe(1);
+    expect(obs.counts.get('DesiredTrimmed')).toBe(1);
+  });
+
+  it('keeps a device that says succeeded without naming the deployed update in applying until it does', async () => {
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+
+    await d.succeeded(job, { installedUpdateId: { provider: 'Contoso', name: 'Toaster', version: '1.0' } });
+    await flushRules();
+    expect((await mustGet(deploymentId, d.thingName)).state).toBe('applying');
+    expect((await d.getShadow())?.desired?.ota).toBeDefined();
+
+    await d.reportMerged({ installedUpdateId: { provider: 'contoso', name: 'toaster', version: '02.0' } });
+    await flushRules();
+    expect((await mustGet(deploymentId, d.thingName)).state).toBe('succeeded');
+    expect((await d.getShadow())?.desired?.ota).toBeUndefined();
+  });
+
+  it('records a failed step with its result codes, trims desired and counts the failure', async () => {
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+
+    await d.downloading(job);
+    await d.failed(job, 1, 0x30000001);
+    await flushRules();
+    const failed = await mustGet(deploymentId, d.thingName);
+    expect(failed.state).toBe('failed');
+    expect(failed.lastResult).toMatchObject({
+      resultCode: 0,
+      extendedResultCode: 0x30000001,
+      stepResults: {
+        step_0: { resultCode: 700 },
+        step_1: { resultCode: 0, extendedResultCode: 0x30000001, resultDetails: 'step 1 failed' },
+      },
+    });
+    expect((await d.getShadow())?.desired?.ota).toBeUndefined();
+    expect(obs.counts.get('DeviceFailed')).toBe(1);
+    expect((await fleet.get(d.thingName))?.installedUpdateId).toBeUndefined();
+  });
+
+  it('applies a redelivered event once and ignores a late, older one', async () => {
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+    hold();
+    await d.downloading(job);
+    await d.succeeded(job);
+    await flushRules();
+    const [downloadingEvent, succeededEvent] = events;
+
+    expect(await ack(succeededEvent)).toMatchObject({ kind: 'transition', to: 'succeeded', trimmed: true });
+    expect(await ack(succeededEvent)).toMatchObject({ kind: 'duplicate', trimmed: false });
+    expect(await ack(downloadingEvent)).toMatchObject({ kind: 'stale' });
+
+    expect((await mustGet(deploymentId, d.thingName)).state).toBe('succeeded');
+    expect(obs.counts.get('DuplicateReportIgnored')).toBe(1);
+    expect(obs.counts.get('StaleReportIgnored')).toBe(1);
+    expect(obs.counts.get('DeviceSucceeded')).toBe(1);
+  });
+
+  it('converges on the newest report when every event arrives at once, in reverse order', async () => {
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+    hold();
+    await d.downloading(job);
+    await d.reportMerged({ state: 'installing' });
+    await d.reportMerged({ state: 'applying' });
+    await d.succeeded(job);
+    await flushRules();
+    expect(events).toHaveLength(4);
+
+    const newest = events.at(-1)?.current as { version: number } | undefined;
+    await Promise.all([...events].reverse().map((event) => ack(event)));
+    const final = await mustGet(deploymentId, d.thingName);
+    expect(final.state).toBe('succeeded');
+    expect(final.shadowVersion).toBe(newest?.version);
+  });
+
+  it('leaves a newer deployment’s desired document alone', async () => {
+    const d = await device();
+    const first = await sendDeployment(d.thingName);
+    const job = await work(d);
+    hold();
+    await d.succeeded(job);
+    await flushRules();
+    const [lateEvent] = events;
+    await writeDesired(d.thingName, 'dep-newer');
+
+    expect(await ack(lateEvent)).toMatchObject({ kind: 'transition', to: 'succeeded', trimmed: false });
+    expect((await mustGet(first, d.thingName)).state).toBe('succeeded');
+    expect((await d.desiredOta())?.deploymentId).toBe('dep-newer');
+  });
+
+  it('trims at the shadow’s new version when the device wrote again after its terminal report', async () => {
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+    hold();
+    await d.failed(job);
+    await d.reportMerged({ compatibility: { manufacturer: 'Contoso', model: 'Toaster' } });
+    await flushRules();
+
+    expect(await ack(events[0])).toMatchObject({ kind: 'transition', to: 'failed', trimmed: true });
+    expect((await d.getShadow())?.desired?.ota).toBeUndefined();
+    expect((await mustGet(deploymentId, d.thingName)).state).toBe('failed');
+  });
+
+  it('drops what is not a report on a known execution without throwing', async () => {
+    const d = await device();
+    await sendDeployment(d.thingName);
+
+    expect(await ack({ hello: 'world' })).toEqual({ kind: 'event_invalid' });
+    expect(
+      await ack({ thingName: d.thingName, timestamp: 1, current: { state: { desired: {} }, version: 1 } }),
+    ).toEqual({ kind: 'not_about_ota' });
+    hold();
+    await d.reportMerged({ state: 'exploding' });
+    await d.reportMerged({ state: 'downloading', deploymentId: 'dep-unknown', attempt: 1 });
+    await flushRules();
+    expect(await ack(events[0])).toEqual({ kind: 'invalid' });
+    expect(await ack(events[1])).toEqual({ kind: 'no_execution', deploymentId: 'dep-unknown' });
+    expect(await ack(events[0])).toEqual({ kind: 'invalid' });
+    expect(obs.counts.get('ReportInvalid')).toBe(2);
+  });
+
+  it('records a device’s compatibility in the fleet even when it reports no deployment', async () => {
+    const d = await device();
+    await d.reportMerged({ state: 'idle', compatibility: { manufacturer: 'Contoso', model: 'Toaster' } });
+    await flushRules();
+    expect((await fleet.get(d.thingName))?.compatibility).toEqual({
+      manufacturer: 'Contoso',
+      model: 'Toaster',
+    });
+  });
+});
+
+describe('reconciliation sweep', () => {
+  it('applies a report whose event was lost, and trims desired', async () => {
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+    hold();
+    await d.succeeded(job);
+    await flushRules();
+    const notified = await mustGet(deploymentId, d.thingName);
+    expect(notified.state).toBe('notified');
+
+    const deps = {
+      executions,
+      fleet,
+      shadows,
+      observability: obs,
+      activeDeploymentIds: async () => [deploymentId],
+    };
+    const dueAt = (notified.notifiedAt ?? 0) + 5 * 60_000 + 1000;
+    const swept = await reconcileSilentExecutions(deps, dueAt);
+    expect(swept).toMatchObject({ shadowsRead: 1, corrected: 1, trimmed: 1, truncated: false });
+    expect((await mustGet(deploymentId, d.thingName)).state).toBe('succeeded');
+    expect((await d.getShadow())?.desired?.ota).toBeUndefined();
+    expect((await fleet.get(d.thingName))?.installedUpdateId).toEqual(updateId);
+
+    // Nothing left at work: the next sweep reads no shadow.
+    expect(await reconcileSilentExecutions(deps, dueAt + 60_000)).toMatchObject({ shadowsRead: 0 });
+  });
+
+  it('does not read the shadow of a device heard from recently', async () => {
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const swept = await reconcileSilentExecutions(
+      { executions, fleet, shadows, observability: obs, activeDeploymentIds: async () => [deploymentId] },
+      Date.now(),
+    );
+    expect(swept).toMatchObject({ examined: 1, shadowsRead: 0 });
+  });
+
+  it.each([
+    // silence, due?  (threshold 5 min, one sweep a minute)
+    [4 * 60_000, false],
+    [5 * 60_000, true],
+    [5.5 * 60_000, true],
+    [6 * 60_000, false],
+    [10 * 60_000 + 30_000, true],
+    [15 * 60_000, false],
+    [20 * 60_000, true],
+  ])('reads a shadow silent for %i ms: %s', (silence, due) => {
+    expect(isReconcileDue(silence, 5 * 60_000, 60_000)).toBe(due);
+  });
+});
