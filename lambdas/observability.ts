@@ -31,6 +31,9 @@ export const outcome = {
   executionReconciled: 'ExecutionReconciled',
   countersBatchRedelivered: 'CountersBatchRedelivered',
   deploymentAborted: 'DeploymentAborted',
+  // Download authorization (lambdas/handlers/download-authorizer.ts).
+  downloadAuthorized: 'DownloadAuthorized',
+  downloadRejected: 'DownloadRejected',
 } as const;
 
 export type Outcome = (typeof outcome)[keyof typeof outcome];
