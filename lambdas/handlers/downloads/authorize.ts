@@ -1,0 +1,150 @@
+import type { DeploymentStore } from '../../adapters/deployment-store.ts';
+import { isActiveStatus } from '../../adapters/deployment-store.ts';
+import type { DownloadCredentials } from '../../adapters/download-credentials.ts';
+import type { ExecutionStore } from '../../adapters/execution-store.ts';
+import type { UpdateStore } from '../../adapters/update-store.ts';
+import { isTerminal } from '../../domain/deployment/index.ts';
+import { err, ok, type Result } from '../../domain/result.ts';
+import { type DownloadableFile, downloadableFiles } from './files.ts';
+import type { DownloadRequest } from './request.ts';
+
+/**
+ * Stable codes of a refused download request (the device acts on them):
+ * - `BAD_REQUEST`: the payload is malformed (faults name the fields).
+ * - `CLIENT_MISMATCH`: the MQTT client is not the thing whose topic it used.
+ * - `NO_ACTIVE_EXECUTION`: this thing has no live execution of that deployment (never targeted,
+ *   already finished, being canceled): whether the deployment exists is not revealed.
+ * - `DEPLOYMENT_NOT_ACTIVE`: the deployment ended (completed, canceled, aborted).
+ * - `UNKNOWN_FILE`: a requested file id is not a file of the deployment's update.
+ * - `UPDATE_UNAVAILABLE`: the update is no longer ready (a bug or a race with deletion).
+ * - `ANSWER_TOO_LARGE`: the answer would pass the MQTT message limit; ask for fewer files at a time.
+ */
+export type DownloadRejectionCode =
+  | 'BAD_REQUEST'
+  | 'CLIENT_MISMATCH'
+  | 'NO_ACTIVE_EXECUTION'
+  | 'DEPLOYMENT_NOT_ACTIVE'
+  | 'UNKNOWN_FILE'
+  | 'UPDATE_UNAVAILABLE'
+  | 'ANSWER_TOO_LARGE';
+
+export interface DownloadRejection {
+  readonly code: DownloadRejectionCode;
+  readonly message: string;
+}
+
+interface GrantBase {
+  readonly deploymentId: string;
+  /** The execution's attempt the grant was made for. */
+  readonly attempt: number;
+  /** Epoch ms when the URLs or credentials stop working. */
+  readonly expiresAt: number;
+}
+
+export interface PresignedGrant extends GrantBase {
+  readonly mode: 'presigned';
+  /** fileId → presigned GET URL. */
+  readonly files: Readonly<Record<string, string>>;
+}
+
+export interface StsGrant extends GrantBase {
+  readonly mode: 'sts';
+  readonly credentials: {
+    readonly accessKeyId: string;
+    readonly secretAccessKey: string;
+    readonly sessionToken: string;
+  };
+  readonly bucket: string;
+  readonly region: string;
+  /** fileId → object key in `bucket`. */
+  readonly files: Readonly<Record<string, string>>;
+}
+
+export type DownloadGrant = PresignedGrant | StsGrant;
+
+export interface AuthorizeDeps {
+  readonly executions: Pick<ExecutionStore, 'get'>;
+  readonly deployments: Pick<DeploymentStore, 'get'>;
+  readonly updates: Pick<UpdateStore, 'get' | 'getMany'>;
+  readonly credentials: DownloadCredentials;
+  readonly bucket: string;
+  readonly region: string;
+}
+
+const reject = (code: DownloadRejectionCode, message: string): Result<never, DownloadRejection> =>
+  err({ code, message });
+
+/**
+ * Decides a download request and mints its URLs or credentials: the thing must have a live
+ * execution (its current attempt, not terminal, no cancel pending) of an active deployment, and may
+ * only get the files of that deployment's update. `now` is epoch ms.
+ */
+export async function authorizeDownload(
+  deps: AuthorizeDeps,
+  request: DownloadRequest,
+  now: number,
+): Promise<Result<DownloadGrant, DownloadRejection>> {
+  const { thingName, deploymentId } = request;
+  // The device policy lets a client publish only under its own thing's topics; this is the same
+  // rule checked again, for a rule or policy that was set up wrong.
+  if (request.clientId !== undefined && request.clientId !== thingName) {
+    return reject('CLIENT_MISMATCH', `client "${request.clientId}" may not ask for thing "${thingName}"`);
+  }
+  const noExecution = `thing ${thingName} has no active execution of deployment ${deploymentId}`;
+  const execution = await deps.executions.get(deploymentId, thingName);
+  if (!execution || isTerminal(execution.state) || execution.cancelReason !== undefined) {
+    return reject('NO_ACTIVE_EXECUTION', noExecution);
+  }
+  const deployment = await deps.deployments.get(deploymentId);
+  if (!deployment) return reject('NO_ACTIVE_EXECUTION', noExecution);
+  if (!isActiveStatus(deployment.status)) {
+    return reject('DEPLOYMENT_NOT_ACTIVE', `deployment ${deploymentId} is ${deployment.status}`);
+  }
+  const update = await deps.updates.get(deployment.updateId);
+  if (update?.state !== 'ready') {
+    return reject('UPDATE_UNAVAILABLE', `the update of deployment ${deploymentId} is not available`);
+  }
+  const children = [...(await deps.updates.getMany(update.children)).values()];
+  const downloadable = downloadableFiles(update, children);
+
+  const wanted = request.files ?? [...downloadable.files.keys()];
+  const unknown = wanted.filter((id) => !downloadable.files.has(id));
+  if (unknown.length > 0) {
+    return reject('UNKNOWN_FILE', `not files of this deployment's update: ${unknown.join(', ')}`);
+  }
+  const files = wanted
+    .map((id) => downloadable.files.get(id))
+    .filter((f): f is DownloadableFile => f !== undefined);
+  const objectKeys = files.map((f) => f.objectKey);
+  const { mode, credentialLifetimeSeconds } = deployment.policy.download;
+  const base = { deploymentId, attempt: execution.attempt };
+
+  if (mode === 'presigned') {
+    const urls = await deps.credentials.presignGets(objectKeys, credentialLifetimeSeconds);
+    return ok({
+      ...base,
+      mode,
+      expiresAt: now + credentialLifetimeSeconds * 1000,
+      files: Object.fromEntries(files.map((f) => [f.fileId, urls.get(f.objectKey) ?? ''])),
+    });
+  }
+  const session = await deps.credentials.assumeDownloadRole({
+    sessionName: thingName,
+    objectKeys,
+    prefixes: downloadable.prefixes,
+    durationSeconds: credentialLifetimeSeconds,
+  });
+  return ok({
+    ...base,
+    mode,
+    expiresAt: session.expiresAt,
+    credentials: {
+      accessKeyId: session.accessKeyId,
+      secretAccessKey: session.secretAccessKey,
+      sessionToken: session.sessionToken,
+    },
+    bucket: deps.bucket,
+    region: deps.region,
+    files: Object.fromEntries(files.map((f) => [f.fileId, f.objectKey])),
+  });
+}
