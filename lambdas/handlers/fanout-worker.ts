@@ -1,0 +1,139 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { IoTClient } from '@aws-sdk/client-iot';
+import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { Context } from 'aws-lambda';
+import { DEFAULT_ACCOUNT_SHADOW_RATE_CAP, makeAccountRateLimiter } from '../adapters/account-rate-limiter.ts';
+import { makeDeploymentStore } from '../adapters/deployment-store.ts';
+import { makeExecutionStore } from '../adapters/execution-store.ts';
+import { makeFanoutReads } from '../adapters/fanout-reads.ts';
+import { makeFleetStore } from '../adapters/fleet-store.ts';
+import { type FunctionInvoker, makeLambdaFunctionInvoker } from '../adapters/function-invoker.ts';
+import { makeShadowWriter, type ShadowWriterOptions } from '../adapters/shadow-writer.ts';
+import { makeThingRegistry } from '../adapters/thing-registry.ts';
+import { env } from '../definitions/environment.ts';
+import { type Observability, powertools } from '../observability.ts';
+import { type Environment, fromEnv, positiveIntegerFromEnv } from './config.ts';
+import { defaultTuning, type FanoutDeps, type FanoutTuning, type TimeBudget } from './fanout/deps.ts';
+import { parseFanoutEvent, runFanoutWorker, type WorkerOutcome } from './fanout/worker.ts';
+
+export type { FanoutDeps, FanoutEvent, FanoutTuning } from './fanout/deps.ts';
+export type { WorkerOutcome } from './fanout/worker.ts';
+
+export type FanoutWorkerHandler = (event: unknown, context: TimeBudget) => Promise<WorkerOutcome>;
+
+/** The worker from explicit dependencies: the Lambda builds them from the environment, tests from local clients. */
+export function makeFanoutWorker(deps: FanoutDeps): FanoutWorkerHandler {
+  return async (input, context) => {
+    const event = parseFanoutEvent(input);
+    if (!event) {
+      deps.observability.logger.error('fan-out event refused', { event: input });
+      return { kind: 'skipped', reason: 'BAD_EVENT' };
+    }
+    try {
+      return await runFanoutWorker(deps, event, context);
+    } finally {
+      deps.observability.flush();
+    }
+  };
+}
+
+export interface FanoutConfig {
+  readonly deploymentsTable: string;
+  readonly executionsTable: string;
+  readonly fleetTable: string;
+  readonly updatesTable: string;
+  readonly fanoutWorkerFunction: string;
+  readonly accountShadowRateCap: number;
+  /** Absent: the SDK's default endpoint for the region. */
+  readonly iotDataEndpoint?: string;
+}
+
+export function fanoutConfigFromEnv(environment: Environment): FanoutConfig {
+  const required = fromEnv({
+    deploymentsTable: env.deploymentsTable,
+    executionsTable: env.executionsTable,
+    fleetTable: env.fleetTable,
+    updatesTable: env.updatesTable,
+    fanoutWorkerFunction: env.fanoutWorkerFunction,
+  })(environment);
+  const endpoint = environment[env.iotDataEndpoint];
+  return {
+    ...required,
+    accountShadowRateCap: positiveIntegerFromEnv(
+      environment,
+      env.accountShadowRateCap,
+      DEFAULT_ACCOUNT_SHADOW_RATE_CAP,
+    ),
+    ...(endpoint ? { iotDataEndpoint: endpoint } : {}),
+  };
+}
+
+export interface FanoutClients {
+  readonly dynamodb?: DynamoDBClient;
+  readonly iot?: IoTClient;
+  readonly iotData?: IoTDataPlaneClient;
+  /** The local cloud passes its function registry; in AWS, Lambda `Invoke` (Event). */
+  readonly invoker?: FunctionInvoker;
+}
+
+export interface FanoutOverrides {
+  readonly observability?: Observability;
+  readonly tuning?: Partial<FanoutTuning>;
+  readonly now?: () => number;
+  readonly shadowWriter?: Partial<Omit<ShadowWriterOptions, 'iotData'>>;
+}
+
+/** Every dependency of the worker (and the scheduler) from configuration and clients. */
+export function fanoutDepsFromConfig(
+  config: FanoutConfig,
+  clients: FanoutClients = {},
+  overrides: FanoutOverrides = {},
+): FanoutDeps {
+  const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
+    marshallOptions: { removeUndefinedValues: true },
+  });
+  // One retry loop only, the shadow writer's: the SDK's would multiply attempts under throttling.
+  const iotData =
+    clients.iotData ??
+    new IoTDataPlaneClient({
+      maxAttempts: 1,
+      ...(config.iotDataEndpoint ? { endpoint: config.iotDataEndpoint } : {}),
+    });
+  return {
+    deployments: makeDeploymentStore({
+      db,
+      tableName: config.deploymentsTable,
+      updatesTableName: config.updatesTable,
+    }),
+    executions: makeExecutionStore({ db, tableName: config.executionsTable }),
+    reads: makeFanoutReads({ db, executionsTable: config.executionsTable, fleetTable: config.fleetTable }),
+    fleet: makeFleetStore({ db, tableName: config.fleetTable }),
+    registry: makeThingRegistry({ iot: clients.iot ?? new IoTClient({}) }),
+    shadows: makeShadowWriter({ iotData, ...overrides.shadowWriter }),
+    accountLimiter: makeAccountRateLimiter({
+      db,
+      tableName: config.deploymentsTable,
+      capPerSecond: config.accountShadowRateCap,
+    }),
+    invoker:
+      clients.invoker ??
+      makeLambdaFunctionInvoker({
+        lambda: new LambdaClient({}),
+        functionNames: { fanoutWorker: config.fanoutWorkerFunction },
+      }),
+    observability: overrides.observability ?? powertools,
+    now: overrides.now ?? Date.now,
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    tuning: { ...defaultTuning, ...overrides.tuning },
+  };
+}
+
+let built: FanoutWorkerHandler | undefined;
+
+/** The Lambda entry point: `{ deploymentId, lane? }` from the API, the scheduler or itself. */
+export const handler = (event: unknown, context: Context): Promise<WorkerOutcome> => {
+  built ??= makeFanoutWorker(fanoutDepsFromConfig(fanoutConfigFromEnv(process.env)));
+  return built(event, context);
+};

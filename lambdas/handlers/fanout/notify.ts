@@ -1,0 +1,336 @@
+/**
+ * Notification of one shard: walk its queued executions in key order, within the rollout rate and
+ * the account cap, send each device the desired document (UpdateThingShadow on `ota`), mark it
+ * `notified`. The shadow write comes first and the mark second, so a crash between them leaves the
+ * device queued and the next worker sends the identical document again (the agent treats it as
+ * one); no device is ever marked notified without having been sent the document.
+ */
+import type { DeploymentRecord } from '../../adapters/deployment-store.ts';
+import type { ExecutionRecord } from '../../adapters/execution-store.ts';
+import {
+  type DesiredDocument,
+  isTerminal,
+  notify,
+  planRollout,
+  type RolloutBucket,
+  supersede,
+} from '../../domain/deployment/index.ts';
+import type { FanoutDeps } from './deps.ts';
+import { desiredDocumentFor } from './desired.ts';
+import { mapWithConcurrency, refundRollout, shardRollout } from './sharding.ts';
+
+export type DeviceOutcome =
+  | 'notified'
+  /** Sent, but the execution changed meanwhile (canceled): nothing to mark. */
+  | 'changed'
+  /** A newer deployment owns the device: this execution was canceled, nothing sent. */
+  | 'superseded'
+  /** The shadow service kept refusing (429/5xx): the device stays queued for a later batch. */
+  | 'throttled';
+
+/** Looks a deployment up once per invocation: supersede checks ask about the same few. */
+export function makeDeploymentCache(
+  deps: Pick<FanoutDeps, 'deployments'>,
+): (id: string) => Promise<DeploymentRecord | undefined> {
+  const cache = new Map<string, Promise<DeploymentRecord | undefined>>();
+  return (id) => {
+    let found = cache.get(id);
+    if (!found) {
+      found = deps.deployments.get(id);
+      cache.set(id, found);
+    }
+    return found;
+  };
+}
+
+/** True when `a` was created after `b` (ties broken by id, so two workers always agree). */
+function isNewer(a: DeploymentRecord, b: DeploymentRecord): boolean {
+  if (a.createdAt !== b.createdAt) return a.createdAt > b.createdAt;
+  return a.deploymentId > b.deploymentId;
+}
+
+/** Ends `execution` as superseded, re-reading once if it changed under us. */
+async function supersedeExecution(deps: FanoutDeps, execution: ExecutionRecord, now: number): Promise<void> {
+  let current: ExecutionRecord | undefined = execution;
+  for (let attempt = 0; current && attempt < 3; attempt++) {
+    const decision = supersede(current);
+    if (decision.kind === 'unchanged') return;
+    const written = await deps.executions.transition(current, decision.next, {
+      at: now,
+      reason: 'superseded',
+    });
+    if (written.ok) {
+      deps.observability.logger.info('execution superseded', {
+        deploymentId: current.deploymentId,
+        thingName: current.thingName,
+      });
+      return;
+    }
+    current = written.error.current;
+  }
+}
+
+/**
+ * A device runs one deployment at a time: the newest. Other live executions of this device
+ * (read through the `byThing` index: a read instead of a fleet write per device) are superseded
+ * when older; when one is newer, this execution is the one superseded and nothing is sent.
+ */
+async function claimDevice(
+  deps: FanoutDeps,
+  deployment: DeploymentRecord,
+  execution: ExecutionRecord,
+  deploymentOf: (id: string) => Promise<DeploymentRecord | undefined>,
+): Promise<{ readonly claimed: boolean; readonly older: readonly ExecutionRecord[] }> {
+  const history = await deps.executions.listForThing(execution.thingName, { limit: 10 });
+  if (!history.ok) return { claimed: true, older: [] };
+  const older: ExecutionRecord[] = [];
+  for (const other of history.value.items) {
+    if (other.deploymentId === deployment.deploymentId || isTerminal(other.state)) continue;
+    const otherDeployment = await deploymentOf(other.deploymentId);
+    if (otherDeployment && isNewer(otherDeployment, deployment)) return { claimed: false, older: [] };
+    older.push(other);
+  }
+  return { claimed: true, older };
+}
+
+export interface DeviceContext {
+  readonly deployment: DeploymentRecord;
+  readonly desiredFor: (attempt: number) => DesiredDocument;
+  readonly deploymentOf: (id: string) => Promise<DeploymentRecord | undefined>;
+}
+
+export async function notifyDevice(
+  deps: FanoutDeps,
+  context: DeviceContext,
+  execution: ExecutionRecord,
+): Promise<DeviceOutcome> {
+  const { deployment } = context;
+  const claim = await claimDevice(deps, deployment, execution, context.deploymentOf);
+  if (!claim.claimed) {
+    await supersedeExecution(deps, execution, deps.now());
+    return 'superseded';
+  }
+  const sent = await deps.shadows.update(execution.thingName, context.desiredFor(execution.attempt).document);
+  if (!sent.ok) {
+    if (sent.error.code === 'THROTTLED' || sent.error.code === 'UNAVAILABLE') return 'throttled';
+    // 409 cannot happen (no version lock) and 413 was ruled out when the document was built.
+    throw new Error(`bug: UpdateThingShadow refused the desired document: ${sent.error.message}`);
+  }
+  const now = deps.now();
+  for (const older of claim.older) {
+    const fresh = await deps.executions.get(older.deploymentId, older.thingName);
+    if (fresh) await supersedeExecution(deps, fresh, now);
+  }
+  const decision = notify(execution, now);
+  if (!decision.ok) return 'changed';
+  const written = await deps.executions.transition(execution, decision.value.next, {
+    at: now,
+    reason: 'notified',
+    deadline: now + deployment.policy.deviceTimeoutSeconds * 1000,
+  });
+  return written.ok ? 'notified' : 'changed';
+}
+
+export interface ShardProgress {
+  readonly notified: number;
+  readonly superseded: number;
+  readonly throttled: number;
+}
+
+export type ShardOutcome =
+  | ({ readonly kind: 'finished' } & ShardProgress)
+  /** The rate (or start time) holds the next batch back until `nextDueAt`. */
+  | ({ readonly kind: 'waiting'; readonly nextDueAt: number } & ShardProgress)
+  /** The invocation's time is up with work left. */
+  | ({ readonly kind: 'out_of_time' } & ShardProgress)
+  /** Another worker holds the lane, or the deployment is not rolling out. */
+  | { readonly kind: 'skipped'; readonly reason: string };
+
+interface Walk {
+  cursor: string | undefined;
+  /** The walk reached the end of the shard; only the tail pass (retried devices) is left. */
+  walked: boolean;
+  buffer: ExecutionRecord[];
+  /** Where the next walk read starts once `buffer` is used up. */
+  pageEnd: string | undefined;
+  /** The buffer came from the tail pass (the index), not the walk: the cursor stays. */
+  fromTail: boolean;
+  bucket: RolloutBucket | undefined;
+}
+
+/** Fills the buffer: the walk's next page, or once walked, queued devices found through the index. */
+async function refill(
+  deps: FanoutDeps,
+  deployment: DeploymentRecord,
+  shard: number,
+  walk: Walk,
+): Promise<void> {
+  if (!walk.walked) {
+    const page = await deps.reads.queuedAfter(
+      deployment.deploymentId,
+      shard,
+      walk.cursor,
+      deps.tuning.scanPage,
+    );
+    walk.buffer = [...page.items];
+    walk.pageEnd = page.lastThingName;
+    walk.walked = page.exhausted;
+    walk.fromTail = false;
+    if (walk.buffer.length === 0 && page.lastThingName) walk.cursor = page.lastThingName;
+    return;
+  }
+  // Retried devices were re-queued behind the cursor. The index lags its table, so each candidate
+  // is re-read (strongly consistent) before anything is sent to it.
+  const page = await deps.executions.queryByState(deployment.deploymentId, 'queued', {
+    limit: deps.tuning.scanPage,
+    shard,
+  });
+  const fresh = await Promise.all(page.items.map((e) => deps.executions.get(e.deploymentId, e.thingName)));
+  walk.buffer = fresh.filter((e): e is ExecutionRecord => e?.state === 'queued');
+  walk.pageEnd = undefined;
+  walk.fromTail = true;
+}
+
+function desiredCache(deployment: DeploymentRecord): (attempt: number) => DesiredDocument {
+  const built = new Map<number, DesiredDocument>();
+  return (attempt) => {
+    let document = built.get(attempt);
+    if (!document) {
+      const result = desiredDocumentFor({
+        deploymentId: deployment.deploymentId,
+        attempt,
+        updateId: deployment.updateId,
+        manifest: deployment.manifest,
+      });
+      if (!result.ok)
+        throw new Error(`bug: the deployment's desired document does not fit: ${result.error.message}`);
+      document = result.value;
+      built.set(attempt, document);
+    }
+    return document;
+  };
+}
+
+/**
+ * Runs shard `shard` of a deployment until it is finished, waits longer than `stopAt` allows, or
+ * `stopAt` (epoch ms) comes. The caller holds the lane's lease; checkpoints are saved under it.
+ */
+export async function runShard(
+  deps: FanoutDeps,
+  initial: DeploymentRecord,
+  shard: number,
+  lease: {
+    readonly owner: string;
+    readonly cursor?: string;
+    readonly done?: boolean;
+    readonly bucket?: RolloutBucket;
+  },
+  stopAt: number,
+): Promise<ShardOutcome> {
+  const lane = String(shard);
+  const walk: Walk = {
+    cursor: lease.cursor,
+    walked: lease.done === true,
+    buffer: [],
+    pageEnd: undefined,
+    fromTail: false,
+    bucket: lease.bucket,
+  };
+  const progress = { notified: 0, superseded: 0, throttled: 0 };
+  const context: DeviceContext = {
+    deployment: initial,
+    desiredFor: desiredCache(initial),
+    deploymentOf: makeDeploymentCache(deps),
+  };
+  let deployment = initial;
+  let savedAt = 0;
+
+  const checkpoint = async (force: boolean): Promise<boolean> => {
+    const now = deps.now();
+    if (!force && now - savedAt < deps.tuning.checkpointEveryMs) return true;
+    savedAt = now;
+    const saved = await deps.deployments.saveFanoutCheckpoint(
+      deployment.deploymentId,
+      lane,
+      {
+        ...(walk.cursor !== undefined ? { cursor: walk.cursor } : {}),
+        ...(walk.bucket ? { bucket: walk.bucket } : {}),
+        done: walk.walked,
+      },
+      { owner: lease.owner, now },
+    );
+    return saved.ok;
+  };
+
+  for (;;) {
+    const now = deps.now();
+    if (now >= stopAt) {
+      await checkpoint(true);
+      return { kind: 'out_of_time', ...progress };
+    }
+    const fresh = await deps.deployments.get(deployment.deploymentId);
+    if (fresh?.status !== 'rolling_out') {
+      await checkpoint(true);
+      return { kind: 'skipped', reason: `deployment is ${fresh?.status ?? 'gone'}` };
+    }
+    deployment = fresh;
+    if (walk.buffer.length === 0) {
+      await refill(deps, deployment, shard, walk);
+      if (walk.buffer.length === 0) {
+        if (!walk.walked) continue;
+        if (!(await checkpoint(true))) return { kind: 'skipped', reason: 'lease lost' };
+        return { kind: 'finished', ...progress };
+      }
+    }
+    const plan = planRollout({
+      rollout: shardRollout(deployment.policy.rollout, deployment.shards, shard),
+      startAt: deployment.startAt,
+      now,
+      succeeded: deployment.counters.succeeded + deployment.counters.skipped,
+      // While the walk goes on there are more devices than the buffer holds.
+      remaining: walk.buffer.length + (walk.walked ? 0 : 1),
+      accountCapPerSecond: deps.accountLimiter.capPerSecond,
+      ...(walk.bucket ? { bucket: walk.bucket } : {}),
+    });
+    walk.bucket = plan.bucket;
+    const wanted = Math.min(plan.notifyNow, walk.buffer.length, deps.tuning.maxGrab);
+    if (wanted === 0) {
+      const dueAt = plan.nextDueAt ?? now;
+      if (dueAt - now > Math.min(deps.tuning.maxInProcessWaitMs, stopAt - now)) {
+        await checkpoint(true);
+        return { kind: 'waiting', nextDueAt: dueAt, ...progress };
+      }
+      await deps.sleep(Math.max(1, dueAt - now));
+      continue;
+    }
+    const grant = await deps.accountLimiter.take(wanted, now);
+    if (grant.granted < plan.notifyNow)
+      walk.bucket = refundRollout(walk.bucket, plan.notifyNow - grant.granted);
+    if (grant.granted === 0) {
+      await deps.sleep(Math.max(1, Math.min(grant.retryAfterMs, stopAt - now)));
+      continue;
+    }
+    const batch = walk.buffer.splice(0, grant.granted);
+    const outcomes = await mapWithConcurrency(batch, deps.tuning.concurrency, (execution) =>
+      notifyDevice(deps, context, execution),
+    );
+    const throttled = batch.filter((_, i) => outcomes[i] === 'throttled');
+    progress.notified += outcomes.filter((o) => o === 'notified').length;
+    progress.superseded += outcomes.filter((o) => o === 'superseded').length;
+    progress.throttled += throttled.length;
+    if (throttled.length > 0) {
+      // Back in front, and their credit back: they were not sent.
+      walk.buffer.unshift(...throttled);
+      walk.bucket = refundRollout(walk.bucket, throttled.length);
+      deps.observability.logger.warn('shadow updates throttled; backing off', {
+        deploymentId: deployment.deploymentId,
+        throttled: throttled.length,
+      });
+    } else if (!walk.fromTail) {
+      // Everything up to the batch's last device is handled; once the page is used up, up to its end.
+      const last = batch.at(-1)?.thingName;
+      walk.cursor = walk.buffer.length === 0 ? (walk.pageEnd ?? last) : last;
+    }
+    if (!(await checkpoint(false))) return { kind: 'skipped', reason: 'lease lost' };
+  }
+}
