@@ -57,6 +57,11 @@ export interface ArtifactStore {
   /** Writes the manifest bytes as they are (canonical JSON), under a key derived from their hash. */
   putUpdateManifest(id: UpdateIdentity, body: Uint8Array | string): Promise<WrittenObject>;
   deleteObjects(objectKeys: readonly string[]): Promise<void>;
+  /**
+   * Reads a stored update manifest's bytes, checking them against the size and hash recorded at
+   * commit, so a deployment never signs bytes that changed in the bucket since.
+   */
+  readUpdateManifest(stored: WrittenObject): Promise<Result<Uint8Array, ObjectFault>>;
 }
 
 export interface ArtifactStoreOptions {
@@ -137,5 +142,32 @@ export function makeArtifactStore({ s3, bucket }: ArtifactStoreOptions): Artifac
     }
   }
 
-  return { presignUpload, verifyObject, putUpdateManifest, deleteObjects };
+  async function readUpdateManifest(stored: WrittenObject): Promise<Result<Uint8Array, ObjectFault>> {
+    let out: GetObjectCommandOutput;
+    try {
+      out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: stored.objectKey }));
+    } catch (error) {
+      if (isMissing(error)) return err({ kind: 'missing' });
+      throw error;
+    }
+    const body = out.Body as (Readable & AsyncIterable<Uint8Array>) | undefined;
+    if (body === undefined) return err({ kind: 'missing' });
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of body) {
+      size += chunk.byteLength;
+      if (size > stored.sizeInBytes) {
+        body.destroy();
+        return err({ kind: 'size', actualSize: size });
+      }
+      chunks.push(chunk);
+    }
+    const bytes = Buffer.concat(chunks);
+    if (bytes.byteLength !== stored.sizeInBytes) return err({ kind: 'size', actualSize: bytes.byteLength });
+    const sha256 = createHash('sha256').update(bytes).digest('base64');
+    if (sha256 !== stored.sha256) return err({ kind: 'hash', actualSha256: sha256 });
+    return ok(new Uint8Array(bytes));
+  }
+
+  return { presignUpload, verifyObject, putUpdateManifest, deleteObjects, readUpdateManifest };
 }

@@ -394,16 +394,3 @@ function pageOf(items: Item[] | undefined, lastKey: Item | undefined): Execution
     ? { items: records, nextToken: encodePageToken({ part: 0, key: lastKey as PageKey }) }
     : { items: records };
 }
-
-/**
- * The fan-out shard of a device: FNV-1a of the thing name, so a device stays in one shard for the
- * life of a deployment and shards fill evenly.
- */
-export function shardOf(thingName: string, shards: number): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < thingName.length; i++) {
-    hash ^= thingName.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash % Math.max(1, shards);
-}

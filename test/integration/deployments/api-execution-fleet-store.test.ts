@@ -10,11 +10,11 @@ import {
   type ExecutionStore,
   makeExecutionStore,
   type NewExecution,
-  shardOf,
 } from '../../../lambdas/adapters/execution-store.ts';
 import { type FleetStore, makeFleetStore } from '../../../lambdas/adapters/fleet-store.ts';
 import { makeThingRegistry } from '../../../lambdas/adapters/thing-registry.ts';
 import { notify, retry } from '../../../lambdas/domain/deployment/index.ts';
+import { shardOf } from '../../../lambdas/handlers/fanout/sharding.ts';
 import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
 import { documentClient, dynamoDbClient } from '../import/support.ts';
 import { createDeploymentTables, type DeploymentTables, uniqueName } from './api-support.ts';
