@@ -12,6 +12,7 @@ export interface DevicePolicyProps {
  * certificate, when the MQTT client id equals that thing's name. Anything else resolves to
  * nothing, and the statements using it match no resource.
  */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: an AWS IoT policy variable, not JavaScript
 const thisThing = '${iot:Connection.Thing.ThingName}';
 
 /**

@@ -1,7 +1,8 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { apiFunctions, apiRoutes } from '../../lambdas/definitions/api.ts';
+import { apiFunctions, apiRoutes, backgroundFunctions } from '../../lambdas/definitions/api.ts';
 import { env } from '../../lambdas/definitions/environment.ts';
+import { updatesTable } from '../../lambdas/definitions/tables.ts';
 import {
   actionsOf,
   arnWithSuffix,
@@ -11,7 +12,9 @@ import {
   ref,
   resourcesOf,
   single,
+  statementsOfFunction as statementsOfFunctionIn,
   synthTemplate,
+  tableOf,
 } from './stack.ts';
 
 let template: Template;
@@ -19,24 +22,18 @@ beforeAll(() => {
   template = synthTemplate();
 });
 
-const functionCount = Object.keys(apiFunctions).length;
+/** Every Lambda of the stack is an OtaFunction: the API's and the background ones. */
+const functionCount = Object.keys(apiFunctions).length + Object.keys(backgroundFunctions).length;
 const artifactBucketId = () =>
   single(template, 'AWS::S3::Bucket', { LoggingConfiguration: Match.anyValue() }).logicalId;
-const tableId = () => single(template, 'AWS::DynamoDB::GlobalTable', {}).logicalId;
+const tableId = () => tableOf(template, updatesTable).logicalId;
 const signingKeyId = () => single(template, 'AWS::KMS::Key', { KeyUsage: 'SIGN_VERIFY' }).logicalId;
 const bucketKeyId = () => single(template, 'AWS::KMS::Key', { EnableKeyRotation: true }).logicalId;
 const updatesApi = () =>
   single(template, 'AWS::Lambda::Function', { Description: apiFunctions.updatesApi.description });
 
-/** Statements of the policies attached to the role of the function with this logical id. */
-function statementsOfFunction(functionId: string): PolicyStatement[] {
-  const role = (
-    template.toJSON().Resources[functionId].Properties.Role as { 'Fn::GetAtt': [string, string] }
-  )['Fn::GetAtt'][0];
-  return identityStatements(template)
-    .filter(({ roles }) => JSON.stringify(roles) === JSON.stringify([ref(role)]))
-    .map(({ statement }) => statement);
-}
+const statementsOfFunction = (functionId: string): PolicyStatement[] =>
+  statementsOfFunctionIn(template, functionId);
 
 describe('OperatorApi functions', () => {
   it('runs every API function on Node.js 22, ARM64, with active X-Ray tracing', () => {
@@ -132,11 +129,11 @@ describe('OperatorApi HTTP API', () => {
 });
 
 describe('least privilege', () => {
-  it('lets only the API function sign, and only with the signing key', () => {
+  it('lets only the API functions sign (update and deployment manifests), and only with the signing key', () => {
     const signing = identityStatements(template).filter(({ statement }) =>
       actionsOf(statement).includes('kms:Sign'),
     );
-    expect(signing).toHaveLength(functionCount);
+    expect(signing).toHaveLength(Object.keys(apiFunctions).length);
     for (const { statement } of signing) {
       expect(actionsOf(statement).sort()).toEqual(['kms:GetPublicKey', 'kms:Sign']);
       expect(statement.Resource).toEqual(getAtt(signingKeyId()));
@@ -147,7 +144,7 @@ describe('least privilege', () => {
     const onKey = identityStatements(template).filter(({ statement }) =>
       JSON.stringify(resourcesOf(statement)).includes(`"${signingKeyId()}"`),
     );
-    expect(onKey.flatMap(({ statement }) => actionsOf(statement)).sort()).toEqual([
+    expect([...new Set(onKey.flatMap(({ statement }) => actionsOf(statement)))].sort()).toEqual([
       'kms:GetPublicKey',
       'kms:Sign',
     ]);

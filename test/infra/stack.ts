@@ -1,6 +1,7 @@
 import { App, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import type { TableDefinition } from '../../lambdas/definitions/tables.ts';
 import { ShadowOtaStack } from '../../lib/shadow-ota-stack.ts';
 
 export interface BuiltStack {
@@ -80,4 +81,59 @@ export const ref = (logicalId: string): CfnValue => ({ Ref: logicalId });
 /** `<arn>/<suffix>` as CDK renders it: a join of the ARN attribute and the suffix. */
 export const arnWithSuffix = (logicalId: string, suffix: string): CfnValue => ({
   'Fn::Join': ['', [getAtt(logicalId), suffix]],
+});
+
+/** The KeySchema CloudFormation holds for a shared table definition's keys. */
+export function keySchemaOf(keys: {
+  readonly partitionKey: { readonly name: string };
+  readonly sortKey?: { readonly name: string };
+}): { AttributeName: string; KeyType: 'HASH' | 'RANGE' }[] {
+  return [
+    { AttributeName: keys.partitionKey.name, KeyType: 'HASH' },
+    ...(keys.sortKey ? [{ AttributeName: keys.sortKey.name, KeyType: 'RANGE' as const }] : []),
+  ];
+}
+
+/** The table made from `definition`, found by its key schema (logical ids are not a contract). */
+export function tableOf(template: Template, definition: TableDefinition): FoundResource {
+  return single(template, 'AWS::DynamoDB::GlobalTable', { KeySchema: keySchemaOf(definition) });
+}
+
+/** The Lambda function with this description (each definition's description is unique). */
+export function functionWithDescription(template: Template, description: string): FoundResource {
+  return single(template, 'AWS::Lambda::Function', { Description: description });
+}
+
+/** The logical id of the role a function runs as. */
+export function roleOfFunction(template: Template, functionId: string): string {
+  const role = template.toJSON().Resources[functionId].Properties.Role as { 'Fn::GetAtt': [string, string] };
+  return role['Fn::GetAtt'][0];
+}
+
+/** Statements of the identity policies attached to the role with this logical id. */
+export function statementsOfRole(template: Template, roleId: string): PolicyStatement[] {
+  return identityStatements(template)
+    .filter(({ roles }) => JSON.stringify(roles) === JSON.stringify([ref(roleId)]))
+    .map(({ statement }) => statement);
+}
+
+/** Statements of the identity policies attached to the role of the function with this logical id. */
+export function statementsOfFunction(template: Template, functionId: string): PolicyStatement[] {
+  return statementsOfRole(template, roleOfFunction(template, functionId));
+}
+
+/** `arn:<partition>:<service>:<region>:<account>:<resource>` as CDK renders a formatted ARN. */
+export const formattedArn = (service: string, resource: string): CfnValue => ({
+  'Fn::Join': [
+    '',
+    [
+      'arn:',
+      { Ref: 'AWS::Partition' },
+      `:${service}:`,
+      { Ref: 'AWS::Region' },
+      ':',
+      { Ref: 'AWS::AccountId' },
+      `:${resource}`,
+    ],
+  ],
 });

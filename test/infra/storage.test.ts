@@ -1,7 +1,7 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { updatesTable } from '../../lambdas/definitions/tables.ts';
-import { arnWithSuffix, getAtt, ref, single, synthTemplate } from './stack.ts';
+import { allTables, executionsTable } from '../../lambdas/definitions/tables.ts';
+import { arnWithSuffix, getAtt, keySchemaOf, ref, single, synthTemplate, tableOf } from './stack.ts';
 
 let template: Template;
 beforeAll(() => {
@@ -133,59 +133,69 @@ describe('ArtifactStore', () => {
   });
 });
 
-describe('UpdateCatalog table', () => {
-  const table = () => single(template, 'AWS::DynamoDB::GlobalTable', {});
+describe.each(allTables.map((definition) => [definition.id, definition] as const))(
+  'the %s table',
+  (_id, definition) => {
+    const table = () => tableOf(template, definition);
 
-  it('bills on demand', () => {
-    expect(table().properties.BillingMode).toBe('PAY_PER_REQUEST');
-  });
+    it('bills on demand', () => {
+      expect(table().properties.BillingMode).toBe('PAY_PER_REQUEST');
+    });
 
-  it('has point-in-time recovery and deletion protection', () => {
-    expect(table().properties.Replicas).toEqual([
-      expect.objectContaining({
-        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-        DeletionProtectionEnabled: true,
-      }),
-    ]);
-  });
+    it('has point-in-time recovery and deletion protection', () => {
+      expect(table().properties.Replicas).toEqual([
+        expect.objectContaining({
+          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+          DeletionProtectionEnabled: true,
+        }),
+      ]);
+    });
 
-  it('has the keys of the shared table definition', () => {
-    const expected = [
-      { AttributeName: updatesTable.partitionKey.name, KeyType: 'HASH' },
-      ...(updatesTable.sortKey ? [{ AttributeName: updatesTable.sortKey.name, KeyType: 'RANGE' }] : []),
-    ];
-    expect(table().properties.KeySchema).toEqual(expected);
-  });
-
-  it.each(updatesTable.globalIndexes.map((index) => [index.indexName, index] as const))(
-    'has the global index %s of the shared definition',
-    (indexName, index) => {
-      const keySchema = [
-        { AttributeName: index.partitionKey.name, KeyType: 'HASH' },
-        ...(index.sortKey ? [{ AttributeName: index.sortKey.name, KeyType: 'RANGE' }] : []),
-      ];
-      expect(table().properties.GlobalSecondaryIndexes).toContainEqual({
-        IndexName: indexName,
-        KeySchema: keySchema,
-        Projection: index.nonKeyAttributes
-          ? { ProjectionType: 'INCLUDE', NonKeyAttributes: index.nonKeyAttributes }
-          : { ProjectionType: 'ALL' },
-      });
-      for (const key of [index.partitionKey, index.sortKey].filter((k) => k !== undefined)) {
+    it('has exactly the global indexes of the shared definition', () => {
+      const indexes = (table().properties.GlobalSecondaryIndexes ?? []) as unknown[];
+      expect(indexes).toEqual(
+        definition.globalIndexes.map((index) => ({
+          IndexName: index.indexName,
+          KeySchema: keySchemaOf(index),
+          Projection: index.nonKeyAttributes
+            ? { ProjectionType: 'INCLUDE', NonKeyAttributes: index.nonKeyAttributes }
+            : { ProjectionType: 'ALL' },
+        })),
+      );
+      const keys = definition.globalIndexes.flatMap((index) =>
+        [index.partitionKey, index.sortKey].filter((key) => key !== undefined),
+      );
+      for (const key of keys) {
         expect(table().properties.AttributeDefinitions).toContainEqual({
           AttributeName: key.name,
           AttributeType: key.type,
         });
       }
-    },
-  );
+    });
 
-  it('is encrypted with KMS', () => {
-    expect(table().properties.SSESpecification).toEqual({ SSEEnabled: true, SSEType: 'KMS' });
-  });
+    it('streams changes only when the definition asks for it', () => {
+      expect(table().properties.StreamSpecification).toEqual(
+        definition.stream ? { StreamViewType: definition.stream } : undefined,
+      );
+    });
 
-  it('is retained when the stack is deleted', () => {
-    expect(table().deletionPolicy).toBe('Retain');
+    it('is encrypted with KMS', () => {
+      expect(table().properties.SSESpecification).toEqual({ SSEEnabled: true, SSEType: 'KMS' });
+    });
+
+    it('is retained when the stack is deleted', () => {
+      expect(table().deletionPolicy).toBe('Retain');
+    });
+  },
+);
+
+it('makes one table per shared definition, and no other', () => {
+  template.resourceCountIs('AWS::DynamoDB::GlobalTable', allTables.length);
+});
+
+it('streams the executions table with old and new images (the counters need both states)', () => {
+  expect(tableOf(template, executionsTable).properties.StreamSpecification).toEqual({
+    StreamViewType: 'NEW_AND_OLD_IMAGES',
   });
 });
 

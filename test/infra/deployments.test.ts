@@ -1,0 +1,390 @@
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ApiFunctionId,
+  apiFunctions,
+  type BackgroundFunctionId,
+  backgroundFunctions,
+} from '../../lambdas/definitions/api.ts';
+import { env } from '../../lambdas/definitions/environment.ts';
+import {
+  allTables,
+  deploymentsTable,
+  executionsTable,
+  fleetTable,
+  type TableDefinition,
+  updatesTable,
+} from '../../lambdas/definitions/tables.ts';
+import {
+  actionsOf,
+  arnWithSuffix,
+  formattedArn,
+  functionWithDescription,
+  getAtt,
+  identityStatements,
+  ref,
+  resourcesOf,
+  roleOfFunction,
+  single,
+  statementsOfFunction,
+  statementsOfRole,
+  synthTemplate,
+  tableOf,
+} from './stack.ts';
+
+let template: Template;
+beforeAll(() => {
+  template = synthTemplate();
+});
+
+type FunctionId = BackgroundFunctionId | ApiFunctionId;
+const definitions = { ...backgroundFunctions, ...apiFunctions };
+const fn = (id: FunctionId) => functionWithDescription(template, definitions[id].description);
+const statementsOf = (id: FunctionId) => statementsOfFunction(template, fn(id).logicalId);
+const resources = () =>
+  template.toJSON().Resources as Record<string, { Properties: Record<string, unknown> }>;
+const backgroundIds = Object.keys(backgroundFunctions) as BackgroundFunctionId[];
+const allFunctionIds = [...backgroundIds, ...(Object.keys(apiFunctions) as ApiFunctionId[])];
+
+/** What a function may do with a table's items: judged by the writes and reads it is allowed. */
+function accessTo(id: FunctionId, table: TableDefinition): 'none' | 'read' | 'readWrite' {
+  const tableArn = getAtt(tableOf(template, table).logicalId);
+  const actions = statementsOf(id)
+    .filter((statement) => resourcesOf(statement).some((r) => JSON.stringify(r) === JSON.stringify(tableArn)))
+    .flatMap(actionsOf);
+  if (actions.includes('dynamodb:PutItem') && actions.includes('dynamodb:UpdateItem')) return 'readWrite';
+  if (actions.includes('dynamodb:GetItem') && actions.includes('dynamodb:Query')) return 'read';
+  return 'none';
+}
+
+/** The functions whose roles hold a statement granting `action`. */
+function functionsAllowed(action: string): FunctionId[] {
+  return allFunctionIds.filter((id) => statementsOf(id).some((s) => actionsOf(s).includes(action)));
+}
+
+const fanoutWorkerName = 'ShadowOta-fanout-worker';
+
+describe('background functions', () => {
+  it.each(backgroundIds)(
+    '%s runs with the deployment tables, bucket and fan-out settings in its environment',
+    (id) => {
+      expect(fn(id).properties.Environment).toEqual({
+        Variables: expect.objectContaining({
+          [env.deploymentsTable]: ref(tableOf(template, deploymentsTable).logicalId),
+          [env.executionsTable]: ref(tableOf(template, executionsTable).logicalId),
+          [env.fleetTable]: ref(tableOf(template, fleetTable).logicalId),
+          [env.updatesTable]: ref(tableOf(template, updatesTable).logicalId),
+          [env.artifactBucket]: ref(
+            single(template, 'AWS::S3::Bucket', { LoggingConfiguration: Match.anyValue() }).logicalId,
+          ),
+          [env.fanoutWorkerFunction]: fanoutWorkerName,
+          [env.accountShadowRateCap]: '400',
+        }),
+      });
+    },
+  );
+
+  it.each([
+    ['fanoutWorker', 900],
+    ['scheduler', 60],
+    ['acknowledge', 30],
+    ['countersStream', 60],
+    ['downloadAuthorizer', 15],
+  ] as const)('%s times out after %i s', (id, seconds) => {
+    expect(fn(id).properties.Timeout).toBe(seconds);
+  });
+
+  it('gives the API the same deployment environment', () => {
+    expect(fn('deploymentsApi').properties.Environment).toEqual({
+      Variables: expect.objectContaining({
+        [env.deploymentsTable]: ref(tableOf(template, deploymentsTable).logicalId),
+        [env.executionsTable]: ref(tableOf(template, executionsTable).logicalId),
+        [env.fanoutWorkerFunction]: fanoutWorkerName,
+      }),
+    });
+  });
+});
+
+describe('fan-out', () => {
+  it('names the worker, so it can invoke itself without referencing itself', () => {
+    expect(fn('fanoutWorker').properties.FunctionName).toBe(fanoutWorkerName);
+  });
+
+  it('lets exactly the API, the scheduler and the worker itself invoke the worker, and on its ARN alone', () => {
+    expect(functionsAllowed('lambda:InvokeFunction').sort()).toEqual([
+      'deploymentsApi',
+      'fanoutWorker',
+      'scheduler',
+    ]);
+    const invokes = identityStatements(template)
+      .map(({ statement }) => statement)
+      .filter((statement) => actionsOf(statement).includes('lambda:InvokeFunction'));
+    for (const statement of invokes) {
+      expect(actionsOf(statement)).toEqual(['lambda:InvokeFunction']);
+      expect(statement.Resource).toEqual(formattedArn('lambda', `function:${fanoutWorkerName}`));
+    }
+  });
+
+  it('lets only the worker list thing-group members', () => {
+    expect(functionsAllowed('iot:ListThingsInThingGroup')).toEqual(['fanoutWorker']);
+    expect(
+      statementsOf('fanoutWorker').find((s) => actionsOf(s).includes('iot:ListThingsInThingGroup'))?.Resource,
+    ).toEqual(formattedArn('iot', 'thinggroup/*'));
+  });
+});
+
+describe('scheduler', () => {
+  it('runs every minute', () => {
+    const rule = single(template, 'AWS::Events::Rule', { ScheduleExpression: 'rate(1 minute)' });
+    expect(rule.properties.State).toBe('ENABLED');
+    expect(rule.properties.Targets).toEqual([
+      expect.objectContaining({ Arn: getAtt(fn('scheduler').logicalId) }),
+    ]);
+  });
+
+  it('drops a failed or stale tick instead of retrying it (the next tick comes within a minute)', () => {
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: ref(fn('scheduler').logicalId),
+      MaximumRetryAttempts: 0,
+      MaximumEventAgeInSeconds: 60,
+    });
+  });
+
+  it('may be invoked by its rule alone', () => {
+    const rule = single(template, 'AWS::Events::Rule', { ScheduleExpression: 'rate(1 minute)' });
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      FunctionName: getAtt(fn('scheduler').logicalId),
+      Principal: 'events.amazonaws.com',
+      SourceArn: getAtt(rule.logicalId),
+    });
+  });
+});
+
+/** The queue a destination or event source mapping sends its failures to. */
+const queueOf = (destinationConfig: unknown): string =>
+  (destinationConfig as { OnFailure: { Destination: { 'Fn::GetAtt': [string, string] } } }).OnFailure
+    .Destination['Fn::GetAtt'][0];
+
+describe('counters stream', () => {
+  const mapping = () =>
+    single(template, 'AWS::Lambda::EventSourceMapping', {
+      FunctionName: ref(fn('countersStream').logicalId),
+    });
+
+  it('reads the executions table stream from its start', () => {
+    expect(mapping().properties).toMatchObject({
+      EventSourceArn: getAtt(tableOf(template, executionsTable).logicalId, 'StreamArn'),
+      StartingPosition: 'TRIM_HORIZON',
+    });
+  });
+
+  it('takes large batches, one at a time per shard (the batch guard relies on order)', () => {
+    expect(mapping().properties).toMatchObject({
+      BatchSize: 500,
+      MaximumBatchingWindowInSeconds: 1,
+      ParallelizationFactor: 1,
+    });
+  });
+
+  it('halves a failing batch, retries a bounded number of times, then records it in a dead-letter queue', () => {
+    const { properties } = mapping();
+    expect(properties).toMatchObject({ BisectBatchOnFunctionError: true, MaximumRetryAttempts: 10 });
+    expect(resources()[queueOf(properties.DestinationConfig)]).toMatchObject({ Type: 'AWS::SQS::Queue' });
+  });
+
+  it('writes only to the deployments table (where the counters live)', () => {
+    expect(accessTo('countersStream', deploymentsTable)).toBe('readWrite');
+    for (const table of [executionsTable, fleetTable, updatesTable]) {
+      expect(accessTo('countersStream', table)).not.toBe('readWrite');
+    }
+  });
+});
+
+describe('acknowledgements', () => {
+  const invokeConfig = () =>
+    single(template, 'AWS::Lambda::EventInvokeConfig', { FunctionName: ref(fn('acknowledge').logicalId) });
+
+  it('retries an event twice, then sends it to a dead-letter queue instead of dropping it', () => {
+    const { properties } = invokeConfig();
+    expect(properties).toMatchObject({ MaximumRetryAttempts: 2, MaximumEventAgeInSeconds: 21600 });
+    expect(resources()[queueOf(properties.DestinationConfig)]).toMatchObject({ Type: 'AWS::SQS::Queue' });
+  });
+
+  it('may send to its dead-letter queue', () => {
+    const queue = queueOf(invokeConfig().properties.DestinationConfig);
+    expect(
+      statementsOf('acknowledge').some(
+        (s) =>
+          actionsOf(s).includes('sqs:SendMessage') &&
+          JSON.stringify(s.Resource) === JSON.stringify(getAtt(queue)),
+      ),
+    ).toBe(true);
+  });
+});
+
+describe('dead-letter queues', () => {
+  const queueIds = () => [
+    queueOf(
+      single(template, 'AWS::Lambda::EventInvokeConfig', { FunctionName: ref(fn('acknowledge').logicalId) })
+        .properties.DestinationConfig,
+    ),
+    queueOf(
+      single(template, 'AWS::Lambda::EventSourceMapping', {
+        FunctionName: ref(fn('countersStream').logicalId),
+      }).properties.DestinationConfig,
+    ),
+  ];
+
+  it('are encrypted, keep messages for 14 days and are retained', () => {
+    for (const id of queueIds()) {
+      expect(template.toJSON().Resources[id]).toMatchObject({
+        Properties: { SqsManagedSseEnabled: true, MessageRetentionPeriod: 1209600 },
+        DeletionPolicy: 'Retain',
+      });
+    }
+  });
+
+  it('refuse every request not made over TLS', () => {
+    for (const id of queueIds()) {
+      template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+        Queues: [ref(id)],
+        PolicyDocument: Match.objectLike({
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: 'Deny',
+              Action: 'sqs:*',
+              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+              Resource: getAtt(id),
+            }),
+          ]),
+        }),
+      });
+    }
+  });
+});
+
+describe('download role', () => {
+  const downloadRole = () =>
+    single(template, 'AWS::IAM::Role', {
+      Description: 'Devices download update files with credentials of this role, scoped by session policy',
+    });
+  const artifactBucketId = () =>
+    single(template, 'AWS::S3::Bucket', { LoggingConfiguration: Match.anyValue() }).logicalId;
+  const bucketKeyId = () => single(template, 'AWS::KMS::Key', { EnableKeyRotation: true }).logicalId;
+
+  it('trusts the download authorizer’s role and nobody else', () => {
+    expect(downloadRole().properties.AssumeRolePolicyDocument).toEqual({
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Action: 'sts:AssumeRole',
+          Effect: 'Allow',
+          Principal: { AWS: getAtt(roleOfFunction(template, fn('downloadAuthorizer').logicalId)) },
+        },
+      ],
+    });
+  });
+
+  it('is assumable by the download authorizer, on exactly this role', () => {
+    expect(functionsAllowed('sts:AssumeRole')).toEqual(['downloadAuthorizer']);
+    const assume = statementsOf('downloadAuthorizer').filter((s) => actionsOf(s).includes('sts:AssumeRole'));
+    expect(assume).toEqual([
+      expect.objectContaining({ Action: 'sts:AssumeRole', Resource: getAtt(downloadRole().logicalId) }),
+    ]);
+  });
+
+  it('may read update files and decrypt them, and nothing else', () => {
+    expect(statementsOfRole(template, downloadRole().logicalId)).toEqual([
+      expect.objectContaining({
+        Action: 's3:GetObject',
+        Resource: arnWithSuffix(artifactBucketId(), '/updates/*'),
+      }),
+      expect.objectContaining({ Action: 'kms:Decrypt', Resource: getAtt(bucketKeyId()) }),
+    ]);
+  });
+
+  it('issues sessions of at most one hour', () => {
+    expect(downloadRole().properties.MaxSessionDuration).toBe(3600);
+  });
+
+  it('is named to the download authorizer', () => {
+    expect(fn('downloadAuthorizer').properties.Environment).toEqual({
+      Variables: expect.objectContaining({ [env.downloadRoleArn]: getAtt(downloadRole().logicalId) }),
+    });
+  });
+
+  it('lets the authorizer presign GETs of update files (its own read access), without listing', () => {
+    const statements = statementsOf('downloadAuthorizer');
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Action: 's3:GetObject',
+        Resource: arnWithSuffix(artifactBucketId(), '/updates/*'),
+      }),
+    );
+    expect(statements.flatMap(actionsOf)).not.toContain('s3:ListBucket');
+  });
+});
+
+describe('IoT data plane', () => {
+  it('lets the worker, the scheduler and the acknowledgement function update shadows, of things only', () => {
+    expect(functionsAllowed('iot:UpdateThingShadow').sort()).toEqual([
+      'acknowledge',
+      'fanoutWorker',
+      'scheduler',
+    ]);
+    for (const { statement } of identityStatements(template)) {
+      if (actionsOf(statement).some((a) => a.endsWith('ThingShadow'))) {
+        expect(statement.Resource).toEqual(formattedArn('iot', 'thing/*'));
+      }
+    }
+  });
+
+  it('lets only the scheduler read shadows (reconciliation)', () => {
+    expect(functionsAllowed('iot:GetThingShadow')).toEqual(['scheduler']);
+  });
+
+  it('lets only the download authorizer publish, and only to the download response topics', () => {
+    expect(functionsAllowed('iot:Publish')).toEqual(['downloadAuthorizer']);
+    const publish = statementsOf('downloadAuthorizer').filter((s) => actionsOf(s).includes('iot:Publish'));
+    expect(publish.flatMap(resourcesOf)).toEqual([
+      formattedArn('iot', 'topic/ota/things/*/downloads/accepted'),
+      formattedArn('iot', 'topic/ota/things/*/downloads/rejected'),
+    ]);
+  });
+
+  it('grants no IoT action beyond these', () => {
+    const iotActions = identityStatements(template)
+      .flatMap(({ statement }) => actionsOf(statement))
+      .filter((action) => action.startsWith('iot:'));
+    expect([...new Set(iotActions)].sort()).toEqual([
+      'iot:GetThingShadow',
+      'iot:ListThingsInThingGroup',
+      'iot:Publish',
+      'iot:UpdateThingShadow',
+    ]);
+  });
+});
+
+describe('table access', () => {
+  it.each([
+    ['deploymentsApi', 'readWrite', 'Deployments'],
+    ['deploymentsApi', 'readWrite', 'Executions'],
+    ['deploymentsApi', 'read', 'Fleet'],
+    ['deploymentsApi', 'readWrite', 'Updates'],
+    ['updatesApi', 'none', 'Deployments'],
+    ['fanoutWorker', 'readWrite', 'Fleet'],
+    ['fanoutWorker', 'read', 'Updates'],
+    ['scheduler', 'readWrite', 'Executions'],
+    ['scheduler', 'readWrite', 'Updates'],
+    ['acknowledge', 'readWrite', 'Executions'],
+    ['acknowledge', 'readWrite', 'Fleet'],
+    ['acknowledge', 'none', 'Updates'],
+    ['countersStream', 'none', 'Executions'],
+    ['downloadAuthorizer', 'read', 'Executions'],
+    ['downloadAuthorizer', 'read', 'Deployments'],
+    ['downloadAuthorizer', 'none', 'Fleet'],
+  ] as const)('%s has %s access to the %s table', (id, access, tableId) => {
+    const table = allTables.find((definition) => definition.id === tableId) as TableDefinition;
+    expect(accessTo(id, table)).toBe(access);
+  });
+});
