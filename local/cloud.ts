@@ -8,14 +8,19 @@ import { env } from '../lambdas/definitions/environment.ts';
 import { updatesTable } from '../lambdas/definitions/tables.ts';
 import type { TrustedKey } from '../lambdas/domain/signing/index.ts';
 import { makeUpdatesApiFromConfig, updatesApiConfigFromEnv } from '../lambdas/handlers/updates-api.ts';
-import { makeRouter } from '../lambdas/http/router.ts';
 import type { Observability } from '../lambdas/observability.ts';
 import { startApiServer } from './api-server.ts';
 import { startDynamoDbLocal } from './dynamodb.ts';
+import { type FunctionRegistry, makeFunctionRegistry } from './functions.ts';
 import { type LocalIotCore, startLocalIotCore } from './iot/index.ts';
 import type { LocalCloudOptions } from './options.ts';
 import { localS3Credentials, startS3Server } from './s3.ts';
 import { ensureTable, localTableName } from './tables.ts';
+import {
+  deploymentsEnvironment,
+  ensureDeploymentTables,
+  wireDeploymentsApi,
+} from './wiring/deployments-api.ts';
 
 export const localRegion = 'us-east-1';
 export const localBucketName = 'shadow-ota-artifacts';
@@ -48,12 +53,17 @@ export interface LocalCloud {
   readonly resources: {
     readonly artifactBucket: string;
     readonly updatesTable: string;
+    readonly deploymentsTable: string;
+    readonly executionsTable: string;
+    readonly fleetTable: string;
     readonly signingKeyFile: string;
     readonly signingPublicKey: TrustedKey;
     readonly iotCaFile: string;
   };
   /** The local AWS IoT Core, for what runs in the same process (the main job, tests). */
   readonly iot: LocalIotCore;
+  /** The local Lambda: every function by its logical name (rules, timers and handlers invoke through it). */
+  readonly functions: FunctionRegistry;
   /** Clients for the local endpoints, for whatever runs in the same process (the main job, tests). */
   readonly clients: { readonly dynamodb: DynamoDBClient; readonly s3: S3Client };
   /** Stops every service in reverse order; safe to call twice. */
@@ -178,29 +188,18 @@ export async function startLocalCloud(
 
     const updatesTableName = localTableName(updatesTable);
     await ensureTable(dynamodb, updatesTable, updatesTableName);
+    const deploymentTables = await ensureDeploymentTables(dynamodb);
+    const functions = makeFunctionRegistry({
+      onAsyncFailure: (failure) =>
+        observability.logger.error('async invocation failed every attempt', {
+          functionName: failure.name,
+          attempts: failure.attempts,
+          error: failure.error as Error,
+        }),
+    });
 
     const signingKeyFile = join(stateDir, 'keys', 'signing-key.pem');
     const signingKey = await loadOrCreateLocalSigningKey(signingKeyFile);
-
-    // The handler reads the same variables as in Lambda; only the clients point at local endpoints.
-    const lambdaEnvironment = {
-      [env.updatesTable]: updatesTableName,
-      [env.artifactBucket]: localBucketName,
-      [env.signerKind]: 'local',
-      [env.localSigningKeyFile]: signingKeyFile,
-    };
-    const updatesApi = makeUpdatesApiFromConfig(
-      updatesApiConfigFromEnv(lambdaEnvironment),
-      { dynamodb, s3: s3Client },
-      observability,
-    );
-    const api = await startApiServer({
-      host: options.host,
-      port: options.ports.api,
-      // Replaced by the deployments API as it lands (issue 4); until then its routes answer 404.
-      functions: { updatesApi, deploymentsApi: makeRouter({}) },
-    });
-    teardown.push(() => api.stop());
 
     const iot = await startLocalIotCore({
       host: options.host,
@@ -211,11 +210,41 @@ export async function startLocalCloud(
         iot: options.ports.iot,
       },
       region: localRegion,
+      resolveLambda: (name) => functions.resolve(name),
       ...(options.ephemeral ? {} : { dataDir: join(stateDir, 'iot') }),
     });
     teardown.push(() => iot.stop());
     const iotCaFile = join(stateDir, 'iot-ca.pem');
     await writeFile(iotCaFile, iot.caCertificate);
+
+    // The handler reads the same variables as in Lambda; only the clients point at local endpoints.
+    const lambdaEnvironment = {
+      [env.updatesTable]: updatesTableName,
+      [env.artifactBucket]: localBucketName,
+      [env.signerKind]: 'local',
+      [env.localSigningKeyFile]: signingKeyFile,
+      ...deploymentsEnvironment(deploymentTables, iot.endpoints.iotData),
+    };
+    const updatesApi = makeUpdatesApiFromConfig(
+      updatesApiConfigFromEnv(lambdaEnvironment),
+      { dynamodb, s3: s3Client },
+      observability,
+    );
+    const deploymentsApi = wireDeploymentsApi({
+      environment: lambdaEnvironment,
+      dynamodb,
+      s3: s3Client,
+      functions,
+      region: localRegion,
+      observability,
+    });
+    teardown.push(deploymentsApi.close);
+    const api = await startApiServer({
+      host: options.host,
+      port: options.ports.api,
+      functions: { updatesApi, deploymentsApi: deploymentsApi.handler },
+    });
+    teardown.push(() => api.stop());
 
     const endpoints: LocalCloudEndpoints = {
       api: api.endpoint,
@@ -226,6 +255,9 @@ export async function startLocalCloud(
     const resources = {
       artifactBucket: localBucketName,
       updatesTable: updatesTableName,
+      deploymentsTable: deploymentTables.deployments,
+      executionsTable: deploymentTables.executions,
+      fleetTable: deploymentTables.fleet,
       signingKeyFile,
       signingPublicKey: signingKey.publicJwk,
       iotCaFile,
@@ -246,6 +278,7 @@ export async function startLocalCloud(
       resources,
       clients: { dynamodb, s3: s3Client },
       iot,
+      functions,
       stop: () => teardown.run(),
     };
   } catch (error) {
