@@ -1,0 +1,179 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { downloadFile, type UrlSource } from '../../../agent/downloader.ts';
+import { ok } from '../../../lambdas/domain/result.ts';
+import { FileServer } from './file-server.ts';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('base64');
+const noSleep = async (): Promise<void> => undefined;
+const fixedUrl = (url: string): UrlSource => ({ url: async () => ok(url) });
+
+let server: FileServer;
+let dir: string;
+
+beforeAll(async () => {
+  server = new FileServer();
+  await server.start();
+});
+afterAll(() => server.stop());
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'agent-dl-'));
+  server.requests.length = 0;
+  server.validTokens.clear();
+});
+afterEach(() => rm(dir, { recursive: true, force: true }));
+
+describe('downloadFile', () => {
+  it('resumes with a Range request after the server cuts the connection halfway', async () => {
+    const body = randomBytes(3 * 1024 * 1024);
+    server.files.set('/half', { body, cutAfter: body.length / 2, cuts: 1 });
+    const destination = join(dir, 'half.bin');
+    const result = await downloadFile({
+      fileId: 'f1',
+      expected: { sizeInBytes: body.length, sha256: sha(body) },
+      destination,
+      source: fixedUrl(server.url('/half')),
+      sleep: noSleep,
+    });
+    expect(result).toEqual({ ok: true, value: { bytes: body.length, resumedFrom: 0, reused: false } });
+    expect((await readFile(destination)).equals(body)).toBe(true);
+    const ranges = server.requests.filter((r) => r.path === '/half').map((r) => r.range);
+    expect(ranges[0]).toBeUndefined();
+    expect(ranges[1]).toMatch(/^bytes=\d+-$/);
+    expect(Number(ranges[1]?.slice(6, -1))).toBeGreaterThan(0);
+    expect(existsSync(`${destination}.part`)).toBe(false);
+  });
+
+  it('continues a partial file left by an earlier run (hashing what is on disk first)', async () => {
+    const body = randomBytes(100_000);
+    server.files.set('/partial', { body });
+    const destination = join(dir, 'p.bin');
+    await writeFile(`${destination}.part`, body.subarray(0, 40_000));
+    const result = await downloadFile({
+      fileId: 'f2',
+      expected: { sizeInBytes: body.length, sha256: sha(body) },
+      destination,
+      source: fixedUrl(server.url('/partial')),
+      sleep: noSleep,
+    });
+    expect(result.ok && result.value.resumedFrom).toBe(40_000);
+    expect(server.requests.at(-1)?.range).toBe('bytes=40000-');
+    expect((await readFile(destination)).equals(body)).toBe(true);
+  });
+
+  it('starts over when the server ignores the Range header', async () => {
+    const body = randomBytes(50_000);
+    server.files.set('/norange', { body, ignoreRange: true });
+    const destination = join(dir, 'n.bin');
+    await writeFile(`${destination}.part`, body.subarray(0, 10_000));
+    const result = await downloadFile({
+      fileId: 'f3',
+      expected: { sizeInBytes: body.length, sha256: sha(body) },
+      destination,
+      source: fixedUrl(server.url('/norange')),
+      sleep: noSleep,
+    });
+    expect(result.ok).toBe(true);
+    expect((await readFile(destination)).equals(body)).toBe(true);
+  });
+
+  it('refuses a file whose hash does not match and leaves nothing behind', async () => {
+    const body = randomBytes(10_000);
+    server.files.set('/bad', { body });
+    const destination = join(dir, 'bad.bin');
+    const result = await downloadFile({
+      fileId: 'f4',
+      expected: { sizeInBytes: body.length, sha256: sha(randomBytes(10)) },
+      destination,
+      source: fixedUrl(server.url('/bad')),
+      sleep: noSleep,
+    });
+    expect(result).toMatchObject({ ok: false, error: { code: 'HASH_MISMATCH', retryable: false } });
+    expect(existsSync(destination)).toBe(false);
+    expect(existsSync(`${destination}.part`)).toBe(false);
+  });
+
+  it('stops a file longer than signed as soon as it passes the size', async () => {
+    const body = randomBytes(20_000);
+    server.files.set('/long', { body });
+    const result = await downloadFile({
+      fileId: 'f5',
+      expected: { sizeInBytes: 1000, sha256: sha(body.subarray(0, 1000)) },
+      destination: join(dir, 'long.bin'),
+      source: fixedUrl(server.url('/long')),
+      sleep: noSleep,
+    });
+    expect(result).toMatchObject({ ok: false, error: { code: 'SIZE_MISMATCH' } });
+  });
+
+  it('checks free disk space first and fails without fetching, not retryable', async () => {
+    const body = randomBytes(5000);
+    server.files.set('/big', { body });
+    const result = await downloadFile({
+      fileId: 'f6',
+      expected: { sizeInBytes: body.length, sha256: sha(body) },
+      destination: join(dir, 'big.bin'),
+      source: fixedUrl(server.url('/big')),
+      freeBytes: async () => 4000,
+      reserveBytes: 0,
+      sleep: noSleep,
+    });
+    expect(result).toMatchObject({ ok: false, error: { code: 'INSUFFICIENT_DISK_SPACE', retryable: false } });
+    expect(server.requests).toHaveLength(0);
+  });
+
+  it('asks for a fresh URL when the old one is refused (expired)', async () => {
+    const body = randomBytes(8000);
+    server.files.set('/exp', { body });
+    server.validTokens.add('fresh');
+    const asked: boolean[] = [];
+    const source: UrlSource = {
+      url: async (_id, { refresh }) => {
+        asked.push(refresh);
+        return ok(server.url('/exp', refresh ? 'fresh' : 'stale'));
+      },
+    };
+    const result = await downloadFile({
+      fileId: 'f7',
+      expected: { sizeInBytes: body.length, sha256: sha(body) },
+      destination: join(dir, 'exp.bin'),
+      source,
+      sleep: noSleep,
+    });
+    expect(result.ok).toBe(true);
+    expect(asked).toEqual([false, true]);
+  });
+
+  it('gives up after the retry budget with a code and no URL in the message', async () => {
+    const result = await downloadFile({
+      fileId: 'f8',
+      expected: { sizeInBytes: 10, sha256: 'x' },
+      destination: join(dir, 'none.bin'),
+      source: fixedUrl('http://127.0.0.1:1/secret-path?X-Amz-Signature=abc'),
+      retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 1 },
+      sleep: noSleep,
+    });
+    expect(result).toMatchObject({ ok: false, error: { code: 'DOWNLOAD_FAILED' } });
+    expect(JSON.stringify(result)).not.toContain('secret-path');
+    expect(JSON.stringify(result)).not.toContain('X-Amz');
+  });
+
+  it('reuses a destination that already has the signed size and hash', async () => {
+    const body = randomBytes(3000);
+    const destination = join(dir, 'done.bin');
+    await writeFile(destination, body);
+    const result = await downloadFile({
+      fileId: 'f9',
+      expected: { sizeInBytes: body.length, sha256: sha(body) },
+      destination,
+      source: fixedUrl(server.url('/nothing')),
+      sleep: noSleep,
+    });
+    expect(result).toEqual({ ok: true, value: { bytes: 0, resumedFrom: 0, reused: true } });
+    expect(server.requests).toHaveLength(0);
+  });
+});
