@@ -50,8 +50,8 @@ export function makeFanoutReads(options: FanoutReadsOptions): FanoutReads {
       new QueryCommand({
         TableName: options.executionsTable,
         KeyConditionExpression: 'deploymentId = :d',
-        FilterExpression: '#state = :queued AND shard = :shard',
-        ExpressionAttributeNames: { '#state': 'state' },
+        FilterExpression: '#state = :queued AND #shard = :shard',
+        ExpressionAttributeNames: { '#state': 'state', '#shard': 'shard' },
         ExpressionAttributeValues: { ':d': deploymentId, ':queued': 'queued', ':shard': shard },
         ConsistentRead: true,
         Limit: scan,

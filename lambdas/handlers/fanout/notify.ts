@@ -183,9 +183,9 @@ async function refill(
   // is re-read (strongly consistent) before anything is sent to it.
   const page = await deps.executions.queryByState(deployment.deploymentId, 'queued', {
     limit: deps.tuning.scanPage,
-    shard,
   });
-  const fresh = await Promise.all(page.items.map((e) => deps.executions.get(e.deploymentId, e.thingName)));
+  const mine = page.items.filter((e) => e.shard === shard);
+  const fresh = await Promise.all(mine.map((e) => deps.executions.get(e.deploymentId, e.thingName)));
   walk.buffer = fresh.filter((e): e is ExecutionRecord => e?.state === 'queued');
   walk.pageEnd = undefined;
   walk.fromTail = true;

@@ -28,6 +28,15 @@ export function parseFanoutEvent(input: unknown): FanoutEvent | undefined {
   return lane === undefined ? { deploymentId } : { deploymentId, lane };
 }
 
+/**
+ * The lease outlives the work by the time the worker keeps for leaving (at least a second): the
+ * last checkpoint is written after `stopAt` and must still find the lease live. A crashed worker
+ * holds its lane until then, no longer than its invocation could have run.
+ */
+function leaseEnd(deps: FanoutDeps, stopAt: number): number {
+  return stopAt + Math.max(deps.tuning.stopBeforeEndMs, 1000);
+}
+
 async function startShards(deps: FanoutDeps, deployment: DeploymentRecord): Promise<number> {
   for (let shard = 0; shard < deployment.shards; shard++) {
     await deps.invoker.invoke('fanoutWorker', { deploymentId: deployment.deploymentId, lane: String(shard) });
@@ -43,7 +52,7 @@ async function expand(
 ): Promise<WorkerOutcome> {
   const id = deployment.deploymentId;
   const now = deps.now();
-  const lease = await deps.deployments.acquireLease(id, EXPAND_LANE, { owner, now }, stopAt);
+  const lease = await deps.deployments.acquireLease(id, EXPAND_LANE, { owner, now }, leaseEnd(deps, stopAt));
   if (!lease.ok) return { kind: 'skipped', reason: lease.error.code };
   try {
     let written = 0;
@@ -91,7 +100,12 @@ async function notifyLane(
   const lane = String(shard);
   if (deployment.status !== 'rolling_out')
     return { kind: 'skipped', reason: `deployment is ${deployment.status}` };
-  const lease = await deps.deployments.acquireLease(id, lane, { owner, now: deps.now() }, stopAt);
+  const lease = await deps.deployments.acquireLease(
+    id,
+    lane,
+    { owner, now: deps.now() },
+    leaseEnd(deps, stopAt),
+  );
   if (!lease.ok) return { kind: 'skipped', reason: lease.error.code };
   let outcome: ShardOutcome;
   try {

@@ -1,0 +1,274 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { ExecutionStore } from '../../../lambdas/adapters/execution-store.ts';
+import { makeShadowWriter } from '../../../lambdas/adapters/shadow-writer.ts';
+import type { FanoutDeps } from '../../../lambdas/handlers/fanout/deps.ts';
+import { desiredDocumentFor } from '../../../lambdas/handlers/fanout/desired.ts';
+import { makeFanoutWorker, type WorkerOutcome } from '../../../lambdas/handlers/fanout-worker.ts';
+import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
+import { documentClient, dynamoDbClient } from '../import/support.ts';
+import { createDeploymentTables, type DeploymentTables } from './api-support.ts';
+import {
+  budget,
+  createDeployment,
+  executionsOf,
+  type FanoutRig,
+  fanoutRig,
+  putFleetCompatibility,
+  registerGroup,
+  things,
+} from './fanout-support.ts';
+
+const ddb = dynamoDbClient(inject('ddbEndpoint'));
+const doc = documentClient(ddb);
+let tables: DeploymentTables;
+let iot: LocalIotCore;
+let observer: MqttClient;
+/** Epoch ms at which the shadow service published each thing's `documents`: the send times. */
+const sends: { thing: string; at: number }[] = [];
+const rigs: FanoutRig[] = [];
+
+beforeAll(async () => {
+  tables = await createDeploymentTables(ddb, 'fanout');
+  iot = await startLocalIotCore({ adminClientIds: ['observer'] });
+  observer = await mqtt.connectAsync(iot.endpoints.mqtt, { clientId: 'observer', reconnectPeriod: 0 });
+  await observer.subscribeAsync('$aws/things/+/shadow/name/ota/update/documents', { qos: 0 });
+  observer.on('message', (topic) => sends.push({ thing: topic.split('/')[2] ?? '', at: Date.now() }));
+});
+
+afterAll(async () => {
+  for (const rig of rigs) rig.destroy();
+  await observer.endAsync(true);
+  await iot.stop();
+});
+
+function rig(options: Parameters<typeof fanoutRig>[3] = {}, core: LocalIotCore = iot): FanoutRig {
+  const made = fanoutRig(ddb, tables, core, options);
+  rigs.push(made);
+  return made;
+}
+
+/** Runs the expand lane, then every shard lane, following re-invocations until none is asked for. */
+async function runAll(
+  deps: FanoutDeps,
+  deploymentId: string,
+  invoker: FanoutRig['invoker'],
+): Promise<WorkerOutcome[]> {
+  const worker = makeFanoutWorker(deps);
+  const outcomes: WorkerOutcome[] = [await worker({ deploymentId }, budget(60_000))];
+  for (let i = 0; i < invoker.calls.length; i++) {
+    const call = invoker.calls[i];
+    if (call) outcomes.push(await worker(call.payload, budget(60_000)));
+  }
+  return outcomes;
+}
+
+/** Most sends in any window of `windowMs`, sliding over the recorded send times. */
+function maxInWindow(times: readonly number[], windowMs: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let most = 0;
+  for (let i = 0, j = 0; j < sorted.length; j++) {
+    while ((sorted[j] ?? 0) - (sorted[i] ?? 0) >= windowMs) i++;
+    most = Math.max(most, j - i + 1);
+  }
+  return most;
+}
+
+describe('fan-out worker: expansion', () => {
+  it('expands a thing group of several pages and explicit things; a known mismatch is incompatible', async () => {
+    const { deps, invoker, iotClient } = rig({ groupPageSize: 3 });
+    const members = things('grp-a', 7);
+    await registerGroup(iotClient, 'fanout-group-a', members);
+    await putFleetCompatibility(doc, tables, 'grp-a-0003', { manufacturer: 'contoso', model: 'kettle' });
+    await putFleetCompatibility(doc, tables, 'grp-a-0004', { manufacturer: 'contoso', model: 'toaster' });
+    const deployment = await createDeployment(doc, tables, {
+      target: { thingGroups: ['fanout-group-a'], things: ['solo-1', 'grp-a-0000'] },
+    });
+
+    const outcome = await makeFanoutWorker(deps)({ deploymentId: deployment.deploymentId }, budget(30_000));
+
+    expect(outcome).toMatchObject({ kind: 'expanded', shardsStarted: 1 });
+    const rows = await executionsOf(doc, tables, deployment.deploymentId);
+    expect(rows.map((r) => r.thingName).sort()).toEqual([...members, 'solo-1'].sort());
+    expect(rows.filter((r) => r.state === 'incompatible').map((r) => r.thingName)).toEqual(['grp-a-0003']);
+    expect(rows.every((r) => r.shard === 0)).toBe(true);
+    expect((await deps.deployments.get(deployment.deploymentId))?.status).toBe('rolling_out');
+    expect(invoker.calls).toEqual([
+      { name: 'fanoutWorker', payload: { deploymentId: deployment.deploymentId, lane: '0' } },
+    ]);
+  });
+});
+
+describe('fan-out worker: notification', () => {
+  it('resumes after a crash and after running out of time: every device notified once, one identical desired document', async () => {
+    // Small batches, one at a time: a 120 ms budget then runs out long before 40 devices are done.
+    const { deps, invoker } = rig({ tuning: { maxGrab: 5, concurrency: 1 } });
+    const devices = things('crash', 40);
+    const deployment = await createDeployment(doc, tables, {
+      target: { things: devices },
+      policy: { rollout: { ratePerMinute: 6000 } },
+    });
+    await makeFanoutWorker(deps)({ deploymentId: deployment.deploymentId }, budget(30_000));
+
+    const notifiedWrites = new Map<string, number>();
+    const counting: Pick<ExecutionStore, 'transition'> = {
+      async transition(current, next, extra) {
+        const written = await deps.executions.transition(current, next, extra);
+        if (written.ok && next.state === 'notified') {
+          notifiedWrites.set(current.thingName, (notifiedWrites.get(current.thingName) ?? 0) + 1);
+        }
+        return written;
+      },
+    };
+    let sent = 0;
+    const crashing: FanoutDeps = {
+      ...deps,
+      executions: { ...deps.executions, ...counting },
+      shadows: {
+        async update(thing, document) {
+          const result = await deps.shadows.update(thing, document);
+          // The process dies after 7 sends, before their executions are marked notified.
+          if (++sent === 7) throw new Error('simulated crash');
+          return result;
+        },
+      },
+    };
+    await expect(
+      makeFanoutWorker(crashing)({ deploymentId: deployment.deploymentId, lane: '0' }, budget(1500)),
+    ).rejects.toThrow('simulated crash');
+
+    const resumed: FanoutDeps = { ...deps, executions: { ...deps.executions, ...counting } };
+    const outcomes: WorkerOutcome[] = [];
+    // The crashed worker's lease holds the lane until its invocation would have ended.
+    for (let run = 0; run < 200; run++) {
+      // A tiny budget: each run stops after a batch or two, leaving the rest to the next one.
+      const outcome = await makeFanoutWorker(resumed)(
+        { deploymentId: deployment.deploymentId, lane: '0' },
+        budget(120),
+      );
+      outcomes.push(outcome);
+      if (outcome.kind === 'shard' && outcome.outcome.kind === 'finished') break;
+      if (outcome.kind === 'skipped') await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+
+    expect(outcomes.at(-1)).toMatchObject({ kind: 'shard', outcome: { kind: 'finished' } });
+    expect(
+      outcomes.filter((o) => o.kind === 'shard' && o.outcome.kind === 'out_of_time').length,
+    ).toBeGreaterThan(0);
+    const rows = await executionsOf(doc, tables, deployment.deploymentId);
+    expect(rows.every((r) => r.state === 'notified' && r.notifiedAt !== undefined)).toBe(true);
+    expect([...notifiedWrites.keys()].sort()).toEqual(devices);
+    expect([...notifiedWrites.values()].every((n) => n === 1)).toBe(true);
+    const expected = desiredDocumentFor({
+      deploymentId: deployment.deploymentId,
+      attempt: 1,
+      updateId: deployment.updateId,
+      manifest: deployment.manifest,
+    });
+    if (!expected.ok) throw new Error('fixture too large');
+    for (const thing of devices) {
+      const shadow = await iot.shadows.get({ thingName: thing, shadowName: 'ota' }, Buffer.alloc(0));
+      expect(shadow.ok && shadow.body.state).toMatchObject({
+        desired: expected.value.document.state.desired,
+      });
+    }
+    expect(invoker.calls.some((c) => (c.payload as { lane?: string }).lane === '0')).toBe(true);
+  });
+});
+
+describe('fan-out worker: rate, account cap, throttling, supersede', () => {
+  it('keeps to the rollout rate: at most rate·w + burst sends in any window w', async () => {
+    const { deps, invoker } = rig();
+    const devices = things('rate', 20);
+    const deployment = await createDeployment(doc, tables, {
+      target: { things: devices },
+      // 5 devices per second, bursts of 5.
+      policy: { rollout: { ratePerMinute: 300 } },
+    });
+    await runAll(deps, deployment.deploymentId, invoker);
+
+    const times = sends.filter((s) => devices.includes(s.thing)).map((s) => s.at);
+    expect(times).toHaveLength(20);
+    // One device of slack for the time between the worker's send and the broker's publish.
+    for (const windowMs of [500, 1000, 2000]) {
+      expect(maxInWindow(times, windowMs)).toBeLessThanOrEqual((5 * windowMs) / 1000 + 5 + 1);
+    }
+    // 20 devices at 5/s after a burst of 5 take at least 3 s: the rate was applied, not just allowed.
+    expect(Math.max(...times) - Math.min(...times)).toBeGreaterThanOrEqual(2800);
+  });
+
+  it('keeps two deployments together under the account cap', async () => {
+    const first = rig({ cap: 8 });
+    const second = rig({ cap: 8 });
+    const a = things('cap-a', 12);
+    const b = things('cap-b', 12);
+    const [da, db] = await Promise.all([
+      createDeployment(doc, tables, { target: { things: a }, policy: { rollout: { ratePerMinute: 6000 } } }),
+      createDeployment(doc, tables, { target: { things: b }, policy: { rollout: { ratePerMinute: 6000 } } }),
+    ]);
+    await Promise.all([
+      runAll(first.deps, da.deploymentId, first.invoker),
+      runAll(second.deps, db.deploymentId, second.invoker),
+    ]);
+
+    const times = sends.filter((s) => a.includes(s.thing) || b.includes(s.thing)).map((s) => s.at);
+    expect(times).toHaveLength(24);
+    for (const windowMs of [500, 1000, 2000]) {
+      expect(maxInWindow(times, windowMs)).toBeLessThanOrEqual((8 * windowMs) / 1000 + 8 + 1);
+    }
+    expect(Math.max(...times) - Math.min(...times)).toBeGreaterThanOrEqual(1800);
+  });
+
+  it('backs off when the shadow service answers 429 and still notifies every device', async () => {
+    const limited = await startLocalIotCore({ rateLimits: { accountPerSecond: 5 } });
+    try {
+      let retries = 0;
+      const made = fanoutRig(ddb, tables, limited, {});
+      rigs.push(made);
+      const deps: FanoutDeps = {
+        ...made.deps,
+        shadows: makeShadowWriter({
+          iotData: made.iotData,
+          backoff: { maxAttempts: 10, baseDelayMs: 100, maxDelayMs: 800 },
+          onRetry: () => retries++,
+        }),
+      };
+      const devices = things('throttle', 15);
+      const deployment = await createDeployment(doc, tables, {
+        target: { things: devices },
+        policy: { rollout: { ratePerMinute: 6000 } },
+      });
+      await runAll(deps, deployment.deploymentId, made.invoker);
+
+      const rows = await executionsOf(doc, tables, deployment.deploymentId);
+      expect(rows.filter((r) => r.state === 'notified')).toHaveLength(15);
+      expect(retries).toBeGreaterThan(0);
+    } finally {
+      await limited.stop();
+    }
+  });
+
+  it('supersedes an older deployment on the device, and never overwrites a newer one', async () => {
+    const { deps, invoker } = rig();
+    const t0 = Date.now();
+    const older = await createDeployment(doc, tables, { target: { things: ['super-1'] } }, t0 - 2000);
+    await runAll(deps, older.deploymentId, invoker);
+    const newer = await createDeployment(doc, tables, { target: { things: ['super-1'] } }, t0);
+    await runAll(deps, newer.deploymentId, invoker);
+
+    const [olderRow] = await executionsOf(doc, tables, older.deploymentId);
+    const [newerRow] = await executionsOf(doc, tables, newer.deploymentId);
+    expect(olderRow).toMatchObject({ state: 'canceled', reason: 'superseded' });
+    expect(newerRow).toMatchObject({ state: 'notified' });
+
+    // A deployment created before the newer one reaches the device late: it loses, nothing is sent.
+    const late = await createDeployment(doc, tables, { target: { things: ['super-1'] } }, t0 - 1000);
+    await runAll(deps, late.deploymentId, invoker);
+    const [lateRow] = await executionsOf(doc, tables, late.deploymentId);
+    expect(lateRow).toMatchObject({ state: 'canceled', reason: 'superseded' });
+    const shadow = iot.shadows.get({ thingName: 'super-1', shadowName: 'ota' }, Buffer.alloc(0));
+    expect(shadow.ok && shadow.body.state).toMatchObject({
+      desired: { ota: { deploymentId: newer.deploymentId } },
+    });
+  });
+});
