@@ -21,6 +21,7 @@ import {
   ensureDeploymentTables,
   wireDeploymentsApi,
 } from './wiring/deployments-api.ts';
+import { makeLocalCredentials, startLocalDownloads } from './wiring/downloads.ts';
 
 export const localRegion = 'us-east-1';
 export const localBucketName = 'shadow-ota-artifacts';
@@ -32,6 +33,8 @@ export const localBucketName = 'shadow-ota-artifacts';
 export interface LocalCloudEndpoints {
   readonly api: string;
   readonly s3: string;
+  /** Local STS (`@aws-sdk/client-sts`): AssumeRole for download credentials the S3 endpoint enforces. */
+  readonly sts: string;
   readonly dynamodb: string;
   /** `mqtt://host:port`: plain TCP for development, the MQTT client id is the thing name. */
   readonly mqtt: string;
@@ -162,13 +165,24 @@ export async function startLocalCloud(
 
     const s3Dir = join(stateDir, 's3');
     await mkdir(s3Dir, { recursive: true });
+    // One credential store: the STS issues sessions into it and the S3 gateway enforces them.
+    const credentials = makeLocalCredentials();
     const s3 = await startS3Server({
       host: options.host,
       port: options.ports.s3,
       directory: s3Dir,
       buckets: [localBucketName],
+      region: localRegion,
+      credentials,
     });
     teardown.push(() => s3.stop());
+    const downloads = await startLocalDownloads({
+      host: options.host,
+      region: localRegion,
+      bucket: localBucketName,
+      credentials,
+    });
+    teardown.push(() => downloads.stop());
 
     const dynamodb = new DynamoDBClient({
       endpoint: ddb.endpoint,
@@ -224,7 +238,9 @@ export async function startLocalCloud(
       [env.signerKind]: 'local',
       [env.localSigningKeyFile]: signingKeyFile,
       ...deploymentsEnvironment(deploymentTables, iot.endpoints.iotData),
+      ...downloads.environment,
     };
+    downloads.register({ environment: lambdaEnvironment, dynamodb, s3: s3Client, functions, observability });
     const updatesApi = makeUpdatesApiFromConfig(
       updatesApiConfigFromEnv(lambdaEnvironment),
       { dynamodb, s3: s3Client },
@@ -249,6 +265,7 @@ export async function startLocalCloud(
     const endpoints: LocalCloudEndpoints = {
       api: api.endpoint,
       s3: s3.endpoint,
+      sts: downloads.sts.endpoint,
       dynamodb: ddb.endpoint,
       ...iot.endpoints,
     };
