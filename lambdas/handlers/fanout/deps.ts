@@ -21,7 +21,7 @@ export interface FanoutDeps {
   readonly reads: FanoutReads;
   readonly fleet: Pick<FleetStore, 'scanCompatible'>;
   readonly registry: Pick<ThingRegistry, 'listThingsInGroup'>;
-  readonly shadows: Pick<ShadowWriter, 'update'>;
+  readonly shadows: Pick<ShadowWriter, 'update' | 'get'>;
   readonly accountLimiter: AccountRateLimiter;
   readonly invoker: FunctionInvoker;
   readonly observability: Observability;

@@ -125,6 +125,7 @@ describe('fan-out worker: notification', () => {
       ...deps,
       executions: { ...deps.executions, ...counting },
       shadows: {
+        get: deps.shadows.get,
         async update(thing, document) {
           const result = await deps.shadows.update(thing, document);
           // The process dies after 7 sends, before their executions are marked notified.

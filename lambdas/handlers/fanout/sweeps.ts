@@ -1,0 +1,178 @@
+/**
+ * The scheduler's sweeps (ADR 0040), each idempotent and safe to run concurrently with workers,
+ * acknowledgements and itself: every change is a conditional transition on the state it read.
+ */
+import { type DeploymentRecord, type DeploymentStore, EXPAND_LANE } from '../../adapters/deployment-store.ts';
+import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
+import type { FunctionInvoker } from '../../adapters/function-invoker.ts';
+import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
+import {
+  buildCancelDocument,
+  type CancelReason,
+  cancel,
+  desiredBelongsTo,
+  type ExecutionState,
+  evaluateAbort,
+  inProgressStates,
+  timeOutIfDue,
+} from '../../domain/deployment/index.ts';
+import type { Observability } from '../../observability.ts';
+
+export interface SweepDeps {
+  readonly deployments: Pick<DeploymentStore, 'get' | 'list' | 'end' | 'recordAbort'>;
+  readonly executions: Pick<ExecutionStore, 'get' | 'queryByState' | 'transition'>;
+  readonly shadows: Pick<ShadowWriter, 'get' | 'update'>;
+  readonly invoker: FunctionInvoker;
+  readonly observability: Observability;
+  readonly now: () => number;
+}
+
+const PAGE = 200;
+const nonTerminal: readonly ExecutionState[] = ['queued', ...inProgressStates];
+
+/** Calls `each` on every execution of a deployment in `state`, page by page, until `stopAt`. */
+async function forEachInState(
+  deps: SweepDeps,
+  deploymentId: string,
+  state: ExecutionState,
+  stopAt: number,
+  each: (execution: ExecutionRecord) => Promise<void>,
+): Promise<void> {
+  let start: Parameters<SweepDeps['executions']['queryByState']>[2]['exclusiveStartKey'];
+  do {
+    if (deps.now() >= stopAt) return;
+    const page = await deps.executions.queryByState(deploymentId, state, {
+      limit: PAGE,
+      ...(start ? { exclusiveStartKey: start } : {}),
+    });
+    for (const execution of page.items) await each(execution);
+    start = page.lastEvaluatedKey;
+  } while (start);
+}
+
+/** Starts a worker for each lane that has work and no live lease. Returns the lanes started. */
+export async function resumeWorkers(deps: SweepDeps, deployment: DeploymentRecord): Promise<string[]> {
+  const now = deps.now();
+  const id = deployment.deploymentId;
+  const free = (lane: string): boolean => (deployment.fanout[lane]?.leaseUntil ?? 0) < now;
+  if (deployment.status !== 'rolling_out') {
+    if (deployment.fanout[EXPAND_LANE]?.done || !free(EXPAND_LANE)) return [];
+    await deps.invoker.invoke('fanoutWorker', { deploymentId: id });
+    return [EXPAND_LANE];
+  }
+  const lanes = Array.from({ length: deployment.shards }, (_, i) => String(i));
+  // Walked lanes only have retried devices left, found through the index.
+  const queued = await deps.executions.queryByState(id, 'queued', { limit: PAGE });
+  const shardsWithQueued = new Set(queued.items.map((e) => String(e.shard)));
+  const due = lanes.filter(
+    (lane) => free(lane) && (!deployment.fanout[lane]?.done || shardsWithQueued.has(lane)),
+  );
+  for (const lane of due) await deps.invoker.invoke('fanoutWorker', { deploymentId: id, lane });
+  return due;
+}
+
+/** Devices past their deadline end `timed_out` (or `canceled` when a cancel was never confirmed). */
+export async function sweepTimeouts(
+  deps: SweepDeps,
+  deployment: DeploymentRecord,
+  stopAt: number,
+): Promise<number> {
+  const timeout = deployment.policy.deviceTimeoutSeconds;
+  // No device can be due before the rollout has run for one timeout: skip the reads until then.
+  if (deps.now() < deployment.startAt + timeout * 1000) return 0;
+  let timedOut = 0;
+  for (const state of inProgressStates) {
+    await forEachInState(deps, deployment.deploymentId, state, stopAt, async (execution) => {
+      const now = deps.now();
+      const decision = timeOutIfDue(execution, now, timeout);
+      if (decision.kind !== 'transition') return;
+      const written = await deps.executions.transition(execution, decision.next, {
+        at: now,
+        reason: decision.transition.reason,
+      });
+      if (written.ok) timedOut++;
+    });
+  }
+  return timedOut;
+}
+
+/** Sends the `cancel` action, locked to the shadow version that holds this deployment's document. */
+async function sendCancel(deps: SweepDeps, execution: ExecutionRecord): Promise<void> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const shadow = await deps.shadows.get(execution.thingName);
+    if (!shadow.ok || !shadow.value) return;
+    const desired = shadow.value.state.desired?.ota;
+    if (!desiredBelongsTo(desired, execution.deploymentId, execution.attempt)) return;
+    const sent = await deps.shadows.update(execution.thingName, buildCancelDocument(shadow.value.version));
+    if (sent.ok || sent.error.code !== 'VERSION_CONFLICT') return;
+  }
+}
+
+/**
+ * An ended (canceled or aborted) deployment's remaining devices: queued ones end `canceled` at
+ * once; devices at work are asked to cancel (best effort; they end when they confirm or time out).
+ */
+export async function cancelRemaining(
+  deps: SweepDeps,
+  deployment: DeploymentRecord,
+  reason: CancelReason,
+  stopAt: number,
+): Promise<number> {
+  let changed = 0;
+  for (const state of nonTerminal) {
+    await forEachInState(deps, deployment.deploymentId, state, stopAt, async (execution) => {
+      if (execution.cancelReason) return;
+      const decision = cancel(execution, reason);
+      if (!decision.ok || decision.value.kind === 'unchanged') return;
+      const now = deps.now();
+      const written = await deps.executions.transition(execution, decision.value.next, {
+        at: now,
+        ...(decision.value.kind === 'transition' ? { reason: decision.value.transition.reason } : {}),
+      });
+      if (!written.ok) return;
+      changed++;
+      if (decision.value.kind === 'cancel_requested') await sendCancel(deps, written.value);
+    });
+  }
+  return changed;
+}
+
+/** Aborts when the counters meet a criterion; true when it did. */
+export async function abortIfDue(deps: SweepDeps, deployment: DeploymentRecord): Promise<boolean> {
+  if (deployment.status !== 'rolling_out') return false;
+  const decision = evaluateAbort(deployment.counters, deployment.policy.abort);
+  if (!decision.abort) return false;
+  const ended = await deps.deployments.recordAbort(deployment.deploymentId, decision.reason, deps.now());
+  if (ended.ok)
+    deps.observability.logger.warn('deployment aborted', {
+      deploymentId: deployment.deploymentId,
+      reason: decision.reason,
+    });
+  return ended.ok;
+}
+
+async function anyInState(deps: SweepDeps, deploymentId: string, state: ExecutionState): Promise<boolean> {
+  const page = await deps.executions.queryByState(deploymentId, state, { limit: 1 });
+  return page.items.length > 0 || page.lastEvaluatedKey !== undefined;
+}
+
+/**
+ * Completes a rolling-out deployment once its fan-out is done and no execution is left
+ * unfinished. Both the counters (the stream's projection) and the index must agree, so neither's
+ * lag can end a deployment early.
+ */
+export async function completeIfDone(deps: SweepDeps, deployment: DeploymentRecord): Promise<boolean> {
+  if (deployment.status !== 'rolling_out') return false;
+  const lanes = [EXPAND_LANE, ...Array.from({ length: deployment.shards }, (_, i) => String(i))];
+  if (!lanes.every((lane) => deployment.fanout[lane]?.done)) return false;
+  if (nonTerminal.some((state) => deployment.counters[state] > 0)) return false;
+  for (const state of nonTerminal) if (await anyInState(deps, deployment.deploymentId, state)) return false;
+  const ended = await deps.deployments.end(deployment.deploymentId, { status: 'completed' }, deps.now());
+  if (ended.ok)
+    deps.observability.logger.info('deployment completed', { deploymentId: deployment.deploymentId });
+  return ended.ok;
+}
+
+export function unfinished(deployment: DeploymentRecord): number {
+  return nonTerminal.reduce((sum, state) => sum + deployment.counters[state], 0);
+}
