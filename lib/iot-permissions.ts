@@ -55,9 +55,20 @@ function grantWithWildcard(
   resource: string,
   { reason }: { reason: string },
 ): void {
-  iam.Grant.addToPrincipal({ grantee, actions: [...actions], resourceArns: [iotArn(scope, resource)] });
-  acknowledgeOn(grantee, {
-    [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:${resource}]`]:
-      reason,
-  });
+  const arn = iotArn(scope, resource);
+  iam.Grant.addToPrincipal({ grantee, actions: [...actions], resourceArns: [arn] });
+  acknowledgeOn(grantee, { [`AwsSolutions-IAM5[Resource::${asNagNames(scope, arn)}]`]: reason });
+}
+
+/**
+ * The ARN as cdk-nag names it in a finding: literals as they are, `{ Ref: X }` as `<X>`. Region
+ * and account are literals when the stack has an environment, pseudo-parameters otherwise.
+ */
+function asNagNames(scope: IConstruct, arn: string): string {
+  const resolved: unknown = Stack.of(scope).resolve(arn);
+  if (typeof resolved === 'string') return resolved;
+  const parts = (resolved as { 'Fn::Join': [string, unknown[]] })['Fn::Join'][1];
+  return parts
+    .map((part) => (typeof part === 'string' ? part : `<${(part as { Ref: string }).Ref}>`))
+    .join('');
 }

@@ -1,4 +1,4 @@
-import { App, Validations } from 'aws-cdk-lib';
+import { App, type Environment, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { TableDefinition } from '../../lambdas/definitions/tables.ts';
@@ -13,9 +13,9 @@ export interface BuiltStack {
  * The ShadowOta stack as bin/app.ts builds it, minus bundling (esbuild is not what these tests
  * check) and, unless asked for, minus cdk-nag (so a template test fails for its own reason).
  */
-export function buildStack({ nag = false }: { nag?: boolean } = {}): BuiltStack {
+export function buildStack({ nag = false, env }: { nag?: boolean; env?: Environment } = {}): BuiltStack {
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
-  const stack = new ShadowOtaStack(app, 'ShadowOta');
+  const stack = new ShadowOtaStack(app, 'ShadowOta', env ? { env } : {});
   if (nag) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, stack };
 }
