@@ -78,7 +78,8 @@ export const agentErrors = {
   STEP_FILE_MISSING: erc(0x03, 0x003),
   HANDLER_PROPERTIES_INVALID: erc(0x03, 0x004),
   HANDLER_CRASHED: erc(0x03, 0x005),
-  SCRIPT_EXIT_CODE: erc(0x03, 0x010),
+  /** The low byte carries the script's exit code, as ADU does. */
+  SCRIPT_EXIT_CODE: erc(0x03, 0x100),
   SCRIPT_RESULT_FILE: erc(0x03, 0x011),
   SCRIPT_TIMEOUT: erc(0x03, 0x012),
   SCRIPT_START_FAILED: erc(0x03, 0x013),

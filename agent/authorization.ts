@@ -1,0 +1,116 @@
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { z } from 'zod';
+import { err, ok, type Result } from '../lambdas/domain/result.ts';
+import { type AgentError, agentError } from './codes.ts';
+import type { UrlSource } from './downloader.ts';
+
+/**
+ * Download authorization as the service answers it on `ota/things/<thing>/downloads/accepted`
+ * (ADR 0040, lambdas/handlers/download-authorizer.ts): presigned GET URLs per file id, or STS
+ * credentials scoped to exactly the update's object keys.
+ */
+const credentialsShape = z.object({
+  accessKeyId: z.string().min(1),
+  secretAccessKey: z.string().min(1),
+  sessionToken: z.string().min(1),
+});
+
+export const grantShape = z.discriminatedUnion('mode', [
+  z.object({
+    mode: z.literal('presigned'),
+    expiresAt: z.string(),
+    files: z.record(z.string(), z.string()),
+  }),
+  z.object({
+    mode: z.literal('sts'),
+    expiresAt: z.string(),
+    credentials: credentialsShape,
+    bucket: z.string().min(1),
+    region: z.string().min(1),
+    /** fileId → object key (ADR 0040 called it `keys`; the service sends `files`). */
+    files: z.record(z.string(), z.string()).optional(),
+    keys: z.record(z.string(), z.string()).optional(),
+  }),
+]);
+export type Grant = z.infer<typeof grantShape>;
+
+/** Asks the service for authorization; `files` limits the answer to those file ids. */
+export interface AuthorizationPort {
+  request(deploymentId: string, files?: readonly string[]): Promise<Result<Grant, AgentError>>;
+}
+
+export interface GrantSourceOptions {
+  readonly deploymentId: string;
+  readonly port: AuthorizationPort;
+  /** Epoch ms. */
+  readonly now: () => number;
+  /** Ask again this long before the grant expires. @default 30 s */
+  readonly marginMs?: number;
+  /** S3 endpoint for STS mode (the local S3); default: AWS's regional endpoint. */
+  readonly s3Endpoint?: string;
+}
+
+/**
+ * A `UrlSource` over download authorizations: asks once for every file of the deployment, reuses
+ * the grant until it is about to expire (or a URL was refused), then asks again. In STS mode it
+ * presigns each GET itself with the temporary credentials, so both modes reach the downloader as URLs.
+ */
+export class GrantSource implements UrlSource {
+  readonly #options: GrantSourceOptions;
+  #grant: { value: Grant; expiresAt: number } | undefined;
+  #pending: Promise<Result<Grant, AgentError>> | undefined;
+
+  constructor(options: GrantSourceOptions) {
+    this.#options = options;
+  }
+
+  async url(fileId: string, options: { readonly refresh: boolean }): Promise<Result<string, AgentError>> {
+    const grant = await this.#current(options.refresh);
+    if (!grant.ok) return grant;
+    return urlFromGrant(grant.value, fileId, this.#options);
+  }
+
+  async #current(refresh: boolean): Promise<Result<Grant, AgentError>> {
+    const margin = this.#options.marginMs ?? 30_000;
+    const fresh = this.#grant && this.#grant.expiresAt - margin > this.#options.now();
+    if (this.#grant && fresh && !refresh) return ok(this.#grant.value);
+    // Concurrent downloads share one request.
+    this.#pending ??= this.#options.port.request(this.#options.deploymentId).finally(() => {
+      this.#pending = undefined;
+    });
+    const answer = await this.#pending;
+    if (answer.ok) this.#grant = { value: answer.value, expiresAt: Date.parse(answer.value.expiresAt) || 0 };
+    return answer;
+  }
+}
+
+async function urlFromGrant(
+  grant: Grant,
+  fileId: string,
+  options: GrantSourceOptions,
+): Promise<Result<string, AgentError>> {
+  if (grant.mode === 'presigned') {
+    const url = grant.files[fileId];
+    return url
+      ? ok(url)
+      : err(agentError('FILE_NOT_AUTHORIZED', `the authorization names no URL for ${fileId}`));
+  }
+  const keys: Readonly<Record<string, string>> = grant.files ?? grant.keys ?? {};
+  const key = keys[fileId];
+  if (!key) return err(agentError('FILE_NOT_AUTHORIZED', `the authorization names no object for ${fileId}`));
+  const s3 = new S3Client({
+    region: grant.region,
+    credentials: grant.credentials,
+    ...(options.s3Endpoint ? { endpoint: options.s3Endpoint, forcePathStyle: true } : {}),
+  });
+  try {
+    const remaining = Math.floor((Date.parse(grant.expiresAt) - options.now()) / 1000);
+    const expiresIn = Math.max(60, Math.min(3600, remaining));
+    return ok(
+      await getSignedUrl(s3, new GetObjectCommand({ Bucket: grant.bucket, Key: key }), { expiresIn }),
+    );
+  } finally {
+    s3.destroy();
+  }
+}
