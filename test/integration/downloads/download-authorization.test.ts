@@ -11,10 +11,17 @@ import {
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
+import { STSClient } from '@aws-sdk/client-sts';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  downloadSessionPolicy,
+  makeDownloadCredentials,
+} from '../../../lambdas/adapters/download-credentials.ts';
+import { localS3Credentials } from '../../../local/s3.ts';
 import {
   connectDevice,
   type DownloadWorld,
+  downloadRoleArn,
   region,
   type SeededUpdate,
   seedDeployment,
@@ -386,5 +393,48 @@ describe('STS downloads', () => {
       world.clocks.stsOffsetMs = 0;
       shortLived?.destroy();
     }
+  });
+});
+
+describe('session policies for updates with many files', () => {
+  it('falls back to the update’s prefix when the object list passes 2,048 characters, and stays inside it', async () => {
+    const manyKeys = Array.from(
+      { length: 40 },
+      (_, i) => `${toasterV2.files['firmware.bin']?.objectKey}-${i}`,
+    );
+    const prefix = toasterV2.files['firmware.bin']?.objectKey.replace(/files\/.*$/, '') ?? '';
+    const policy = downloadSessionPolicy(world.bucket, manyKeys, [prefix]);
+    expect(JSON.stringify(manyKeys).length).toBeGreaterThan(2048);
+    expect(JSON.parse(policy).Statement[0].Resource).toEqual([`arn:aws:s3:::${world.bucket}/${prefix}*`]);
+
+    const sts = new STSClient({ endpoint: world.sts.endpoint, region, credentials: localS3Credentials });
+    const session = await makeDownloadCredentials({
+      s3: world.adminS3,
+      sts,
+      bucket: world.bucket,
+      downloadRoleArn,
+    }).assumeDownloadRole({
+      sessionName: 'thing:many',
+      objectKeys: manyKeys,
+      prefixes: [prefix],
+      durationSeconds: 900,
+    });
+    sts.destroy();
+    const s3 = new S3Client({
+      endpoint: world.s3.endpoint,
+      region,
+      forcePathStyle: true,
+      credentials: session,
+      maxAttempts: 1,
+    });
+    const inside = await s3.send(
+      new GetObjectCommand({ Bucket: world.bucket, Key: toasterV2.files['firmware.bin']?.objectKey }),
+    );
+    expect(await inside.Body?.transformToString()).toBe(toasterV2.files['firmware.bin']?.bytes.toString());
+    const outside = await s3
+      .send(new GetObjectCommand({ Bucket: world.bucket, Key: toasterV1.files['firmware.bin']?.objectKey }))
+      .catch((e: unknown) => e);
+    expect((outside as S3ServiceException).name).toBe('AccessDenied');
+    s3.destroy();
   });
 });
