@@ -22,6 +22,7 @@ import {
   wireDeploymentsApi,
 } from './wiring/deployments-api.ts';
 import { makeLocalCredentials, startLocalDownloads } from './wiring/downloads.ts';
+import { type LocalFanout, wireFanout } from './wiring/fanout.ts';
 
 export const localRegion = 'us-east-1';
 export const localBucketName = 'shadow-ota-artifacts';
@@ -67,6 +68,8 @@ export interface LocalCloud {
   readonly iot: LocalIotCore;
   /** The local Lambda: every function by its logical name (rules, timers and handlers invoke through it). */
   readonly functions: FunctionRegistry;
+  /** The fan-out worker and scheduler; `fanout.tick()` runs the scheduler now. */
+  readonly fanout: LocalFanout;
   /** Clients for the local endpoints, for whatever runs in the same process (the main job, tests). */
   readonly clients: { readonly dynamodb: DynamoDBClient; readonly s3: S3Client };
   /** Stops every service in reverse order; safe to call twice. */
@@ -255,6 +258,18 @@ export async function startLocalCloud(
       observability,
     });
     teardown.push(deploymentsApi.close);
+    const fanout = wireFanout({
+      environment: lambdaEnvironment,
+      dynamodb,
+      functions,
+      region: localRegion,
+      iotEndpoint: iot.endpoints.iot,
+      observability,
+      ...(options.schedulerIntervalMs !== undefined
+        ? { schedulerIntervalMs: options.schedulerIntervalMs }
+        : {}),
+    });
+    teardown.push(fanout.stop);
     const api = await startApiServer({
       host: options.host,
       port: options.ports.api,
@@ -296,6 +311,7 @@ export async function startLocalCloud(
       clients: { dynamodb, s3: s3Client },
       iot,
       functions,
+      fanout,
       stop: () => teardown.run(),
     };
   } catch (error) {

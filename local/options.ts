@@ -23,6 +23,8 @@ export interface LocalCloudOptions {
   readonly ports: LocalCloudPorts;
   /** `npm run cloud`: services only, no demo (the main job adds the demo fleet later). */
   readonly bare: boolean;
+  /** How often the scheduler runs (EventBridge: every minute). @default 60000; 0: only on demand. */
+  readonly schedulerIntervalMs?: number;
 }
 
 /** Ports people can remember; 0 asks for any free port. */

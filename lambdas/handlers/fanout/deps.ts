@@ -12,7 +12,14 @@ import type { Observability } from '../../observability.ts';
 export interface FanoutDeps {
   readonly deployments: Pick<
     DeploymentStore,
-    'get' | 'setStatus' | 'acquireLease' | 'releaseLease' | 'saveFanoutCheckpoint'
+    | 'get'
+    | 'setStatus'
+    | 'acquireLease'
+    | 'releaseLease'
+    | 'saveFanoutCheckpoint'
+    | 'list'
+    | 'end'
+    | 'recordAbort'
   >;
   readonly executions: Pick<
     ExecutionStore,

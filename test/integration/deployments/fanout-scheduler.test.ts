@@ -36,7 +36,7 @@ afterAll(async () => {
 /** The scheduler on the same stores, with its clock `aheadMs` in the future. */
 function scheduler(aheadMs = 0) {
   const deps: SchedulerDeps = {
-    deployments: rig.deps.deployments as SchedulerDeps['deployments'],
+    deployments: rig.deps.deployments,
     executions: rig.deps.executions,
     shadows: rig.deps.shadows,
     invoker: rig.invoker,
