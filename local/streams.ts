@@ -17,6 +17,7 @@ import {
   type AttributeValue as SdkAttributeValue,
   type Shard,
   type ShardIteratorType,
+  TrimmedDataAccessException,
 } from '@aws-sdk/client-dynamodb-streams';
 import type { AttributeValue, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 
@@ -218,7 +219,10 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
     try {
       out = await streams.send(new GetRecordsCommand({ ShardIterator: cursor.iterator, Limit: batchSize }));
     } catch (error) {
-      if (!(error instanceof ExpiredIteratorException)) throw error;
+      // An iterator outlives its use (15 minutes), or DynamoDB Local trims under an iterator taken
+      // on an empty shard: take a fresh one after the last record delivered.
+      if (!(error instanceof ExpiredIteratorException || error instanceof TrimmedDataAccessException))
+        throw error;
       cursor.iterator = undefined;
       return 0;
     }
