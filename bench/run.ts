@@ -9,9 +9,10 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Benchmark } from './benchmark.ts';
+import { fanoutBenchmark } from './fanout.ts';
 import { shadowBenchmark } from './shadow.ts';
 
-const benchmarks: readonly Benchmark[] = [shadowBenchmark];
+const benchmarks: readonly Benchmark[] = [shadowBenchmark, fanoutBenchmark];
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), 'results');
 
