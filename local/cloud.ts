@@ -12,10 +12,15 @@ import type { Observability } from '../lambdas/observability.ts';
 import { startApiServer } from './api-server.ts';
 import { startDynamoDbLocal } from './dynamodb.ts';
 import { type FunctionRegistry, makeFunctionRegistry } from './functions.ts';
-import { type LocalIotCore, startLocalIotCore } from './iot/index.ts';
+import { type LambdaFailure, type LocalIotCore, startLocalIotCore } from './iot/index.ts';
 import type { LocalCloudOptions } from './options.ts';
 import { localS3Credentials, startS3Server } from './s3.ts';
 import { ensureTable, localTableName } from './tables.ts';
+import {
+  keepFailedInvocations,
+  type LocalAcknowledgements,
+  wireAcknowledgements,
+} from './wiring/acknowledgements.ts';
 import {
   deploymentsEnvironment,
   ensureDeploymentTables,
@@ -70,6 +75,10 @@ export interface LocalCloud {
   readonly functions: FunctionRegistry;
   /** The fan-out worker and scheduler; `fanout.tick()` runs the scheduler now. */
   readonly fanout: LocalFanout;
+  /** Acknowledgements and counters (the stream poller); `countersCaughtUp()` waits for the counters. */
+  readonly acknowledgements: LocalAcknowledgements;
+  /** Rule-invoked events that failed every attempt: the local on-failure destination (logged and kept). */
+  readonly failedInvocations: readonly LambdaFailure[];
   /** Clients for the local endpoints, for whatever runs in the same process (the main job, tests). */
   readonly clients: { readonly dynamodb: DynamoDBClient; readonly s3: S3Client };
   /** Stops every service in reverse order; safe to call twice. */
@@ -218,6 +227,7 @@ export async function startLocalCloud(
     const signingKeyFile = join(stateDir, 'keys', 'signing-key.pem');
     const signingKey = await loadOrCreateLocalSigningKey(signingKeyFile);
 
+    const failedInvocations = keepFailedInvocations(observability);
     const iot = await startLocalIotCore({
       host: options.host,
       ports: {
@@ -228,6 +238,7 @@ export async function startLocalCloud(
       },
       region: localRegion,
       resolveLambda: (name) => functions.resolve(name),
+      onLambdaFailure: failedInvocations.onLambdaFailure,
       ...(options.ephemeral ? {} : { dataDir: join(stateDir, 'iot') }),
     });
     teardown.push(() => iot.stop());
@@ -258,6 +269,15 @@ export async function startLocalCloud(
       observability,
     });
     teardown.push(deploymentsApi.close);
+    const acknowledgements = await wireAcknowledgements({
+      environment: lambdaEnvironment,
+      dynamodb,
+      dynamodbEndpoint: ddb.endpoint,
+      functions,
+      region: localRegion,
+      observability,
+    });
+    teardown.push(acknowledgements.stop);
     const fanout = wireFanout({
       environment: lambdaEnvironment,
       dynamodb,
@@ -265,6 +285,7 @@ export async function startLocalCloud(
       region: localRegion,
       iotEndpoint: iot.endpoints.iot,
       observability,
+      reconcile: acknowledgements.reconcile,
       ...(options.schedulerIntervalMs !== undefined
         ? { schedulerIntervalMs: options.schedulerIntervalMs }
         : {}),
@@ -312,6 +333,8 @@ export async function startLocalCloud(
       iot,
       functions,
       fanout,
+      acknowledgements,
+      failedInvocations: failedInvocations.kept,
       stop: () => teardown.run(),
     };
   } catch (error) {

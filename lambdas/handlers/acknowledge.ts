@@ -1,7 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { makeExecutionStore } from '../adapters/execution-store.ts';
+import { type ExecutionStore, makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { makeShadowWriter } from '../adapters/shadow-writer.ts';
 import { env } from '../definitions/environment.ts';
@@ -73,12 +73,17 @@ export interface AcknowledgeClients {
   readonly iotData?: IoTDataPlaneClient;
 }
 
+/** The stores and the shadow writer the acknowledgement and the reconciliation sweep share. */
+export interface AcknowledgeParts extends AcknowledgeDeps {
+  readonly executions: ExecutionStore;
+}
+
 /** Clients default to AWS's; the local cloud passes clients for its endpoints. */
-export function makeAcknowledgeFromConfig(
+export function acknowledgeDepsFromConfig(
   config: AcknowledgeConfig,
   clients: AcknowledgeClients = {},
-  observability?: Observability,
-): AcknowledgeHandler {
+  observability: Observability = powertools,
+): AcknowledgeParts {
   const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
     marshallOptions: { removeUndefinedValues: true },
   });
@@ -89,12 +94,20 @@ export function makeAcknowledgeFromConfig(
       maxAttempts: 1,
       ...(config.iotDataEndpoint ? { endpoint: config.iotDataEndpoint } : {}),
     });
-  return makeAcknowledge({
+  return {
     executions: makeExecutionStore({ db, tableName: config.executionsTable }),
     fleet: makeFleetStore({ db, tableName: config.fleetTable }),
     shadows: makeShadowWriter({ iotData }),
-    ...(observability ? { observability } : {}),
-  });
+    observability,
+  };
+}
+
+export function makeAcknowledgeFromConfig(
+  config: AcknowledgeConfig,
+  clients: AcknowledgeClients = {},
+  observability?: Observability,
+): AcknowledgeHandler {
+  return makeAcknowledge(acknowledgeDepsFromConfig(config, clients, observability));
 }
 
 let built: AcknowledgeHandler | undefined;
