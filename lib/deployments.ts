@@ -28,6 +28,11 @@ export interface IDeployments {
    * executions, read the fleet, and start the fan-out worker.
    */
   grantManageDeployments(grantee: iam.IGrantable): void;
+  /**
+   * Lets `grantee` send desired documents (a cancel action to one device) and read shadows, of
+   * the named shadow `ota` in practice.
+   */
+  grantShadowControl(grantee: iam.IGrantable): void;
   /** Lets `grantee` invoke the fan-out worker, and nothing else of Lambda. */
   grantStartFanout(grantee: iam.IGrantable): void;
 }
@@ -144,6 +149,10 @@ export class Deployments extends Construct implements IDeployments {
     this.grantStartFanout(grantee);
   }
 
+  public grantShadowControl(grantee: iam.IGrantable): void {
+    grantShadowAccess(this, grantee, 'iot:GetThingShadow', 'iot:UpdateThingShadow');
+  }
+
   public grantStartFanout(grantee: iam.IGrantable): void {
     // Exactly the worker's ARN: no `:*` for versions or aliases, which are never invoked.
     iam.Grant.addToPrincipal({
@@ -213,9 +222,11 @@ export class Deployments extends Construct implements IDeployments {
    * queue rather than being lost; the scheduler's reconciliation repairs the record meanwhile.
    */
   private wireAcknowledge(fn: OtaFunction): void {
-    this.grantDeploymentData(fn);
-    // Trims desired.ota once a device reached a terminal state.
-    grantShadowAccess(this, fn, 'iot:UpdateThingShadow');
+    grantTableData(this.executionsTable, fn, 'readWrite');
+    grantTableData(this.fleetTable, fn, 'readWrite');
+    // Trims desired.ota once a device reached a terminal state, re-reading the shadow when the
+    // trim's version check loses a race.
+    grantShadowAccess(this, fn, 'iot:GetThingShadow', 'iot:UpdateThingShadow');
     fn.function.configureAsyncInvoke({
       retryAttempts: 2,
       maxEventAge: Duration.hours(6),
@@ -231,6 +242,8 @@ export class Deployments extends Construct implements IDeployments {
    */
   private wireCountersStream(fn: OtaFunction): void {
     grantTableData(this.deploymentsTable, fn, 'readWrite');
+    // Abort criteria are evaluated on the fresh counters; an aborted deployment releases its update.
+    this.props.catalog.grantReadWriteUpdates(fn);
     fn.function.addEventSource(
       new DynamoEventSource(this.executionsTable, {
         startingPosition: lambda.StartingPosition.TRIM_HORIZON,

@@ -34,8 +34,12 @@ const permissionsOf: Record<ApiFunctionId, (fn: OtaFunction, props: OperatorApiP
     catalog.grantSignManifests(fn);
     artifacts.grantUpdatesReadWrite(fn);
   },
-  deploymentsApi: (fn, { catalog, deployments }) => {
+  deploymentsApi: (fn, { catalog, artifacts, deployments }) => {
     deployments.grantManageDeployments(fn);
+    // Cancelling one notified device sends it a cancel action through its shadow.
+    deployments.grantShadowControl(fn);
+    // The per-deployment manifest is signed over the update manifest read from the bucket.
+    artifacts.grantUpdatesRead(fn);
     // Counts the update's active deployments (so it cannot be deleted while deployed) and signs
     // the per-deployment manifest.
     catalog.grantReadWriteUpdates(fn);

@@ -192,11 +192,10 @@ describe('counters stream', () => {
     expect(resources()[queueOf(properties.DestinationConfig)]).toMatchObject({ Type: 'AWS::SQS::Queue' });
   });
 
-  it('writes only to the deployments table (where the counters live)', () => {
+  it('writes the counters (deployments table) and releases the update of an aborted deployment, nothing else', () => {
     expect(accessTo('countersStream', deploymentsTable)).toBe('readWrite');
-    for (const table of [executionsTable, fleetTable, updatesTable]) {
-      expect(accessTo('countersStream', table)).not.toBe('readWrite');
-    }
+    expect(accessTo('countersStream', updatesTable)).toBe('readWrite');
+    for (const table of [executionsTable, fleetTable]) expect(accessTo('countersStream', table)).toBe('none');
   });
 });
 
@@ -326,9 +325,10 @@ describe('download role', () => {
 });
 
 describe('IoT data plane', () => {
-  it('lets the worker, the scheduler and the acknowledgement function update shadows, of things only', () => {
+  it('lets the worker, the scheduler, the acknowledgement function and the API update shadows, of things only', () => {
     expect(functionsAllowed('iot:UpdateThingShadow').sort()).toEqual([
       'acknowledge',
+      'deploymentsApi',
       'fanoutWorker',
       'scheduler',
     ]);
@@ -339,8 +339,12 @@ describe('IoT data plane', () => {
     }
   });
 
-  it('lets only the scheduler read shadows (reconciliation)', () => {
-    expect(functionsAllowed('iot:GetThingShadow')).toEqual(['scheduler']);
+  it('lets only the functions that reconcile, re-read after a lost race or cancel read shadows', () => {
+    expect(functionsAllowed('iot:GetThingShadow').sort()).toEqual([
+      'acknowledge',
+      'deploymentsApi',
+      'scheduler',
+    ]);
   });
 
   it('lets only the download authorizer publish, and only to the download response topics', () => {
@@ -376,6 +380,7 @@ describe('table access', () => {
     ['fanoutWorker', 'read', 'Updates'],
     ['scheduler', 'readWrite', 'Executions'],
     ['scheduler', 'readWrite', 'Updates'],
+    ['acknowledge', 'none', 'Deployments'],
     ['acknowledge', 'readWrite', 'Executions'],
     ['acknowledge', 'readWrite', 'Fleet'],
     ['acknowledge', 'none', 'Updates'],
