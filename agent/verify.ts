@@ -39,6 +39,8 @@ export interface VerifyOptions {
   /** The device's compatibility properties. */
   readonly compatibility: Readonly<Record<string, string>>;
   readonly now: Date;
+  /** Tolerated clock difference for the signature's iat/exp. @default 60 */
+  readonly clockToleranceSeconds?: number;
   /** True when `updateId` is older than what is installed for its provider and name. */
   readonly isDowngrade?: (updateId: UpdateId) => boolean;
   /** Fetches the full manifest of a detached one, verified against the signed hash. */
@@ -81,6 +83,9 @@ export async function verifyDesired(
     manifest: full.value.text,
     trustedKeys: options.trustedKeys,
     now: options.now,
+    ...(options.clockToleranceSeconds !== undefined
+      ? { clockToleranceSeconds: options.clockToleranceSeconds }
+      : {}),
     ...(expectedUpdateId ? { expectedUpdateId } : {}),
     manifestFiles: full.value.manifest.files,
   });
@@ -130,6 +135,9 @@ async function fullFromDetached(
     manifest: desired.manifest,
     trustedKeys: options.trustedKeys,
     now: options.now,
+    ...(options.clockToleranceSeconds !== undefined
+      ? { clockToleranceSeconds: options.clockToleranceSeconds }
+      : {}),
   });
   if (!probe.ok && probe.error.code !== 'MANIFEST_MISMATCH') return fromSignature(probe.error);
   // The signature verified in the call above; only now are its claims believed.

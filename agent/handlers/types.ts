@@ -60,4 +60,6 @@ export interface StepHandler {
 }
 
 /** Handlers by handler id (`microsoft/script:1`); users add their own. */
-export type HandlerRegistry = ReadonlyMap<string, StepHandler>;
+export interface HandlerRegistry {
+  get(handlerId: string): StepHandler | undefined;
+}

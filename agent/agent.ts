@@ -1,0 +1,386 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import type { UpdateId } from '../lambdas/domain/manifest/index.ts';
+import { ok, type Result } from '../lambdas/domain/result.ts';
+import type { TrustedKey } from '../lambdas/domain/signing/index.ts';
+import { type AuthorizationPort, GrantSource } from './authorization.ts';
+import type { ShadowDelta, ShadowPort } from './channels.ts';
+import { type AgentError, agentError, failureOf } from './codes.ts';
+import { type DesiredOtaHint, deploymentHintOf, mergeDelta, readDesiredOta } from './desired.ts';
+import { downloadFile, type ExpectedFile, type RetryPolicy } from './downloader.ts';
+import type { Component, HandlerRegistry } from './handlers/types.ts';
+import type { Journal, JournalEntry, TerminalOutcome } from './journal.ts';
+import type { Logger } from './log.ts';
+import { pathInside, safeName } from './paths.ts';
+import { buildReportedOta, terminalReport } from './report.ts';
+import { verifyDesired } from './verify.ts';
+import { runWorkflow, type WorkflowDeps } from './workflow.ts';
+
+export interface AgentDeps {
+  readonly thingName: string;
+  readonly journal: Journal;
+  readonly shadow: ShadowPort;
+  readonly authorization: AuthorizationPort;
+  readonly handlers: HandlerRegistry;
+  readonly components: readonly Component[];
+  /** The device's compatibility properties (reported, and matched against manifests). */
+  readonly compatibility: Readonly<Record<string, string>>;
+  readonly trustedKeys: readonly TrustedKey[];
+  readonly workDir: string;
+  /** S3 endpoint for STS-mode downloads (the local S3); default AWS. */
+  readonly s3Endpoint?: string;
+  /** Epoch ms. */
+  readonly now: () => number;
+  readonly log: Logger;
+  /** Asks the system to reboot (the agent resumes from its journal after). */
+  readonly requestReboot: () => Promise<Result<void, AgentError>>;
+  readonly download?: {
+    readonly retry?: RetryPolicy;
+    readonly idleTimeoutMs?: number;
+    readonly reserveBytes?: number;
+    readonly freeBytes?: (dir: string) => Promise<number>;
+  };
+  /** Send download progress at most this often; 0 sends none (the default: reports cost money). */
+  readonly progressIntervalMs?: number;
+}
+
+interface Running {
+  readonly deploymentId: string;
+  readonly attempt: number;
+  readonly controller: AbortController;
+  /** Set when a newer deployment replaced this one: its end is not reported. */
+  superseded: boolean;
+  done: Promise<void>;
+}
+
+/** A signature verified once may outlive its expiry while its deployment resumes after a reboot. */
+const RESUME_CLOCK_TOLERANCE_SECONDS = 366 * 24 * 3600;
+
+/**
+ * The device agent's core: reads the `ota` shadow (on every connect, and each delta merged into
+ * what it read), decides what the desired document asks of it, runs verified deployments one at a
+ * time, and reports into `reported.ota` sparingly: `downloading` once, then the terminal state.
+ * Decisions are serialized; a running deployment can be canceled (between steps) or superseded.
+ */
+export class Agent {
+  readonly #deps: AgentDeps;
+  #desired: Record<string, unknown> | undefined;
+  #version = -1;
+  #running: Running | undefined;
+  #queue: Promise<void> = Promise.resolve();
+  #lastProgressAt = 0;
+
+  constructor(deps: AgentDeps) {
+    this.#deps = deps;
+    deps.shadow.onDelta((delta) => this.onDelta(delta));
+  }
+
+  /** Reads the shadow and acts on it: call on every (re)connect so an offline device catches up. */
+  sync(): Promise<void> {
+    return this.#enqueue(async () => {
+      const snapshot = await this.#deps.shadow.get();
+      if (!snapshot.ok) {
+        this.#deps.log.warn('cannot read the ota shadow', {
+          code: snapshot.error.code,
+          message: snapshot.error.message,
+        });
+        return;
+      }
+      this.#desired = snapshot.value?.desired ?? {};
+      this.#version = snapshot.value?.version ?? 0;
+      await this.#act(this.#desired.ota, snapshot.value?.reported?.ota ?? null);
+    });
+  }
+
+  onDelta(delta: ShadowDelta): void {
+    void this.#enqueue(async () => {
+      if (delta.version <= this.#version) return;
+      if (this.#desired === undefined) {
+        // A delta before the first read holds only changed keys: read the whole document instead.
+        return;
+      }
+      this.#desired = mergeDelta(this.#desired, delta.state) as Record<string, unknown>;
+      this.#version = delta.version;
+      await this.#act(this.#desired.ota, undefined);
+    });
+  }
+
+  /** Resolves once the queue is drained and no deployment is running. */
+  async idle(): Promise<void> {
+    await this.#queue;
+    await this.#running?.done;
+    await this.#queue;
+  }
+
+  /** Stops the running deployment without reporting (the process is going away; the journal resumes it). */
+  async stop(): Promise<void> {
+    const running = this.#running;
+    if (running) {
+      running.superseded = true;
+      running.controller.abort();
+      await running.done;
+    }
+    await this.#queue;
+  }
+
+  #enqueue(task: () => Promise<void>): Promise<void> {
+    const next = this.#queue.then(task).catch((e: unknown) => {
+      this.#deps.log.error('agent task failed', { error: e instanceof Error ? e.message : String(e) });
+    });
+    this.#queue = next;
+    return next;
+  }
+
+  /** `reportedOta`: what the shadow says we reported (from a read), or undefined (from a delta). */
+  async #act(desiredOta: unknown, reportedOta: unknown): Promise<void> {
+    const { journal, log } = this.#deps;
+    const read = readDesiredOta(desiredOta);
+    if (!read.ok) return this.#refuseUnreadable(desiredOta, read.error);
+    const desired = read.value;
+    if (!desired) {
+      if (reportedOta === null) await this.#report(buildReportedOta(this.#idleReport()));
+      return;
+    }
+    const running = this.#running;
+    if (running) {
+      const same = running.deploymentId === desired.deploymentId && running.attempt === desired.attempt;
+      if (same && desired.action === 'cancel') {
+        log.info('cancel requested', { deploymentId: desired.deploymentId });
+        running.controller.abort();
+      }
+      // The same deployment again is a duplicate delta: ignored.
+      if (same) return;
+      log.info('superseded by a newer deployment', { deploymentId: running.deploymentId });
+      running.superseded = true;
+      running.controller.abort();
+      await running.done;
+    }
+    const entry = journal.isFor(desired.deploymentId, desired.attempt) ? journal.current : undefined;
+    if (entry?.phase === 'terminal' && entry.terminal) {
+      // Finished already: say so again only if the report was lost (never a result of another deployment).
+      if (!entry.reportedTerminal || (reportedOta !== undefined && !reportShows(reportedOta, entry))) {
+        await this.#reportTerminal(entry, entry.terminal);
+      }
+      return;
+    }
+    if (desired.action === 'cancel') return this.#cancelNotStarted(desired, entry);
+    await this.#start(desired, entry !== undefined);
+  }
+
+  async #refuseUnreadable(desiredOta: unknown, error: AgentError): Promise<void> {
+    const ids = deploymentHintOf(desiredOta);
+    this.#deps.log.warn('desired.ota is unusable', { message: error.message, ...ids });
+    if (!ids.deploymentId || this.#deps.journal.isFor(ids.deploymentId, ids.attempt ?? 1)) return;
+    await this.#report(
+      buildReportedOta({
+        state: 'failed',
+        deploymentId: ids.deploymentId,
+        attempt: ids.attempt ?? 1,
+        lastResult: failureOf(error),
+        ...this.#installed(),
+        compatibility: this.#deps.compatibility,
+      }),
+    );
+  }
+
+  async #cancelNotStarted(desired: DesiredOtaHint, entry: JournalEntry | undefined): Promise<void> {
+    const { journal } = this.#deps;
+    if (!entry) await journal.begin(desired.deploymentId, desired.attempt, desired.updateId);
+    const outcome: TerminalOutcome = {
+      state: 'canceled',
+      lastResult: failureOf(agentError('CANCELED', 'canceled before it started')),
+    };
+    await journal.finish(outcome);
+    const current = journal.current;
+    if (current) await this.#reportTerminal(current, outcome);
+  }
+
+  async #start(desired: DesiredOtaHint, resuming: boolean): Promise<void> {
+    const deps = this.#deps;
+    const log = deps.log.child({ deploymentId: desired.deploymentId, attempt: desired.attempt });
+    const controller = new AbortController();
+    const grants = new GrantSource({
+      deploymentId: desired.deploymentId,
+      port: deps.authorization,
+      now: deps.now,
+      ...(deps.s3Endpoint ? { s3Endpoint: deps.s3Endpoint } : {}),
+    });
+    const fetchFile = this.#fileFetcher(grants);
+    const verified = await verifyDesired(desired, {
+      trustedKeys: deps.trustedKeys,
+      compatibility: deps.compatibility,
+      now: new Date(deps.now()),
+      ...(resuming
+        ? { clockToleranceSeconds: RESUME_CLOCK_TOLERANCE_SECONDS }
+        : { isDowngrade: (id: UpdateId) => deps.journal.isDowngrade(id) }),
+      fetchDetached: async (fileId, expected) => {
+        const folder = pathInside(deps.workDir, safeName(desired.deploymentId), 'manifest');
+        if (!folder.ok) return folder;
+        await mkdir(folder.value, { recursive: true, mode: 0o700 });
+        const path = `${folder.value}/${safeName(fileId)}.json`;
+        const fetched = await fetchFile(fileId, expected, path, controller.signal);
+        return fetched.ok ? ok(new Uint8Array(await readFile(path))) : fetched;
+      },
+    });
+    if (!verified.ok) {
+      log.warn('update refused', { code: verified.error.error.code, message: verified.error.error.message });
+      if (!resuming) await deps.journal.begin(desired.deploymentId, desired.attempt, desired.updateId);
+      const outcome: TerminalOutcome = {
+        state: verified.error.state,
+        lastResult: failureOf(verified.error.error),
+      };
+      await deps.journal.finish(outcome);
+      const entry = deps.journal.current;
+      if (entry) await this.#reportTerminal(entry, outcome);
+      return;
+    }
+    const update = verified.value;
+    log.info(resuming ? 'resuming update' : 'starting update', { updateId: update.updateId });
+    const running: Running = {
+      deploymentId: update.deploymentId,
+      attempt: update.attempt,
+      controller,
+      superseded: false,
+      done: Promise.resolve(),
+    };
+    const workflowDeps: WorkflowDeps = {
+      journal: deps.journal,
+      handlers: deps.handlers,
+      components: deps.components,
+      workDir: deps.workDir,
+      fetchFile,
+      log,
+      requestReboot: deps.requestReboot,
+      onState: async (state, step) => {
+        if (state !== 'downloading') return;
+        await this.#report(
+          buildReportedOta({
+            state,
+            deploymentId: update.deploymentId,
+            attempt: update.attempt,
+            updateId: update.updateId,
+            progress: { step },
+            ...this.#installed(),
+            compatibility: deps.compatibility,
+          }),
+        );
+      },
+    };
+    this.#running = running;
+    running.done = (async () => {
+      try {
+        const end = await runWorkflow(workflowDeps, update, controller.signal);
+        if (running.superseded) return;
+        if (end.kind === 'reboot_pending') {
+          await this.#report(
+            buildReportedOta({
+              state: 'applying',
+              deploymentId: update.deploymentId,
+              attempt: update.attempt,
+              updateId: update.updateId,
+              ...this.#installed(),
+              compatibility: deps.compatibility,
+            }),
+          );
+          return;
+        }
+        const entry = deps.journal.current;
+        if (entry) await this.#reportTerminal(entry, end.outcome);
+        log.info('update ended', { state: end.outcome.state, resultCode: end.outcome.lastResult.resultCode });
+      } catch (e) {
+        log.error('update crashed', { error: e instanceof Error ? e.message : String(e) });
+      } finally {
+        if (this.#running === running) this.#running = undefined;
+      }
+    })();
+  }
+
+  #fileFetcher(grants: GrantSource) {
+    const deps = this.#deps;
+    return async (
+      fileId: string,
+      expected: ExpectedFile,
+      destination: string,
+      signal: AbortSignal,
+    ): Promise<Result<void, AgentError>> => {
+      const result = await downloadFile({
+        fileId,
+        expected,
+        destination,
+        source: grants,
+        signal,
+        ...(deps.download?.retry ? { retry: deps.download.retry } : {}),
+        ...(deps.download?.idleTimeoutMs ? { idleTimeoutMs: deps.download.idleTimeoutMs } : {}),
+        ...(deps.download?.reserveBytes !== undefined ? { reserveBytes: deps.download.reserveBytes } : {}),
+        ...(deps.download?.freeBytes ? { freeBytes: deps.download.freeBytes } : {}),
+        onProgress: (bytes, total) => this.#progress(bytes, total),
+      });
+      if (!result.ok) return result;
+      deps.log.debug('file verified', {
+        fileId,
+        bytes: result.value.bytes,
+        resumedFrom: result.value.resumedFrom,
+      });
+      return ok(undefined);
+    };
+  }
+
+  #progress(bytes: number, totalBytes: number): void {
+    const interval = this.#deps.progressIntervalMs ?? 0;
+    const running = this.#running;
+    const entry = this.#deps.journal.current;
+    if (interval <= 0 || !running || !entry) return;
+    const now = this.#deps.now();
+    if (now - this.#lastProgressAt < interval) return;
+    this.#lastProgressAt = now;
+    void this.#report(
+      buildReportedOta({
+        state: 'downloading',
+        deploymentId: entry.deploymentId,
+        attempt: entry.attempt,
+        updateId: entry.updateId,
+        progress: { bytes, totalBytes },
+        ...this.#installed(),
+        compatibility: this.#deps.compatibility,
+      }),
+    );
+  }
+
+  #installed(): { installedUpdateId?: UpdateId } {
+    const id = this.#deps.journal.installed.installedUpdateId;
+    return id ? { installedUpdateId: id } : {};
+  }
+
+  #idleReport() {
+    return { state: 'idle' as const, ...this.#installed(), compatibility: this.#deps.compatibility };
+  }
+
+  async #reportTerminal(entry: JournalEntry, outcome: TerminalOutcome): Promise<void> {
+    const reported = await this.#report(
+      terminalReport(
+        entry,
+        outcome,
+        this.#deps.journal.installed.installedUpdateId,
+        this.#deps.compatibility,
+      ),
+    );
+    // Only a report the shadow accepted counts; otherwise the next connect reports it again.
+    if (reported && this.#deps.journal.isFor(entry.deploymentId, entry.attempt))
+      await this.#deps.journal.markReported();
+  }
+
+  async #report(ota: Record<string, unknown>): Promise<boolean> {
+    const result = await this.#deps.shadow.report(ota);
+    if (!result.ok)
+      this.#deps.log.warn('report not accepted', { state: ota.state, message: result.error.message });
+    return result.ok;
+  }
+}
+
+/** True when a reported.ota read from the shadow shows this journaled terminal outcome. */
+function reportShows(reportedOta: unknown, entry: JournalEntry): boolean {
+  if (typeof reportedOta !== 'object' || reportedOta === null) return false;
+  const r = reportedOta as Record<string, unknown>;
+  return (
+    r.deploymentId === entry.deploymentId && r.attempt === entry.attempt && r.state === entry.terminal?.state
+  );
+}

@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto';
+import { downloadTopics } from '../lambdas/definitions/rules.ts';
+import { OTA_SHADOW_NAME } from '../lambdas/domain/deployment/index.ts';
+import { err, ok, type Result } from '../lambdas/domain/result.ts';
+import type { AuthorizationPort, Grant } from './authorization.ts';
+import { grantShape } from './authorization.ts';
+import { type AgentError, agentError } from './codes.ts';
+import type { DeviceConnection } from './mqtt.ts';
+
+/** The `ota` shadow as the agent sees it: its desired and reported sections and version. */
+export interface ShadowSnapshot {
+  readonly desired?: Record<string, unknown>;
+  readonly reported?: Record<string, unknown>;
+  readonly version: number;
+}
+
+export interface ShadowDelta {
+  readonly state: Record<string, unknown>;
+  readonly version: number;
+}
+
+/** What the agent needs of the shadow service. */
+export interface ShadowPort {
+  /** The whole shadow; `undefined` when it does not exist yet. */
+  get(): Promise<Result<ShadowSnapshot | undefined, AgentError>>;
+  /** Writes `reported.ota` (keys set to null are removed). */
+  report(ota: Record<string, unknown>): Promise<Result<void, AgentError>>;
+  onDelta(listener: (delta: ShadowDelta) => void): void;
+}
+
+type Waiter = { resolve: (answer: { accepted: boolean; body: Record<string, unknown> }) => void };
+
+const asRecord = (v: unknown): Record<string, unknown> | undefined =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+
+function parseBody(payload: Buffer): Record<string, unknown> | undefined {
+  try {
+    return asRecord(JSON.parse(payload.toString('utf8')));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Request/response over MQTT matched by clientToken: subscribe to `accepted` and `rejected` once,
+ * publish the request, wait for the answer carrying our token (answers to other clients, or to the
+ * service's own desired updates, are ignored).
+ */
+class RequestResponse {
+  readonly #waiters = new Map<string, Waiter>();
+
+  async listen(connection: DeviceConnection, accepted: string, rejected: string): Promise<void> {
+    const route = (isAccepted: boolean) => (payload: Buffer) => {
+      const body = parseBody(payload);
+      const token = typeof body?.clientToken === 'string' ? body.clientToken : undefined;
+      const waiter = token ? this.#waiters.get(token) : undefined;
+      if (!body || !token || !waiter) return;
+      this.#waiters.delete(token);
+      waiter.resolve({ accepted: isAccepted, body });
+    };
+    await connection.subscribe(accepted, route(true));
+    await connection.subscribe(rejected, route(false));
+  }
+
+  async ask(
+    connection: DeviceConnection,
+    topic: string,
+    body: Record<string, unknown>,
+    timeoutMs: number,
+  ): Promise<{ accepted: boolean; body: Record<string, unknown> } | undefined> {
+    const clientToken = randomUUID();
+    const answer = new Promise<{ accepted: boolean; body: Record<string, unknown> } | undefined>(
+      (resolve) => {
+        const timer = setTimeout(() => {
+          this.#waiters.delete(clientToken);
+          resolve(undefined);
+        }, timeoutMs);
+        this.#waiters.set(clientToken, {
+          resolve: (a) => {
+            clearTimeout(timer);
+            resolve(a);
+          },
+        });
+      },
+    );
+    try {
+      await connection.publish(topic, { ...body, clientToken });
+    } catch {
+      // Offline: the answer will not come; the timeout ends the wait.
+    }
+    return answer;
+  }
+}
+
+export interface ChannelOptions {
+  /** @default 10000 */
+  readonly timeoutMs?: number;
+  /** Attempts for one authorization request before giving up. @default 3 */
+  readonly authorizationAttempts?: number;
+}
+
+/** The `ota` named shadow over MQTT (`$aws/things/<thing>/shadow/name/ota/...`). */
+export async function openShadowChannel(
+  connection: DeviceConnection,
+  thingName: string,
+  options: ChannelOptions = {},
+): Promise<ShadowPort> {
+  const base = `$aws/things/${thingName}/shadow/name/${OTA_SHADOW_NAME}`;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const gets = new RequestResponse();
+  const updates = new RequestResponse();
+  const listeners: ((delta: ShadowDelta) => void)[] = [];
+  await gets.listen(connection, `${base}/get/accepted`, `${base}/get/rejected`);
+  await updates.listen(connection, `${base}/update/accepted`, `${base}/update/rejected`);
+  await connection.subscribe(`${base}/update/delta`, (payload) => {
+    const body = parseBody(payload);
+    const state = asRecord(body?.state);
+    if (state && typeof body?.version === 'number')
+      for (const l of listeners) l({ state, version: body.version });
+  });
+  return {
+    async get() {
+      const answer = await gets.ask(connection, `${base}/get`, {}, timeoutMs);
+      if (!answer) return err(agentError('INTERNAL', 'no answer to the shadow get'));
+      if (!answer.accepted) {
+        return answer.body.code === 404
+          ? ok(undefined)
+          : err(agentError('INTERNAL', `shadow get refused: ${String(answer.body.message)}`));
+      }
+      const state = asRecord(answer.body.state) ?? {};
+      const desired = asRecord(state.desired);
+      const reported = asRecord(state.reported);
+      return ok({
+        ...(desired ? { desired } : {}),
+        ...(reported ? { reported } : {}),
+        version: typeof answer.body.version === 'number' ? answer.body.version : 0,
+      });
+    },
+    async report(ota) {
+      const answer = await updates.ask(
+        connection,
+        `${base}/update`,
+        { state: { reported: { ota } } },
+        timeoutMs,
+      );
+      if (!answer) return err(agentError('INTERNAL', 'no answer to the shadow update'));
+      return answer.accepted
+        ? ok(undefined)
+        : err(agentError('INTERNAL', `shadow update refused: ${String(answer.body.message)}`));
+    },
+    onDelta(listener) {
+      listeners.push(listener);
+    },
+  };
+}
+
+/** Download authorization over MQTT (ADR 0040): request, then the accepted or rejected answer. */
+export async function openAuthorizationChannel(
+  connection: DeviceConnection,
+  thingName: string,
+  options: ChannelOptions = {},
+): Promise<AuthorizationPort> {
+  const rr = new RequestResponse();
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const attempts = options.authorizationAttempts ?? 3;
+  await rr.listen(connection, downloadTopics.accepted(thingName), downloadTopics.rejected(thingName));
+  return {
+    async request(deploymentId, files): Promise<Result<Grant, AgentError>> {
+      for (let i = 0; i < attempts; i++) {
+        const answer = await rr.ask(
+          connection,
+          downloadTopics.request(thingName),
+          { deploymentId, ...(files ? { files: [...files] } : {}) },
+          timeoutMs,
+        );
+        if (!answer) continue;
+        if (!answer.accepted) {
+          return err(
+            agentError(
+              'AUTHORIZATION_REJECTED',
+              `${String(answer.body.code)}: ${String(answer.body.message)}`,
+              false,
+            ),
+          );
+        }
+        const grant = grantShape.safeParse(answer.body);
+        if (!grant.success)
+          return err(agentError('AUTHORIZATION_INVALID', 'the download authorization does not parse'));
+        return ok(grant.data);
+      }
+      return err(agentError('AUTHORIZATION_TIMEOUT', `no download authorization after ${attempts} requests`));
+    },
+  };
+}
