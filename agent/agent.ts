@@ -5,7 +5,7 @@ import type { TrustedKey } from '../lambdas/domain/signing/index.ts';
 import { type AuthorizationPort, GrantSource } from './authorization.ts';
 import type { ShadowDelta, ShadowPort } from './channels.ts';
 import { type AgentError, agentError, failureOf } from './codes.ts';
-import { type DesiredOtaHint, deploymentHintOf, mergeDelta, readDesiredOta } from './desired.ts';
+import { type DesiredOtaHint, deploymentHintOf, readDesiredOta } from './desired.ts';
 import { downloadFile, type ExpectedFile, type RetryPolicy } from './downloader.ts';
 import type { Component, HandlerRegistry } from './handlers/types.ts';
 import type { Journal, JournalEntry, TerminalOutcome } from './journal.ts';
@@ -63,7 +63,6 @@ const RESUME_CLOCK_TOLERANCE_SECONDS = 366 * 24 * 3600;
  */
 export class Agent {
   readonly #deps: AgentDeps;
-  #desired: Record<string, unknown> | undefined;
   #version = -1;
   #running: Running | undefined;
   #queue: Promise<void> = Promise.resolve();
@@ -76,32 +75,32 @@ export class Agent {
 
   /** Reads the shadow and acts on it: call on every (re)connect so an offline device catches up. */
   sync(): Promise<void> {
-    return this.#enqueue(async () => {
-      const snapshot = await this.#deps.shadow.get();
-      if (!snapshot.ok) {
-        this.#deps.log.warn('cannot read the ota shadow', {
-          code: snapshot.error.code,
-          message: snapshot.error.message,
-        });
-        return;
-      }
-      this.#desired = snapshot.value?.desired ?? {};
-      this.#version = snapshot.value?.version ?? 0;
-      await this.#act(this.#desired.ota, snapshot.value?.reported?.ota ?? null);
-    });
+    return this.#enqueue(() => this.#readAndAct());
   }
 
+  /**
+   * A delta holds only the desired keys that differ from reported, and the agent echoes the ids,
+   * so a new attempt of the same deployment arrives without them: the delta only says "look", and
+   * the agent reads the whole document (one read per deployment; older or repeated deltas are skipped).
+   */
   onDelta(delta: ShadowDelta): void {
     void this.#enqueue(async () => {
       if (delta.version <= this.#version) return;
-      if (this.#desired === undefined) {
-        // A delta before the first read holds only changed keys: read the whole document instead.
-        return;
-      }
-      this.#desired = mergeDelta(this.#desired, delta.state) as Record<string, unknown>;
-      this.#version = delta.version;
-      await this.#act(this.#desired.ota, undefined);
+      await this.#readAndAct();
     });
+  }
+
+  async #readAndAct(): Promise<void> {
+    const snapshot = await this.#deps.shadow.get();
+    if (!snapshot.ok) {
+      this.#deps.log.warn('cannot read the ota shadow', {
+        code: snapshot.error.code,
+        message: snapshot.error.message,
+      });
+      return;
+    }
+    this.#version = snapshot.value?.version ?? 0;
+    await this.#act(snapshot.value?.desired?.ota, snapshot.value?.reported?.ota ?? null);
   }
 
   /** Resolves once the queue is drained and no deployment is running. */
@@ -130,7 +129,7 @@ export class Agent {
     return next;
   }
 
-  /** `reportedOta`: what the shadow says we reported (from a read), or undefined (from a delta). */
+  /** `reportedOta`: what the shadow says was reported (null when nothing). */
   async #act(desiredOta: unknown, reportedOta: unknown): Promise<void> {
     const { journal, log } = this.#deps;
     const read = readDesiredOta(desiredOta);
@@ -157,7 +156,7 @@ export class Agent {
     const entry = journal.isFor(desired.deploymentId, desired.attempt) ? journal.current : undefined;
     if (entry?.phase === 'terminal' && entry.terminal) {
       // Finished already: say so again only if the report was lost (never a result of another deployment).
-      if (!entry.reportedTerminal || (reportedOta !== undefined && !reportShows(reportedOta, entry))) {
+      if (!entry.reportedTerminal || !reportShows(reportedOta, entry)) {
         await this.#reportTerminal(entry, entry.terminal);
       }
       return;

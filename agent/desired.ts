@@ -41,15 +41,3 @@ export function deploymentHintOf(value: unknown): { deploymentId?: string; attem
       : {}),
   };
 }
-
-/** Deep-merges a delta into the desired document (shadow semantics: a delta holds only changed leaves). */
-export function mergeDelta(base: unknown, delta: unknown): unknown {
-  if (typeof delta !== 'object' || delta === null || Array.isArray(delta)) return delta;
-  const from =
-    typeof base === 'object' && base !== null && !Array.isArray(base)
-      ? (base as Record<string, unknown>)
-      : {};
-  const out: Record<string, unknown> = { ...from };
-  for (const [k, v] of Object.entries(delta)) out[k] = mergeDelta(from[k], v);
-  return out;
-}

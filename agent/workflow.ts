@@ -233,7 +233,8 @@ async function runUnit(deps: WorkflowDeps, update: VerifiedUpdate, input: UnitIn
   const earlyFiles = files.value.filter((f) => early.includes(f.fileId));
   const fetchedEarly = await fetchFiles(deps, earlyFiles, input.signal);
   if (!fetchedEarly.ok) return failed(fetchedEarly.error);
-  const earlyCtx: StepContext = { ...base, files: earlyFiles };
+  // Every file is described; only those `filesForIsInstalled` named are on disk yet.
+  const earlyCtx: StepContext = { ...base, files: files.value };
 
   if (record?.state === 'reboot_pending') return confirmAfterReboot(deps, input.key, handler, earlyCtx);
 

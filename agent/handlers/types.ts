@@ -28,7 +28,7 @@ export interface StepContext {
   readonly handler: string;
   readonly handlerProperties: Readonly<Record<string, unknown>>;
   readonly installedCriteria?: string;
-  /** The step's files. Before `download`, only those named by `filesForIsInstalled` are present. */
+  /** The step's files. Before `download`, only those named by `filesForIsInstalled` exist on disk. */
   readonly files: readonly StepFile[];
   /** The step's own folder inside the agent's work directory. */
   readonly workFolder: string;

@@ -1,0 +1,328 @@
+/**
+ * The world an agent test runs in: the local IoT Core (broker, shadows, mTLS), a file server for
+ * downloads, and the service side played by the test: it signs manifests, writes desired.ota, and
+ * answers download requests with URLs.
+ */
+import { createHash, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import type { AgentConfig } from '../../../agent/config.ts';
+import { downloadTopics } from '../../../lambdas/definitions/rules.ts';
+import {
+  canonicalJson,
+  type FullUpdateManifest,
+  fileIdFor,
+  type UpdateFile,
+  type UpdateId,
+  type UpdateStep,
+} from '../../../lambdas/domain/manifest/index.ts';
+import { type Signer, signUpdateManifest, type TrustedKey } from '../../../lambdas/domain/signing/index.ts';
+import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
+import { FileServer } from '../../unit/agent/file-server.ts';
+
+export const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('base64');
+
+export function makeSigner(keyId: string): { signer: Signer; trusted: TrustedKey } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = publicKey.export({ format: 'jwk' });
+  const signer: Signer = {
+    keyId,
+    sign: async (data) =>
+      new Uint8Array(sign('sha256', data, { key: privateKey as KeyObject, dsaEncoding: 'ieee-p1363' })),
+  };
+  return { signer, trusted: { ...jwk, kid: keyId } as TrustedKey };
+}
+
+/** A test script in ADU's script handler conventions; `--state <dir>` is where it keeps its marks. */
+export const testScript = `#!/bin/sh
+action="$1"; shift
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --result-file) result="$2"; shift;;
+    --installed-criteria) criteria="$2"; shift;;
+    --state) state="$2"; shift;;
+    --component) comp="$2"; shift;;
+    --fail-on) failon="$2"; shift;;
+    --sleep) sleepfor="$2"; shift;;
+  esac
+  shift
+done
+echo "$action $criteria $comp" >> "$state/calls.log"
+erc=0
+case "$action" in
+  --action-is-installed) if [ -f "$state/installed-$criteria" ]; then code=900; else code=901; fi;;
+  --action-download) code=500;;
+  --action-install)
+    if [ -n "$sleepfor" ]; then sleep "$sleepfor"; fi
+    if [ "$failon" = install ]; then code=0; erc=42; else touch "$state/installed-$criteria"; code=600; fi;;
+  --action-apply) code=700;;
+  --action-cancel) code=800;;
+  *) code=0; erc=1;;
+esac
+printf '{"resultCode":%s,"extendedResultCode":%s,"resultDetails":"%s"}' "$code" "$erc" "$action" > "$result"
+`;
+
+export interface FileSpec {
+  readonly name: string;
+  readonly body: Buffer;
+}
+
+export interface BuiltUpdate {
+  readonly manifest: FullUpdateManifest;
+  readonly children: FullUpdateManifest[];
+  /** fileId → body, for the file server (parent files, child manifests, child files). */
+  readonly bodies: Map<string, Buffer>;
+}
+
+const fileEntry = (f: FileSpec): UpdateFile => ({
+  fileName: f.name,
+  sizeInBytes: f.body.length,
+  hashes: { sha256: sha256(f.body) },
+});
+
+/** Builds a full update manifest from named files and steps that name files by file name. */
+export function buildManifest(
+  updateId: UpdateId,
+  compatibility: Record<string, string>[],
+  files: readonly FileSpec[],
+  steps: readonly (
+    | { handler: string; files: string[]; handlerProperties?: Record<string, unknown> }
+    | { child: FullUpdateManifest }
+  )[],
+): { manifest: FullUpdateManifest; bodies: Map<string, Buffer> } {
+  const bodies = new Map<string, Buffer>();
+  const entries: Record<string, UpdateFile> = {};
+  for (const f of files) {
+    const id = fileIdFor(updateId, f.name);
+    entries[id] = fileEntry(f);
+    bodies.set(id, f.body);
+  }
+  const built: UpdateStep[] = steps.map((s) => {
+    if ('child' in s) {
+      const text = Buffer.from(canonicalJson(s.child));
+      const name = `${s.child.updateId.provider}.${s.child.updateId.name}.${s.child.updateId.version}.updatemanifest.json`;
+      const id = fileIdFor(updateId, name);
+      entries[id] = fileEntry({ name, body: text });
+      bodies.set(id, text);
+      return { type: 'reference', detachedManifestFileId: id };
+    }
+    return {
+      handler: s.handler,
+      files: s.files.map((n) => fileIdFor(updateId, n)),
+      ...(s.handlerProperties ? { handlerProperties: s.handlerProperties } : {}),
+    };
+  });
+  return {
+    manifest: {
+      manifestVersion: '4',
+      updateId,
+      compatibility,
+      instructions: { steps: built },
+      files: entries,
+      createdDateTime: '2026-11-01T00:00:00Z',
+    },
+    bodies,
+  };
+}
+
+export interface DeployOptions {
+  readonly deploymentId: string;
+  readonly attempt?: number;
+  readonly action?: 'apply' | 'cancel';
+  readonly manifest: FullUpdateManifest;
+  readonly children?: FullUpdateManifest[];
+  readonly signer?: Signer;
+  readonly ttlSeconds?: number;
+  readonly rollback?: boolean;
+  /** Replaces the signature (bad signature tests). */
+  readonly signature?: string;
+}
+
+export class World {
+  readonly root: string;
+  readonly iot: LocalIotCore;
+  readonly files: FileServer;
+  readonly service: MqttClient;
+  readonly signer: Signer;
+  readonly trusted: TrustedKey;
+  /** Download requests seen, newest last. */
+  readonly downloadRequests: { thing: string; body: Record<string, unknown> }[] = [];
+  /** When set, download requests are refused with this code. */
+  rejectDownloads: string | undefined;
+  /** Token put in the URLs handed out (the file server may be told to accept only some). */
+  urlToken = 'good';
+
+  private constructor(root: string, iot: LocalIotCore, files: FileServer, service: MqttClient) {
+    this.root = root;
+    this.iot = iot;
+    this.files = files;
+    this.service = service;
+    const { signer, trusted } = makeSigner('test-key-1');
+    this.signer = signer;
+    this.trusted = trusted;
+    service.on('message', (topic, payload) => this.#answer(topic, payload));
+  }
+
+  static async start(): Promise<World> {
+    const root = await mkdtemp(join(tmpdir(), 'agent-it-'));
+    const iot = await startLocalIotCore({ adminClientIds: ['test-service'] });
+    const files = new FileServer();
+    await files.start();
+    const service = await mqtt.connectAsync(iot.endpoints.mqtt, {
+      clientId: 'test-service',
+      reconnectPeriod: 0,
+    });
+    await service.subscribeAsync('ota/things/+/downloads/request', { qos: 1 });
+    return new World(root, iot, files, service);
+  }
+
+  async stop(): Promise<void> {
+    await this.service.endAsync(true);
+    await this.files.stop();
+    await this.iot.stop();
+    await rm(this.root, { recursive: true, force: true });
+  }
+
+  serve(bodies: Map<string, Buffer>): void {
+    for (const [id, body] of bodies) this.files.files.set(`/files/${id}`, { body });
+  }
+
+  /** A device's configuration (plain MQTT unless `tls` is given) with its own folders. */
+  async deviceConfig(
+    thingName: string,
+    overrides: Partial<AgentConfig> = {},
+  ): Promise<AgentConfig & { readonly scriptState: string }> {
+    const dir = join(this.root, thingName);
+    const scriptState = join(dir, 'script-state');
+    await mkdir(scriptState, { recursive: true });
+    const url = new URL(this.iot.endpoints.mqtt);
+    return {
+      thingName,
+      mqtt: { host: url.hostname, port: Number(url.port) },
+      workDir: join(dir, 'work'),
+      stateDir: join(dir, 'state'),
+      trustedKeys: [this.trusted],
+      compatibility: { manufacturer: 'contoso', model: 'toaster' },
+      components: [],
+      handlers: { file: { destinations: { config: join(dir, 'installed', 'app.conf') } } },
+      progressIntervalMs: 0,
+      logLevel: 'warn',
+      scriptState,
+      ...overrides,
+    };
+  }
+
+  async sign(options: DeployOptions): Promise<string> {
+    return signUpdateManifest({
+      manifest: options.manifest,
+      children: options.children ?? [],
+      signer: options.signer ?? this.signer,
+      now: new Date(),
+      ttlSeconds: options.ttlSeconds ?? 3600,
+      extraClaims: { deploymentId: options.deploymentId, rollback: options.rollback ?? false },
+    });
+  }
+
+  /** Writes desired.ota as the fan-out does (every key) and publishes the delta. */
+  async deploy(thingName: string, options: DeployOptions): Promise<void> {
+    const { provider, name, version } = options.manifest.updateId;
+    const ota = {
+      deploymentId: options.deploymentId,
+      attempt: options.attempt ?? 1,
+      action: options.action ?? 'apply',
+      updateId: { provider, name, version },
+      manifest: canonicalJson(options.manifest),
+      signature: options.signature ?? (await this.sign(options)),
+    };
+    this.writeDesired(thingName, { ota });
+  }
+
+  writeDesired(thingName: string, desired: Record<string, unknown>): void {
+    const reply = this.iot.shadows.update(
+      { thingName, shadowName: 'ota' },
+      Buffer.from(JSON.stringify({ state: { desired } })),
+    );
+    if (!reply.ok) throw new Error(`shadow update refused: ${JSON.stringify(reply.body)}`);
+    this.iot.shadows.publishNotifications(reply);
+  }
+
+  cancel(thingName: string): void {
+    this.writeDesired(thingName, { ota: { action: 'cancel' } });
+  }
+
+  reported(thingName: string): Record<string, unknown> | undefined {
+    const reply = this.iot.shadows.get({ thingName, shadowName: 'ota' }, Buffer.from('{}'));
+    if (!reply.ok) return undefined;
+    const state = (reply.body as { state?: { reported?: { ota?: Record<string, unknown> } } }).state;
+    return state?.reported?.ota;
+  }
+
+  async waitForReported(
+    thingName: string,
+    predicate: (ota: Record<string, unknown>) => boolean,
+    timeoutMs = 15_000,
+  ): Promise<Record<string, unknown>> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      const ota = this.reported(thingName);
+      if (ota && predicate(ota)) return ota;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(
+      `reported.ota of ${thingName} never matched; last: ${JSON.stringify(this.reported(thingName))}`,
+    );
+  }
+
+  #answer(topic: string, payload: Buffer): void {
+    const thing = topic.split('/')[2] ?? '';
+    const body = JSON.parse(payload.toString()) as Record<string, unknown>;
+    this.downloadRequests.push({ thing, body });
+    if (this.rejectDownloads) {
+      this.iot.publish(
+        downloadTopics.rejected(thing),
+        JSON.stringify({
+          clientToken: body.clientToken,
+          code: this.rejectDownloads,
+          message: 'refused by the test',
+        }),
+        1,
+      );
+      return;
+    }
+    const files = Object.fromEntries(
+      [...this.files.files.keys()]
+        .filter((p) => p.startsWith('/files/'))
+        .map((p) => [p.slice('/files/'.length), this.files.url(p, this.urlToken)]),
+    );
+    this.iot.publish(
+      downloadTopics.accepted(thing),
+      JSON.stringify({
+        clientToken: body.clientToken,
+        deploymentId: body.deploymentId,
+        attempt: 1,
+        mode: 'presigned',
+        expiresAt: new Date(Date.now() + 600_000).toISOString(),
+        files,
+      }),
+      1,
+    );
+  }
+}
+
+export async function readLines(path: string): Promise<string[]> {
+  try {
+    return (await readFile(path, 'utf8'))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
+  } catch {
+    return [];
+  }
+}
+
+export async function writeExecutable(path: string, text: string): Promise<void> {
+  await writeFile(path, text);
+  await chmod(path, 0o755);
+}
