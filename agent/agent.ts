@@ -13,7 +13,7 @@ import type { Logger } from './log.ts';
 import { pathInside, safeName } from './paths.ts';
 import { buildReportedOta, terminalReport } from './report.ts';
 import { verifyDesired } from './verify.ts';
-import { runWorkflow, type WorkflowDeps } from './workflow.ts';
+import { runWorkflow, STOP, type WorkflowDeps } from './workflow.ts';
 
 export interface AgentDeps {
   readonly thingName: string;
@@ -115,7 +115,7 @@ export class Agent {
     const running = this.#running;
     if (running) {
       running.superseded = true;
-      running.controller.abort();
+      running.controller.abort(STOP);
       await running.done;
     }
     await this.#queue;
@@ -150,7 +150,7 @@ export class Agent {
       if (same) return;
       log.info('superseded by a newer deployment', { deploymentId: running.deploymentId });
       running.superseded = true;
-      running.controller.abort();
+      running.controller.abort(STOP);
       await running.done;
     }
     const entry = journal.isFor(desired.deploymentId, desired.attempt) ? journal.current : undefined;
@@ -268,7 +268,7 @@ export class Agent {
     running.done = (async () => {
       try {
         const end = await runWorkflow(workflowDeps, update, controller.signal);
-        if (running.superseded) return;
+        if (running.superseded || end.kind === 'interrupted') return;
         if (end.kind === 'reboot_pending') {
           await this.#report(
             buildReportedOta({

@@ -47,7 +47,12 @@ export interface WorkflowDeps {
 
 export type WorkflowEnd =
   | { readonly kind: 'terminal'; readonly outcome: TerminalOutcome }
-  | { readonly kind: 'reboot_pending' };
+  | { readonly kind: 'reboot_pending' }
+  /** The agent is stopping (or a newer deployment took over): nothing journaled as final. */
+  | { readonly kind: 'interrupted' };
+
+/** Abort reason of a stop (process exit, superseded), as opposed to a cancel from the service. */
+export const STOP = 'stop';
 
 /** How one unit of work (a step, or a child step on one component) ended. */
 type UnitEnd =
@@ -107,7 +112,7 @@ export async function runWorkflow(
           });
     if (end.kind === 'reboot') return rebootNow(deps);
     stepResults[`step_${index}`] = end.result;
-    if (end.kind === 'failed') return finish(deps, update, end, stepResults);
+    if (end.kind === 'failed') return finish(deps, update, end, stepResults, signal);
     allSkipped &&= end.skipped;
   }
   return finish(
@@ -135,7 +140,10 @@ async function finish(
   update: VerifiedUpdate,
   end: Exclude<UnitEnd, { kind: 'reboot' }>,
   stepResults: Record<string, StepResult>,
+  signal?: AbortSignal,
 ): Promise<WorkflowEnd> {
+  // A stop is not an outcome: the journal keeps the unit in flight, and the next start resumes it.
+  if (signal?.reason === STOP) return { kind: 'interrupted' };
   const lastResult = { ...end.result, stepResults };
   let outcome: TerminalOutcome;
   if (end.kind === 'done') {
@@ -293,6 +301,7 @@ async function confirmAfterReboot(
 }
 
 async function cancelUnit(handler: StepHandler, ctx: StepContext): Promise<UnitEnd> {
+  if (ctx.signal.reason === STOP) return failed(agentError('CANCELED', 'the agent is stopping'));
   const answer = await call(() => handler.cancel(ctx));
   ctx.log.info('step canceled', { cancelResult: answer.resultCode });
   return failed(agentError('CANCELED', 'the deployment was canceled during this step'));

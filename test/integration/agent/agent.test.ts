@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentErrors } from '../../../agent/codes.ts';
 import { silentLogger } from '../../../agent/log.ts';
 import { type RunningAgent, startAgent } from '../../../agent/run.ts';
-import { buildManifest, readLines, sha256, testScript, World } from './support.ts';
+import { buildManifest, readLines, testScript, World } from './support.ts';
 
 let world: World;
 const running: RunningAgent[] = [];
@@ -113,5 +113,230 @@ describe('device agent on the local IoT Core', () => {
     expect(await readFile(installedPath, 'utf8')).toBe('color=blue\n');
     // Download authorization was asked once for the deployment, not per file.
     expect(world.downloadRequests.filter((r) => r.thing === thing)).toHaveLength(1);
+  });
+
+  it('Given a manifest signed by an unknown key, then nothing runs and it reports failed with the signature code', async () => {
+    const thing = 'agent-badsig';
+    const { config } = await startDevice(thing);
+    const { manifest, bodies } = buildManifest(
+      updateId('1.0'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(config.scriptState, 'x-1')],
+    );
+    world.serve(bodies);
+    const stranger = (await import('./support.ts')).makeSigner('test-key-1');
+    await world.deploy(thing, { deploymentId: 'dep-badsig', manifest, signer: stranger.signer });
+    const ota = await world.waitForReported(thing, (o) => o.state === 'failed');
+    expect(ota).toMatchObject({
+      deploymentId: 'dep-badsig',
+      lastResult: { resultCode: 0, extendedResultCode: agentErrors.SIGNATURE_BAD_SIGNATURE },
+    });
+    expect(String((ota.lastResult as { resultDetails?: string }).resultDetails)).toMatch(
+      /^SIGNATURE_BAD_SIGNATURE/,
+    );
+    expect(await readLines(join(config.scriptState, 'calls.log'))).toEqual([]);
+    expect(world.downloadRequests.some((r) => r.thing === thing)).toBe(false);
+  });
+
+  it('Given an update for another model, then it reports incompatible without downloading', async () => {
+    const thing = 'agent-incompat';
+    const { config } = await startDevice(thing);
+    const { manifest, bodies } = buildManifest(
+      updateId('1.0'),
+      [{ manufacturer: 'contoso', model: 'kettle' }],
+      [script],
+      [scriptStep(config.scriptState, 'y-1')],
+    );
+    world.serve(bodies);
+    await world.deploy(thing, { deploymentId: 'dep-incompat', manifest });
+    const ota = await world.waitForReported(thing, (o) => o.state === 'incompatible');
+    expect(ota).toMatchObject({
+      deploymentId: 'dep-incompat',
+      lastResult: { extendedResultCode: agentErrors.INCOMPATIBLE },
+    });
+    expect(world.downloadRequests.some((r) => r.thing === thing)).toBe(false);
+  });
+
+  it('Given a finished deployment, when the same desired document arrives again, then nothing runs again', async () => {
+    const thing = 'agent-dup';
+    const { config } = await startDevice(thing);
+    const { manifest, bodies } = buildManifest(
+      updateId('2.0'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(config.scriptState, 'dup-1')],
+    );
+    world.serve(bodies);
+    const options = { deploymentId: 'dep-dup', manifest };
+    const signature = await world.sign(options);
+    await world.deploy(thing, { ...options, signature });
+    await world.waitForReported(thing, (o) => o.state === 'succeeded');
+    const callsBefore = await readLines(join(config.scriptState, 'calls.log'));
+    const reportsBefore = world.reported(thing);
+    // The fan-out notifying twice writes the identical document: a new version, a new delta.
+    await world.deploy(thing, { ...options, signature });
+    await new Promise((r) => setTimeout(r, 700));
+    expect(await readLines(join(config.scriptState, 'calls.log'))).toEqual(callsBefore);
+    expect(world.reported(thing)).toEqual(reportsBefore);
+    expect(world.downloadRequests.filter((r) => r.thing === thing)).toHaveLength(1);
+  });
+
+  it('Given a running deployment, when the service sends cancel, then the next step never runs and it reports canceled', async () => {
+    const thing = 'agent-cancel';
+    const { config } = await startDevice(thing);
+    const { manifest, bodies } = buildManifest(
+      updateId('3.0'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(config.scriptState, 'slow-1', '--sleep 1'), scriptStep(config.scriptState, 'after-1')],
+    );
+    world.serve(bodies);
+    await world.deploy(thing, { deploymentId: 'dep-cancel', manifest });
+    await world.waitForReported(thing, (o) => o.state === 'downloading' && o.deploymentId === 'dep-cancel');
+    world.cancel(thing);
+    const ota = await world.waitForReported(thing, (o) => o.state === 'canceled');
+    expect(ota).toMatchObject({
+      deploymentId: 'dep-cancel',
+      lastResult: { resultCode: -1, extendedResultCode: agentErrors.CANCELED },
+    });
+    const calls = await readLines(join(config.scriptState, 'calls.log'));
+    expect(calls.some((c) => c.includes('after-1'))).toBe(false);
+  });
+
+  it('Given an agent stopped mid-install, when it starts again, then completed steps are not re-run and it finishes', async () => {
+    const thing = 'agent-restart';
+    const first = await startDevice(thing);
+    const state = first.config.scriptState;
+    const { manifest, bodies } = buildManifest(
+      updateId('4.0'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(state, 'r-first'), scriptStep(state, 'r-slow', '--sleep 2'), scriptStep(state, 'r-last')],
+    );
+    world.serve(bodies);
+    await world.deploy(thing, { deploymentId: 'dep-restart', manifest });
+    const deadline = Date.now() + 10_000;
+    while (
+      !(await readLines(join(state, 'calls.log'))).includes('--action-install r-slow') &&
+      Date.now() < deadline
+    ) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await first.agent.stop();
+    const journal = JSON.parse(await readFile(join(first.config.stateDir, 'journal.json'), 'utf8')) as {
+      units: Record<string, { state: string }>;
+    };
+    expect(journal.units).toMatchObject({ step_0: { state: 'done' }, step_1: { state: 'started' } });
+
+    await startDevice(thing);
+    const ota = await world.waitForReported(thing, (o) => o.state === 'succeeded');
+    expect(ota).toMatchObject({ deploymentId: 'dep-restart', installedUpdateId: updateId('4.0') });
+    const calls = await readLines(join(state, 'calls.log'));
+    expect(calls.filter((c) => c === '--action-install r-first')).toHaveLength(1);
+    expect(calls.filter((c) => c === '--action-install r-slow')).toHaveLength(2);
+    expect(calls.filter((c) => c === '--action-install r-last')).toHaveLength(1);
+  });
+
+  it('Given a reference step, then the child update runs on each matching component with its values', async () => {
+    const thing = 'agent-components';
+    const { config } = await startDevice(thing, {
+      components: [
+        { id: 'm-1', name: 'left-motor', group: 'motors' },
+        { id: 'm-2', name: 'right-motor', group: 'motors' },
+        { id: 'c-1', name: 'camera', group: 'cameras' },
+      ],
+    });
+    const childId = { provider: 'contoso', name: 'motor-fw', version: '1.2' };
+    const child = buildManifest(
+      childId,
+      [{ group: 'motors' }],
+      [script],
+      [scriptStep(config.scriptState, 'motor-1.2', '--component --component-name-val')],
+    );
+    const parent = buildManifest(
+      updateId('5.0'),
+      [{ manufacturer: 'contoso' }],
+      [],
+      [{ child: child.manifest }],
+    );
+    world.serve(parent.bodies);
+    world.serve(child.bodies);
+    await world.deploy(thing, {
+      deploymentId: 'dep-components',
+      manifest: parent.manifest,
+      children: [child.manifest],
+    });
+    const ota = await world.waitForReported(thing, (o) => o.state === 'succeeded' || o.state === 'failed');
+    expect(ota).toMatchObject({
+      state: 'succeeded',
+      lastResult: { stepResults: { step_0: { resultCode: 700 } } },
+    });
+    const installs = (await readLines(join(config.scriptState, 'calls.log'))).filter((c) =>
+      c.startsWith('--action-install'),
+    );
+    expect(installs).toEqual([
+      '--action-install motor-1.2 left-motor',
+      '--action-install motor-1.2 right-motor',
+    ]);
+  });
+
+  it('Given version 9.0 installed, when 8.0 comes without a rollback claim, then it refuses; with one, it applies', async () => {
+    const thing = 'agent-downgrade';
+    const { config } = await startDevice(thing);
+    const v9 = buildManifest(
+      updateId('9.0'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(config.scriptState, 'v9')],
+    );
+    world.serve(v9.bodies);
+    await world.deploy(thing, { deploymentId: 'dep-v9', manifest: v9.manifest });
+    await world.waitForReported(thing, (o) => o.state === 'succeeded' && o.deploymentId === 'dep-v9');
+    const v8 = buildManifest(
+      updateId('8.0'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(config.scriptState, 'v8')],
+    );
+    world.serve(v8.bodies);
+    await world.deploy(thing, { deploymentId: 'dep-v8', manifest: v8.manifest });
+    const refused = await world.waitForReported(
+      thing,
+      (o) => o.deploymentId === 'dep-v8' && o.state === 'failed',
+    );
+    expect(refused).toMatchObject({
+      lastResult: { extendedResultCode: agentErrors.DOWNGRADE_REFUSED },
+      installedUpdateId: updateId('9.0'),
+    });
+    await world.deploy(thing, { deploymentId: 'dep-v8-rollback', manifest: v8.manifest, rollback: true });
+    const rolled = await world.waitForReported(
+      thing,
+      (o) => o.deploymentId === 'dep-v8-rollback' && o.state === 'succeeded',
+    );
+    expect(rolled).toMatchObject({ installedUpdateId: updateId('8.0') });
+  });
+
+  it('Given the service refuses the download, then it reports failed with the authorization code', async () => {
+    const thing = 'agent-refused';
+    const { config } = await startDevice(thing);
+    const { manifest, bodies } = buildManifest(
+      updateId('1.0'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(config.scriptState, 'z-1')],
+    );
+    world.serve(bodies);
+    world.rejectDownloads = 'NO_ACTIVE_EXECUTION';
+    try {
+      await world.deploy(thing, { deploymentId: 'dep-refused', manifest });
+      const ota = await world.waitForReported(thing, (o) => o.state === 'failed');
+      expect(ota).toMatchObject({ lastResult: { extendedResultCode: agentErrors.AUTHORIZATION_REJECTED } });
+      expect(String((ota.lastResult as { resultDetails?: string }).resultDetails)).toContain(
+        'NO_ACTIVE_EXECUTION',
+      );
+    } finally {
+      world.rejectDownloads = undefined;
+    }
   });
 });

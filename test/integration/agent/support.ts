@@ -52,11 +52,11 @@ done
 echo "$action $criteria $comp" >> "$state/calls.log"
 erc=0
 case "$action" in
-  --action-is-installed) if [ -f "$state/installed-$criteria" ]; then code=900; else code=901; fi;;
+  --action-is-installed) if [ -f "$state/installed-$criteria$comp" ]; then code=900; else code=901; fi;;
   --action-download) code=500;;
   --action-install)
     if [ -n "$sleepfor" ]; then sleep "$sleepfor"; fi
-    if [ "$failon" = install ]; then code=0; erc=42; else touch "$state/installed-$criteria"; code=600; fi;;
+    if [ "$failon" = install ]; then code=0; erc=42; else touch "$state/installed-$criteria$comp"; code=600; fi;;
   --action-apply) code=700;;
   --action-cancel) code=800;;
   *) code=0; erc=1;;
