@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { TrustedKey } from '../lambdas/domain/signing/index.ts';
 import type { AgentConfig } from './config.ts';
 import { makeSimulatedHandler, type SimulatedHandlerOptions } from './handlers/simulated.ts';
-import type { HandlerRegistry } from './handlers/types.ts';
+import type { Component, HandlerRegistry } from './handlers/types.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { type RunningAgent, startAgent } from './run.ts';
 
@@ -18,6 +18,8 @@ export interface FleetOptions {
   /** Each device keeps its journal and work files under `<root>/<thing>/`. */
   readonly root: string;
   readonly compatibility: Readonly<Record<string, string>>;
+  /** Components every simulated device has (reference steps apply child updates to them). @default [] */
+  readonly components?: readonly Component[];
   readonly handler: SimulatedHandlerOptions;
   readonly s3Endpoint?: string;
   readonly log?: Logger;
@@ -58,7 +60,7 @@ export async function startFleet(
             stateDir: join(dir, 'state'),
             trustedKeys: options.trustedKeys,
             compatibility: options.compatibility,
-            components: [],
+            components: options.components ?? [],
             handlers: {},
             ...(options.s3Endpoint ? { s3Endpoint: options.s3Endpoint } : {}),
             progressIntervalMs: 0,
