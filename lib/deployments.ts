@@ -235,10 +235,11 @@ export class Deployments extends Construct implements IDeployments {
   }
 
   /**
-   * Counters are a projection of the executions stream, one write per batch. Order matters per
-   * shard (the batch guard compares sequence numbers), so one batch per shard at a time; a
-   * failing batch is halved to isolate a bad record, and what still fails is recorded in a
-   * dead-letter queue (the stream keeps the records for 24 hours for a replay).
+   * Counters are a projection of the executions stream, one write per deployment per batch,
+   * guarded by a marker named by the batch's records (ADR 0040). So a failed batch must come back
+   * unchanged: no bisecting (a half batch would get a new name and count again what the failed
+   * attempt had counted; the handler never fails on a bad record anyway). What still fails is
+   * recorded in a dead-letter queue (the stream keeps the records for 24 hours for a replay).
    */
   private wireCountersStream(fn: OtaFunction): void {
     grantTableData(this.deploymentsTable, fn, 'readWrite');
@@ -250,7 +251,7 @@ export class Deployments extends Construct implements IDeployments {
         batchSize: 500,
         maxBatchingWindow: Duration.seconds(1),
         parallelizationFactor: 1,
-        bisectBatchOnError: true,
+        bisectBatchOnError: false,
         retryAttempts: 10,
         onFailure: new SqsDlq(this.countersDeadLetters),
       }),
