@@ -46,6 +46,8 @@ export function runProcess(
       cwd: options.cwd,
       env: { ...options.env },
       shell: false,
+      // Its own process group, so a stop reaches what the script started too (a `sleep` holding the pipes).
+      detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const collect = (chunk: Buffer): void => {
@@ -53,9 +55,16 @@ export function runProcess(
     };
     child.stdout.on('data', collect);
     child.stderr.on('data', collect);
+    const signalGroup = (signal: NodeJS.Signals): void => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, signal);
+      } catch {
+        child.kill(signal);
+      }
+    };
     const kill = (): void => {
-      child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+      signalGroup('SIGTERM');
+      setTimeout(() => signalGroup('SIGKILL'), 2000).unref();
     };
     const timer = setTimeout(() => {
       timedOut = true;
