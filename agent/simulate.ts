@@ -39,8 +39,6 @@ export function simulatedThingName(prefix: string, index: number, count: number)
 export async function startFleet(
   options: FleetOptions,
 ): Promise<{ agents: RunningAgent[]; stop(): Promise<void> }> {
-  const handler = makeSimulatedHandler(options.handler);
-  const handlers: HandlerRegistry = { get: () => handler };
   const agents: RunningAgent[] = [];
   const names = Array.from({ length: options.count }, (_, i) =>
     simulatedThingName(options.prefix, i + 1, options.count),
@@ -66,6 +64,9 @@ export async function startFleet(
             progressIntervalMs: 0,
             logLevel: 'warn',
           };
+          // One handler per device: it remembers what that device installed, nothing more.
+          const handler = makeSimulatedHandler(options.handler);
+          const handlers: HandlerRegistry = { get: () => handler };
           return startAgent(config, { handlers, log: (options.log ?? silentLogger).child({ thingName }) });
         }),
       )),

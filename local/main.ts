@@ -1,7 +1,8 @@
 import { relative } from 'node:path';
 import { CommanderError } from 'commander';
 import { type LocalCloud, startLocalCloud } from './cloud.ts';
-import { parseLocalCloudOptions } from './options.ts';
+import { demoDeviceRoot, demoThingNames, runDemo } from './demo/run-demo.ts';
+import { type MainJobOptions, parseLocalCloudOptions } from './options.ts';
 
 function describe(cloud: LocalCloud, ephemeral: boolean): string {
   const show = (path: string): string => {
@@ -53,7 +54,7 @@ async function main(): Promise<number> {
 
   let cloud: LocalCloud;
   try {
-    cloud = await startLocalCloud(options);
+    cloud = await startLocalCloud(withDemoScheduler(options));
   } catch (error) {
     // Ctrl-C also reaches DynamoDB Local's JVM (same process group), so starting fails; what has
     // started was already stopped, which is what was asked.
@@ -62,25 +63,87 @@ async function main(): Promise<number> {
     return 0;
   }
   console.log(describe(cloud, options.ephemeral));
-  // Later (issue 5): unless --bare, register the demo fleet and deploy the sample update here.
 
-  return new Promise<number>((resolve) => {
-    onStop = (signal) => {
-      console.log(`\n${signal}: stopping the local cloud...`);
-      cloud.stop().then(
+  let stopFleet = async (): Promise<void> => {};
+  let stopping: Promise<number> | undefined;
+  const stopAll = (): Promise<number> => {
+    stopping ??= stopFleet()
+      .then(() => cloud.stop())
+      .then(
         () => {
           console.log('stopped');
-          resolve(0);
+          return 0;
         },
         (error: unknown) => {
           console.error(error);
-          resolve(1);
+          return 1;
         },
       );
+    return stopping;
+  };
+  const stopped = new Promise<number>((resolve) => {
+    onStop = (signal) => {
+      console.log(`\n${signal}: stopping the local cloud...`);
+      stopAll().then(resolve);
     };
-    // A signal that came while the services were starting is honoured now.
-    if (firstSignalAt !== undefined) onStop('SIGINT');
   });
+  // A signal that came while the services were starting is honoured now.
+  if (firstSignalAt !== undefined) onStop('SIGINT');
+
+  if (!options.bare && stopping === undefined) {
+    const demo = await runDemo(cloud, {
+      devices: options.devices,
+      deviceRoot: demoDeviceRoot(cloud.stateDir),
+      log: (line) => console.log(line),
+      onFleet: (fleet) => {
+        stopFleet = fleet.stop;
+      },
+    }).catch((error: unknown) => {
+      // Ctrl-C during the demo stops the services under it; that is not a failure.
+      if (stopping) return undefined;
+      throw error;
+    });
+    if (demo === undefined) return stopped;
+    const summary = {
+      deploymentId: demo.deploymentId,
+      status: demo.status,
+      devices: demo.devices,
+      counts: demo.counts,
+      durationSeconds: demo.durationSeconds,
+    };
+    if (options.exitWhenDone) {
+      await stopAll();
+      console.log(JSON.stringify(summary));
+      return allSucceeded(demo) ? 0 : 1;
+    }
+    console.log(`\ndeployment ${demo.deploymentId} ${demo.status} in ${demo.durationSeconds} s`);
+    console.log(usage(cloud, demo.deploymentId, demoThingNames(options.devices)[0] ?? ''));
+  }
+  return stopped;
+}
+
+/** The demo wants completion noticed within a second; a bare cloud keeps AWS's one-minute schedule. */
+function withDemoScheduler(options: MainJobOptions): MainJobOptions {
+  return options.bare || options.schedulerIntervalMs !== undefined
+    ? options
+    : { ...options, schedulerIntervalMs: 1000 };
+}
+
+function allSucceeded(result: { devices: number; counts: Readonly<Record<string, number>> }): boolean {
+  return result.devices > 0 && (result.counts.succeeded ?? 0) === result.devices;
+}
+
+function usage(cloud: LocalCloud, deploymentId: string, someDevice: string): string {
+  const api = cloud.endpoints.api;
+  return [
+    '',
+    'The cloud keeps serving; the demo fleet keeps listening for new deployments.',
+    `  curl -s ${api}/deployments/${deploymentId}`,
+    `  curl -s '${api}/deployments/${deploymentId}/devices?state=succeeded'`,
+    `  curl -s ${api}/devices/${someDevice}`,
+    `  curl -s ${api}/updates`,
+    'Stop: Ctrl-C',
+  ].join('\n');
 }
 
 main().then(

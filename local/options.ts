@@ -21,10 +21,19 @@ export interface LocalCloudOptions {
   readonly dataDir: string;
   readonly ephemeral: boolean;
   readonly ports: LocalCloudPorts;
-  /** `npm run cloud`: services only, no demo (the main job adds the demo fleet later). */
+  /** `npm run cloud`: services only, no demo fleet and no deployment. */
   readonly bare: boolean;
+
   /** How often the scheduler runs (EventBridge: every minute). @default 60000; 0: only on demand. */
   readonly schedulerIntervalMs?: number;
+}
+
+/** The main job's options: the local cloud's, plus the demo's. */
+export interface MainJobOptions extends LocalCloudOptions {
+  /** Size of the simulated demo fleet. */
+  readonly devices: number;
+  /** End after the demo deployment with one JSON line; exit 0 only if every device succeeded. */
+  readonly exitWhenDone: boolean;
 }
 
 /** Ports people can remember; 0 asks for any free port. */
@@ -56,6 +65,13 @@ function port(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n > 65535)
     throw new InvalidArgumentError('a port is a number from 0 (any free port) to 65535');
+  return n;
+}
+
+function deviceCount(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 10_000)
+    throw new InvalidArgumentError('the demo fleet has 1 to 10000 devices');
   return n;
 }
 
@@ -120,7 +136,15 @@ export function localCloudCommand(): Command {
         .argParser(port)
         .default(defaultPorts.iot),
     )
-    .option('--bare', 'only the cloud services (what `npm run cloud` runs)', false)
+    .option('--bare', 'only the cloud services, no demo fleet (what `npm run cloud` runs)', false)
+    .addOption(
+      new Option('--devices <n>', 'size of the simulated demo fleet').argParser(deviceCount).default(100),
+    )
+    .option(
+      '--exit-when-done',
+      'after the demo deployment print one JSON line and exit (0 only if every device succeeded)',
+      false,
+    )
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 }
@@ -137,13 +161,15 @@ interface ParsedFlags {
   iotDataPort: number;
   iotPort: number;
   bare: boolean;
+  devices: number;
+  exitWhenDone: boolean;
 }
 
 /** Parses `argv` (without node and the script) into options; throws commander's error on bad input. */
 export function parseLocalCloudOptions(
   argv: readonly string[],
   environment: Readonly<Record<string, string | undefined>> = process.env,
-): LocalCloudOptions {
+): MainJobOptions {
   const flags = localCloudCommand()
     .parse([...argv], { from: 'user' })
     .opts<ParsedFlags>();
@@ -162,5 +188,7 @@ export function parseLocalCloudOptions(
       iot: flags.iotPort,
     },
     bare: flags.bare,
+    devices: flags.devices,
+    exitWhenDone: flags.exitWhenDone,
   };
 }

@@ -16,6 +16,8 @@ describe('local cloud options', () => {
       ephemeral: false,
       ports: defaultPorts,
       bare: false,
+      devices: 100,
+      exitWhenDone: false,
     });
   });
 
@@ -40,6 +42,8 @@ describe('local cloud options', () => {
       ephemeral: true,
       ports: { ...defaultPorts, api: 0, s3: 9000, dynamodb: 0 },
       bare: true,
+      devices: 100,
+      exitWhenDone: false,
     });
   });
 
@@ -64,5 +68,16 @@ describe('local cloud options', () => {
   ])('refuses %s %s', (flag, value) => {
     vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     expect(() => parseLocalCloudOptions([flag, value])).toThrow(CommanderError);
+  });
+});
+
+describe('main job flags', () => {
+  it('reads --devices and --exit-when-done', () => {
+    const options = parseLocalCloudOptions(['--devices', '25', '--exit-when-done'], {});
+    expect(options).toMatchObject({ devices: 25, exitWhenDone: true, bare: false });
+  });
+
+  it.each(['0', '-3', 'ten', '10001'])('refuses --devices %s', (value) => {
+    expect(() => parseLocalCloudOptions(['--devices', value], {})).toThrow(/1 to 10000 devices/);
   });
 });
