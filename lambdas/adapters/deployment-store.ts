@@ -1,9 +1,8 @@
-import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
   type DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
-  TransactWriteCommand,
   type TransactWriteCommandInput,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
@@ -18,6 +17,7 @@ import {
   type StateCounters,
 } from '../domain/deployment/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
+import { transactWrite } from './dynamodb.ts';
 import { decodePageToken, encodePageToken, type PageKey } from './page-token.ts';
 import { type UpdateIdentity, updateItemKey } from './update-store.ts';
 
@@ -257,12 +257,6 @@ function laneNames(shards: number): string[] {
   return [EXPAND_LANE, ...Array.from({ length: shards }, (_, i) => String(i))];
 }
 
-function failedConditions(error: TransactionCanceledException): number[] {
-  return (error.CancellationReasons ?? []).flatMap((reason, i) =>
-    reason.Code === 'ConditionalCheckFailed' ? [i] : [],
-  );
-}
-
 export function makeDeploymentStore(options: DeploymentStoreOptions): DeploymentStore {
   const { db, tableName, updatesTableName } = options;
   const byStatus = options.byStatusIndex ?? deploymentsTable.globalIndexes[0]?.indexName ?? 'byStatus';
@@ -293,18 +287,8 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
     };
   }
 
-  async function transact(input: TransactWriteCommandInput): Promise<Result<void, number[]>> {
-    try {
-      await db.send(new TransactWriteCommand(input));
-      return ok(undefined);
-    } catch (error) {
-      if (error instanceof TransactionCanceledException) {
-        const failed = failedConditions(error);
-        if (failed.length > 0) return err(failed);
-      }
-      throw error;
-    }
-  }
+  const transact = (input: TransactWriteCommandInput): Promise<Result<void, number[]>> =>
+    transactWrite(db, input);
 
   async function create(
     deployment: NewDeployment,

@@ -1,15 +1,15 @@
-import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
   BatchGetCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
-  TransactWriteCommand,
   type TransactWriteCommandInput,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { updateIdKey } from '../domain/manifest/update-id.ts';
 import { err, ok, type Result } from '../domain/result.ts';
+import { transactWrite } from './dynamodb.ts';
 
 /** The identity ADU gives an update (structurally the domain's `UpdateId`). */
 export interface UpdateIdentity {
@@ -171,13 +171,6 @@ function fromItem(item: Item): UpdateRecord {
   };
 }
 
-/** Which items of a canceled transaction failed their condition, by position. */
-function failedConditions(error: TransactionCanceledException): number[] {
-  return (error.CancellationReasons ?? []).flatMap((reason, i) =>
-    reason.Code === 'ConditionalCheckFailed' ? [i] : [],
-  );
-}
-
 interface Cursor {
   readonly s: number;
   readonly k?: Record<string, string>;
@@ -251,18 +244,8 @@ export function makeUpdateStore({
     return found;
   }
 
-  async function transact(input: TransactWriteCommandInput): Promise<Result<void, number[]>> {
-    try {
-      await db.send(new TransactWriteCommand(input));
-      return ok(undefined);
-    } catch (error) {
-      if (error instanceof TransactionCanceledException) {
-        const failed = failedConditions(error);
-        if (failed.length > 0) return err(failed);
-      }
-      throw error;
-    }
-  }
+  const transact = (input: TransactWriteCommandInput): Promise<Result<void, number[]>> =>
+    transactWrite(db, input);
 
   async function reserve(
     updates: readonly NewUpdate[],

@@ -1,6 +1,6 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { documentClient } from '../adapters/dynamodb.ts';
 import { type ExecutionStore, makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { makeShadowWriter } from '../adapters/shadow-writer.ts';
@@ -84,9 +84,7 @@ export function acknowledgeDepsFromConfig(
   clients: AcknowledgeClients = {},
   observability: Observability = powertools,
 ): AcknowledgeParts {
-  const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
-    marshallOptions: { removeUndefinedValues: true },
-  });
+  const db = documentClient(clients.dynamodb);
   // One retry loop only (the shadow writer's, with jitter): the SDK's own would hide throttling.
   const iotData =
     clients.iotData ??

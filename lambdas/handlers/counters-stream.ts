@@ -1,8 +1,8 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBStreamEvent } from 'aws-lambda';
 import { type CounterBatches, makeCounterBatches } from '../adapters/counter-batches.ts';
 import { type DeploymentStore, isActiveStatus, makeDeploymentStore } from '../adapters/deployment-store.ts';
+import { documentClient } from '../adapters/dynamodb.ts';
 import { env } from '../definitions/environment.ts';
 import { evaluateAbort } from '../domain/deployment/index.ts';
 import { type Observability, outcome, powertools } from '../observability.ts';
@@ -99,9 +99,7 @@ export function makeCountersStreamFromConfig(
   clients: { readonly dynamodb?: DynamoDBClient } = {},
   observability?: Observability,
 ): CountersStreamHandler {
-  const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
-    marshallOptions: { removeUndefinedValues: true },
-  });
+  const db = documentClient(clients.dynamodb);
   return makeCountersStream({
     counters: makeCounterBatches({ db, tableName: config.deploymentsTable }),
     deployments: makeDeploymentStore({

@@ -1,19 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
-import { KMSClient } from '@aws-sdk/client-kms';
+import type { KMSClient } from '@aws-sdk/client-kms';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { S3Client } from '@aws-sdk/client-s3';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { makeArtifactStore } from '../adapters/artifact-store.ts';
 import { makeDeploymentStore } from '../adapters/deployment-store.ts';
+import { documentClient } from '../adapters/dynamodb.ts';
 import { makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { type FunctionInvoker, makeLambdaFunctionInvoker } from '../adapters/function-invoker.ts';
-import { makeKmsSigner } from '../adapters/kms-signer.ts';
-import { makeLocalKeySigner } from '../adapters/local-key-signer.ts';
 import { makeShadowWriter } from '../adapters/shadow-writer.ts';
 import { makeUpdateStore } from '../adapters/update-store.ts';
 import { env } from '../definitions/environment.ts';
@@ -29,7 +26,7 @@ import { cancelDeployment, cancelDevice, retryDeployment, retryDevice } from './
 import { createDeployment } from './deployments/create-deployment.ts';
 import { type DeploymentsDeps, type DeploymentsTuning, defaultTuning } from './deployments/deps.ts';
 import { getDeployment, getDevice, listDeploymentDevices, listDeployments } from './deployments/queries.ts';
-import { type SignerConfig, updatesApiConfigFromEnv } from './updates-api.ts';
+import { makeSigner, type SignerConfig, updatesApiConfigFromEnv } from './updates-api.ts';
 
 export type { DeploymentsDeps } from './deployments/deps.ts';
 
@@ -169,13 +166,8 @@ export function makeDeploymentsApiFromConfig(
   clients: DeploymentsApiClients = {},
   observability?: Observability,
 ): DeploymentsApiHandler {
-  const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
-    marshallOptions: { removeUndefinedValues: true },
-  });
-  const signer =
-    config.signer.kind === 'kms'
-      ? makeKmsSigner({ kms: clients.kms ?? new KMSClient({}), keyId: config.signer.keyId })
-      : makeLocalKeySigner({ privateKeyPem: readFileSync(config.signer.keyFile, 'utf8') });
+  const db = documentClient(clients.dynamodb);
+  const signer = makeSigner(config.signer, clients.kms);
   // One retry loop only: the shadow writer's (it backs off on 429 and 5xx itself).
   const iotData =
     clients.iotData ??

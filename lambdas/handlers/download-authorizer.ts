@@ -1,10 +1,10 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { S3Client } from '@aws-sdk/client-s3';
 import { STSClient } from '@aws-sdk/client-sts';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { makeDeploymentStore } from '../adapters/deployment-store.ts';
 import { type DownloadCredentials, makeDownloadCredentials } from '../adapters/download-credentials.ts';
+import { documentClient } from '../adapters/dynamodb.ts';
 import { makeExecutionStore } from '../adapters/execution-store.ts';
 import { type IotPublisher, makeIotPublisher } from '../adapters/iot-publisher.ts';
 import { makeUpdateStore } from '../adapters/update-store.ts';
@@ -152,9 +152,7 @@ export function makeDownloadAuthorizerFromConfig(
   clients: DownloadAuthorizerClients = {},
   observability?: Observability,
 ): DownloadAuthorizerHandler {
-  const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
-    marshallOptions: { removeUndefinedValues: true },
-  });
+  const db = documentClient(clients.dynamodb);
   const credentials: DownloadCredentials = makeDownloadCredentials({
     s3: clients.s3 ?? new S3Client({}),
     sts: clients.sts ?? new STSClient({}),

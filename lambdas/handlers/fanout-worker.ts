@@ -1,11 +1,11 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTClient } from '@aws-sdk/client-iot';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Context } from 'aws-lambda';
 import { DEFAULT_ACCOUNT_SHADOW_RATE_CAP, makeAccountRateLimiter } from '../adapters/account-rate-limiter.ts';
 import { makeDeploymentStore } from '../adapters/deployment-store.ts';
+import { documentClient } from '../adapters/dynamodb.ts';
 import { makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFanoutReads } from '../adapters/fanout-reads.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
@@ -91,9 +91,7 @@ export function fanoutDepsFromConfig(
   clients: FanoutClients = {},
   overrides: FanoutOverrides = {},
 ): FanoutDeps {
-  const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
-    marshallOptions: { removeUndefinedValues: true },
-  });
+  const db = documentClient(clients.dynamodb);
   // One retry loop only, the shadow writer's: the SDK's would multiply attempts under throttling.
   const iotData =
     clients.iotData ??

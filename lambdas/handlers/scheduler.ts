@@ -1,5 +1,3 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Context } from 'aws-lambda';
 import {
   type ActiveDeploymentStatus,
@@ -8,6 +6,7 @@ import {
   type DeploymentStatus,
   makeDeploymentStore,
 } from '../adapters/deployment-store.ts';
+import { documentClient } from '../adapters/dynamodb.ts';
 import type { Observability } from '../observability.ts';
 import type { TimeBudget } from './fanout/deps.ts';
 import {
@@ -129,9 +128,7 @@ export function schedulerDepsFromConfig(
   clients: FanoutClients = {},
   overrides: { readonly observability?: Observability; readonly now?: () => number } = {},
 ): SchedulerDeps {
-  const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
-    marshallOptions: { removeUndefinedValues: true },
-  });
+  const db = documentClient(clients.dynamodb);
   const fanout = fanoutDepsFromConfig(config, clients, overrides);
   return {
     deployments: makeDeploymentStore({

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { type ArtifactStore, makeArtifactStore } from '../adapters/artifact-store.ts';
+import { documentClient } from '../adapters/dynamodb.ts';
 import { makeKmsSigner } from '../adapters/kms-signer.ts';
 import { makeLocalKeySigner } from '../adapters/local-key-signer.ts';
 import { makeUpdateStore, type UpdateIdentity, type UpdateStore } from '../adapters/update-store.ts';
@@ -132,6 +132,13 @@ export type SignerConfig =
   | { readonly kind: 'kms'; readonly keyId: string }
   | { readonly kind: 'local'; readonly keyFile: string };
 
+/** The manifest signer the configuration names: KMS in AWS, a local PEM key in the local cloud. */
+export function makeSigner(config: SignerConfig, kms?: KMSClient): Signer {
+  return config.kind === 'kms'
+    ? makeKmsSigner({ kms: kms ?? new KMSClient({}), keyId: config.keyId })
+    : makeLocalKeySigner({ privateKeyPem: readFileSync(config.keyFile, 'utf8') });
+}
+
 export interface UpdatesApiConfig {
   readonly updatesTable: string;
   readonly artifactBucket: string;
@@ -198,13 +205,8 @@ export function makeUpdatesApiFromConfig(
   clients: UpdatesApiClients = {},
   observability?: Observability,
 ): UpdatesApiHandler {
-  const db = DynamoDBDocumentClient.from(clients.dynamodb ?? new DynamoDBClient({}), {
-    marshallOptions: { removeUndefinedValues: true },
-  });
-  const signer =
-    config.signer.kind === 'kms'
-      ? makeKmsSigner({ kms: clients.kms ?? new KMSClient({}), keyId: config.signer.keyId })
-      : makeLocalKeySigner({ privateKeyPem: readFileSync(config.signer.keyFile, 'utf8') });
+  const db = documentClient(clients.dynamodb);
+  const signer = makeSigner(config.signer, clients.kms);
   return makeUpdatesApi({
     updates: makeUpdateStore({
       db,
