@@ -1,6 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { type FileHandle, open, rename, stat, statfs, unlink } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { dirname } from 'node:path';
 import { err, ok, type Result } from '../lambdas/domain/result.ts';
 import { type AgentError, agentError } from './codes.ts';
@@ -226,9 +228,54 @@ async function fetchUntilComplete(
   return ok(undefined);
 }
 
-function contentRangeStart(header: string | null): number | undefined {
+function contentRangeStart(header: string | undefined): number | undefined {
   const match = header ? /^bytes (\d+)-/.exec(header) : null;
   return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+const maxRedirects = 5;
+const isRedirect = (status: number): boolean => [301, 302, 303, 307, 308].includes(status);
+
+/** Raised by the socket idle timer; told apart from other network errors in the message. */
+class IdleTimeoutError extends Error {
+  override readonly name = 'IdleTimeoutError';
+}
+
+/**
+ * One GET with node:http(s), following redirects; resolves with the response, its body not read yet.
+ * node:http rather than fetch: its Node streams hand the body over with far less garbage per chunk
+ * than fetch's web streams (the bench measured about 40 MB less peak RSS), and the socket's own idle
+ * timer replaces a timer reset per chunk.
+ */
+function get(
+  url: string,
+  headers: Readonly<Record<string, string>>,
+  options: { readonly idleMs: number; readonly signal: AbortSignal | undefined },
+  redirectsLeft = maxRedirects,
+): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(target, { headers, ...(options.signal ? { signal: options.signal } : {}) });
+    // Covers the wait for the answer and every pause in the body: nothing received for idleMs.
+    req.setTimeout(options.idleMs, () => req.destroy(new IdleTimeoutError('no data received in time')));
+    req.once('error', reject);
+    req.once('response', (response) => {
+      const status = response.statusCode ?? 0;
+      const location = response.headers.location;
+      if (!isRedirect(status) || location === undefined) {
+        resolve(response);
+        return;
+      }
+      response.resume();
+      if (redirectsLeft === 0) {
+        reject(new Error('too many redirects'));
+        return;
+      }
+      get(new URL(location, target).toString(), headers, options, redirectsLeft - 1).then(resolve, reject);
+    });
+    req.end();
+  });
 }
 
 async function fetchOnce(
@@ -236,65 +283,123 @@ async function fetchOnce(
   state: PartialState,
   url: string,
 ): Promise<AttemptOutcome> {
-  const size = request.expected.sizeInBytes;
-  const idle = new AbortController();
   const idleMs = request.idleTimeoutMs ?? 30_000;
-  let timer = setTimeout(() => idle.abort(), idleMs);
-  const signal = request.signal ? AbortSignal.any([request.signal, idle.signal]) : idle.signal;
+  let response: IncomingMessage | undefined;
   try {
     const headers: Record<string, string> = state.offset > 0 ? { range: `bytes=${state.offset}-` } : {};
-    const response = await fetch(url, { headers, signal, redirect: 'follow' });
-    const status = response.status;
-    if (status === 401 || status === 403) {
-      await response.body?.cancel();
-      return { kind: 'refresh' };
-    }
-    if (status === 416) {
-      await response.body?.cancel();
-      return state.offset === size ? { kind: 'complete' } : { kind: 'restart', why: 'range not satisfiable' };
-    }
-    if (status === 429 || status >= 500) {
-      await response.body?.cancel();
-      return { kind: 'retry', why: `HTTP ${status}` };
-    }
-    if (status !== 200 && status !== 206) {
-      await response.body?.cancel();
-      return { kind: 'fatal', error: agentError('DOWNLOAD_FAILED', `${request.fileId}: HTTP ${status}`) };
-    }
+    response = await get(url, headers, { idleMs, signal: request.signal });
+    const status = response.statusCode ?? 0;
+    const unusable = statusOutcome(request, state, status);
+    if (unusable) return unusable;
     // A 200 to a range request means the server sends the whole file: start over with it.
     if (status === 200 && state.offset > 0) await restartFromZero(state);
-    if (status === 206 && contentRangeStart(response.headers.get('content-range')) !== state.offset) {
-      await response.body?.cancel();
+    if (status === 206 && contentRangeStart(response.headers['content-range']) !== state.offset) {
       return { kind: 'restart', why: 'the server answered another range' };
     }
-    if (!response.body) return { kind: 'retry', why: 'empty response' };
-    for await (const chunk of response.body) {
-      clearTimeout(timer);
-      timer = setTimeout(() => idle.abort(), idleMs);
-      const bytes = chunk as Uint8Array;
-      if (state.offset + bytes.length > size) {
+    return await receiveBody(request, state, response);
+  } catch (e) {
+    if (request.signal?.aborted)
+      return { kind: 'fatal', error: agentError('CANCELED', 'the download was canceled', false) };
+    const why = e instanceof IdleTimeoutError ? e.message : networkReason(e);
+    return { kind: 'retry', why };
+  } finally {
+    // Whatever was not read is not wanted: close the connection rather than drain it.
+    if (response && !response.readableEnded) response.destroy();
+  }
+}
+
+/** What to do with an answer whose body is not the file (undefined: it is, read it). */
+function statusOutcome(
+  request: DownloadRequest,
+  state: PartialState,
+  status: number,
+): AttemptOutcome | undefined {
+  if (status === 401 || status === 403) return { kind: 'refresh' };
+  if (status === 416) {
+    return state.offset === request.expected.sizeInBytes
+      ? { kind: 'complete' }
+      : { kind: 'restart', why: 'range not satisfiable' };
+  }
+  if (status === 429 || status >= 500) return { kind: 'retry', why: `HTTP ${status}` };
+  if (status !== 200 && status !== 206) {
+    return { kind: 'fatal', error: agentError('DOWNLOAD_FAILED', `${request.fileId}: HTTP ${status}`) };
+  }
+  return undefined;
+}
+
+/** Bytes gathered before one write: one thread-pool round trip per MiB instead of one per socket read. */
+const writeBatchBytes = 1 << 20;
+
+/** Chunks received but not yet on disk (nor in the hash). */
+interface Batch {
+  chunks: Buffer[];
+  bytes: number;
+}
+
+/**
+ * Streams the body to the partial file in batches of about 1 MiB, hashing each batch while its write
+ * is in flight (the hash runs on this thread, the write on the thread pool): one pass over the bytes,
+ * and memory bounded by the batch and the socket's buffer whatever the file size. Bytes received
+ * before a cut are still written, so the resume starts after them.
+ */
+async function receiveBody(
+  request: DownloadRequest,
+  state: PartialState,
+  body: IncomingMessage,
+): Promise<AttemptOutcome> {
+  const size = request.expected.sizeInBytes;
+  const batch: Batch = { chunks: [], bytes: 0 };
+  let failedWrite: AttemptOutcome | undefined;
+  try {
+    for await (const chunk of body) {
+      const bytes = chunk as Buffer;
+      if (state.offset + batch.bytes + bytes.length > size) {
         return {
           kind: 'fatal',
           error: agentError('SIZE_MISMATCH', `${request.fileId} is longer than signed`, false),
         };
       }
-      // Write, then hash: the hash always covers exactly the bytes on disk, so a cut at any point resumes cleanly.
-      await state.handle.write(bytes);
-      state.hash.update(bytes);
-      state.offset += bytes.length;
-      request.onProgress?.(state.offset, size);
+      batch.chunks.push(bytes);
+      batch.bytes += bytes.length;
+      if (batch.bytes >= writeBatchBytes) {
+        failedWrite = await writeBatch(request, state, batch);
+        if (failedWrite) return failedWrite;
+      }
     }
-    return state.offset === size
-      ? { kind: 'complete' }
-      : { kind: 'retry', why: `connection closed after ${state.offset} of ${size} bytes` };
-  } catch (e) {
-    if (request.signal?.aborted)
-      return { kind: 'fatal', error: agentError('CANCELED', 'the download was canceled', false) };
-    const why = idle.signal.aborted ? 'no data received in time' : networkReason(e);
-    return { kind: 'retry', why };
   } finally {
-    clearTimeout(timer);
+    if (!failedWrite) failedWrite = await writeBatch(request, state, batch);
   }
+  if (failedWrite) return failedWrite;
+  return state.offset === size
+    ? { kind: 'complete' }
+    : { kind: 'retry', why: `connection closed after ${state.offset} of ${size} bytes` };
+}
+
+/** Appends the batch and adds it to the hash; empties it. A failed write is a retry from zero. */
+async function writeBatch(
+  request: DownloadRequest,
+  state: PartialState,
+  batch: Batch,
+): Promise<AttemptOutcome | undefined> {
+  if (batch.bytes === 0) return undefined;
+  const { chunks, bytes } = batch;
+  batch.chunks = [];
+  batch.bytes = 0;
+  const written = state.handle.writev(chunks);
+  for (const chunk of chunks) state.hash.update(chunk);
+  try {
+    const { bytesWritten } = await written;
+    if (bytesWritten !== bytes) throw new Error(`short write (${bytesWritten} of ${bytes} bytes)`);
+  } catch (e) {
+    // The hash already covers bytes that may not be on disk: the partial state is no longer
+    // exactly the file's content, so the only safe resume point is the start.
+    await restartFromZero(state);
+    const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    return { kind: 'retry', why: `write failed: ${why}` };
+  }
+  state.offset += bytes;
+  request.onProgress?.(state.offset, request.expected.sizeInBytes);
+  return undefined;
 }
 
 /** The cause of a network failure without the URL (undici puts it in some messages). */

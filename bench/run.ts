@@ -8,11 +8,12 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { agentBenchmark } from './agent.ts';
 import type { Benchmark } from './benchmark.ts';
 import { fanoutBenchmark } from './fanout.ts';
 import { shadowBenchmark } from './shadow.ts';
 
-const benchmarks: readonly Benchmark[] = [shadowBenchmark, fanoutBenchmark];
+const benchmarks: readonly Benchmark[] = [shadowBenchmark, fanoutBenchmark, agentBenchmark];
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), 'results');
 
