@@ -16,7 +16,8 @@ import type { LocalCloud } from '../../../local/cloud.ts';
 /**
  * A script in ADU's `microsoft/script:1` conventions. `--state <dir>` is where it leaves its side
  * effects: every call in `calls.log`, an `installed-<criteria><component>` mark per install (which
- * is-installed answers 900 for), its pid while installing. `--sleep <s>` makes the install slow.
+ * is-installed answers 900 for), and `<criteria><component>.pid` (written before the call is
+ * logged, so a test that saw the call can read the pid). `--sleep <s>` makes the install slow.
  */
 export const deviceScript = `#!/bin/sh
 action="$1"; shift
@@ -30,12 +31,12 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+echo $$ > "$state/$criteria$comp.pid"
 echo "$action $criteria $comp" >> "$state/calls.log"
 case "$action" in
   --action-is-installed) if [ -f "$state/installed-$criteria$comp" ]; then code=900; else code=901; fi;;
   --action-download) code=500;;
   --action-install)
-    echo $$ > "$state/install.pid"
     if [ -n "$sleepfor" ]; then sleep "$sleepfor"; fi
     echo "$criteria $comp" > "$state/installed-$criteria$comp"
     code=600;;
