@@ -287,6 +287,23 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
     };
   }
 
+  /**
+   * The transaction item by which a live deployment holds its update. Invariant: only a ready
+   * update is deployed, and while a deployment holds it the update cannot be deleted
+   * (update-store's beginDelete checks the count); it may have been deleted since a deployment
+   * ended, so a reopen checks again.
+   */
+  const holdUpdate = (updateId: DeploymentRecord['updateId']) => ({
+    Update: {
+      TableName: updatesTableName,
+      Key: updateItemKey(updateId),
+      UpdateExpression: 'ADD activeDeployments :one',
+      ConditionExpression: '#state = :ready',
+      ExpressionAttributeNames: { '#state': 'state' },
+      ExpressionAttributeValues: { ':one': 1, ':ready': 'ready' },
+    },
+  });
+
   const transact = (input: TransactWriteCommandInput): Promise<Result<void, number[]>> =>
     transactWrite(db, input);
 
@@ -321,18 +338,7 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
             ConditionExpression: 'attribute_not_exists(deploymentId)',
           },
         },
-        {
-          Update: {
-            TableName: updatesTableName,
-            Key: updateItemKey(deployment.updateId),
-            UpdateExpression: 'ADD activeDeployments :one',
-            // Invariant: only a ready update is deployed, and while a deployment holds it the
-            // update cannot be deleted (update-store's beginDelete checks the count).
-            ConditionExpression: '#state = :ready',
-            ExpressionAttributeNames: { '#state': 'state' },
-            ExpressionAttributeValues: { ':one': 1, ':ready': 'ready' },
-          },
-        },
+        holdUpdate(deployment.updateId),
       ],
     });
     if (!result.ok) {
@@ -504,17 +510,7 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
             },
           },
         },
-        {
-          Update: {
-            TableName: updatesTableName,
-            Key: updateItemKey(current.updateId),
-            UpdateExpression: 'ADD activeDeployments :one',
-            // Invariant: only a ready update is deployed (it may have been deleted since the deployment ended).
-            ConditionExpression: '#state = :ready',
-            ExpressionAttributeNames: { '#state': 'state' },
-            ExpressionAttributeValues: { ':one': 1, ':ready': 'ready' },
-          },
-        },
+        holdUpdate(current.updateId),
       ],
     });
     if (!result.ok) {
