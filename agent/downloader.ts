@@ -370,9 +370,28 @@ async function receiveBody(
     if (!failedWrite) failedWrite = await writeBatch(request, state, batch);
   }
   if (failedWrite) return failedWrite;
-  return state.offset === size
-    ? { kind: 'complete' }
-    : { kind: 'retry', why: `connection closed after ${state.offset} of ${size} bytes` };
+  if (state.offset === size) return { kind: 'complete' };
+  if (endedAsDeclared(body)) {
+    // The server sent everything it meant to: asking again gets the same short file.
+    return {
+      kind: 'fatal',
+      error: agentError(
+        'SIZE_MISMATCH',
+        `${request.fileId}: the server's file ends after ${state.offset} bytes, ${size} are signed`,
+        false,
+      ),
+    };
+  }
+  return { kind: 'retry', why: `connection closed after ${state.offset} of ${size} bytes` };
+}
+
+/**
+ * True when the body ended as its Content-Length declared: the whole answer arrived, nothing was
+ * cut. Without a Content-Length the end of a close-delimited body cannot be told from a dropped
+ * connection, so that case stays a retry.
+ */
+function endedAsDeclared(body: IncomingMessage): boolean {
+  return body.complete && body.headers['content-length'] !== undefined;
 }
 
 /** Appends the batch and adds it to the hash; empties it. A failed write is a retry from zero. */

@@ -110,6 +110,21 @@ describe('downloadFile', () => {
     expect(result).toMatchObject({ ok: false, error: { code: 'SIZE_MISMATCH' } });
   });
 
+  it('fails at once, not retryable, when the body ends as declared but shorter than signed', async () => {
+    const body = randomBytes(20_000);
+    server.files.set('/short', { body });
+    const full = Buffer.concat([body, randomBytes(1000)]);
+    const result = await downloadFile({
+      fileId: 'f9',
+      expected: { sizeInBytes: full.length, sha256: sha(full) },
+      destination: join(dir, 'short.bin'),
+      source: fixedUrl(server.url('/short')),
+      sleep: noSleep,
+    });
+    expect(result).toMatchObject({ ok: false, error: { code: 'SIZE_MISMATCH', retryable: false } });
+    expect(server.requests.filter((r) => r.path === '/short')).toHaveLength(1);
+  });
+
   it('checks free disk space first and fails without fetching, not retryable', async () => {
     const body = randomBytes(5000);
     server.files.set('/big', { body });
