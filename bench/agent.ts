@@ -12,8 +12,9 @@
  *
  * The downloader runs in a child process (bench/agent-download.ts) so its resident set is its own:
  * RSS sampled every 50 ms and the kernel's high-water mark (VmHWM). It runs twice per size: as plain JavaScript
- * bundled by esbuild (how a device would ship it; throughput is taken from this run), and under tsx
- * as agent/bin.js starts it today (tsx's loader thread alone costs about 37 MB).
+ * bundled by esbuild with the settings of the shipped agent (agent/build.ts, `npm run build:agent`;
+ * throughput is taken from this run), and under tsx as agent/bin.js starts it when no bundle was
+ * built (tsx's loader thread alone costs about 37 MB).
  *
  * `BENCH_AGENT_SIZES_MIB=100,1024` overrides the sizes (e.g. `=100` for a quick look); the default
  * is what the issue asks for.
