@@ -19,7 +19,7 @@ import type { Result } from '../domain/result.ts';
 import { maxBodyBytes, parseJsonBody } from '../http/body.ts';
 import type { Problem } from '../http/problem.ts';
 import { type HttpResponse, jsonResponse, problemResponse } from '../http/response.ts';
-import { makeRouter } from '../http/router.ts';
+import { makeObservedRouter } from '../http/router.ts';
 import { type Observability, powertools } from '../observability.ts';
 import { type Environment, fromEnv } from './config.ts';
 import { cancelDeployment, cancelDevice, retryDeployment, retryDevice } from './deployments/control.ts';
@@ -72,7 +72,7 @@ export function makeDeploymentsApi(options: DeploymentsApiOptions): DeploymentsA
   };
   const obs = deps.observability;
 
-  const router = makeRouter(
+  return makeObservedRouter(
     {
       'POST /deployments': async (event) => {
         const body = parseJsonBody(event, options.maxBodyBytes ?? maxBodyBytes);
@@ -104,19 +104,8 @@ export function makeDeploymentsApi(options: DeploymentsApiOptions): DeploymentsA
       'GET /devices/{thingName}': async (event) =>
         respond(await getDevice(deps, param(event, 'thingName'), queryOf(event))),
     },
-    {
-      onUnexpectedError: (error, event) =>
-        obs.logger.error('unexpected error', { error: error as Error, routeKey: event.routeKey }),
-    },
+    obs,
   );
-
-  return async (event) => {
-    try {
-      return await router(event);
-    } finally {
-      obs.flush();
-    }
-  };
 }
 
 export interface DeploymentsApiConfig {

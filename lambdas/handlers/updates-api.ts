@@ -14,7 +14,7 @@ import type { Signer } from '../domain/signing/index.ts';
 import { maxBodyBytes, parseJsonBody } from '../http/body.ts';
 import type { ProblemCode } from '../http/problem.ts';
 import { type HttpResponse, jsonResponse, noContent, problemResponse } from '../http/response.ts';
-import { makeRouter } from '../http/router.ts';
+import { makeObservedRouter } from '../http/router.ts';
 import { type Observability, outcome, powertools } from '../observability.ts';
 import { ConfigurationError, type Environment, fromEnv, positiveIntegerFromEnv } from './config.ts';
 import { commitUpdate } from './updates/commit-update.ts';
@@ -58,7 +58,7 @@ export function makeUpdatesApi(deps: UpdatesApiDeps): UpdatesApiHandler {
     if (code !== 'INTERNAL') obs.logger.info('request refused', { code });
   };
 
-  const router = makeRouter(
+  return makeObservedRouter(
     {
       'POST /updates': async (event) => {
         const body = parseJsonBody(event, deps.maxBodyBytes ?? maxBodyBytes);
@@ -113,19 +113,8 @@ export function makeUpdatesApi(deps: UpdatesApiDeps): UpdatesApiHandler {
         return noContent();
       },
     },
-    {
-      onUnexpectedError: (error, event) =>
-        obs.logger.error('unexpected error', { error: error as Error, routeKey: event.routeKey }),
-    },
+    obs,
   );
-
-  return async (event) => {
-    try {
-      return await router(event);
-    } finally {
-      obs.flush();
-    }
-  };
 }
 
 export type SignerConfig =

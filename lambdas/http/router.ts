@@ -92,3 +92,30 @@ export function makeRouter(
     }
   };
 }
+
+/** What an observed router needs of the observability module: an error log and a flush per invocation. */
+export interface RouterObservability {
+  readonly logger: { error(message: string, fields: Record<string, unknown>): void };
+  flush(): void;
+}
+
+/**
+ * The router every operator-API Lambda uses: unexpected errors are logged with their route, and
+ * what was counted during the invocation is flushed however it ends.
+ */
+export function makeObservedRouter(
+  handlers: Readonly<Record<string, RouteHandler>>,
+  obs: RouterObservability,
+): (event: APIGatewayProxyEventV2) => Promise<HttpResponse> {
+  const router = makeRouter(handlers, {
+    onUnexpectedError: (error, event) =>
+      obs.logger.error('unexpected error', { error: error as Error, routeKey: event.routeKey }),
+  });
+  return async (event) => {
+    try {
+      return await router(event);
+    } finally {
+      obs.flush();
+    }
+  };
+}
