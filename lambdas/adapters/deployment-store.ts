@@ -2,7 +2,6 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
   type DynamoDBDocumentClient,
   GetCommand,
-  QueryCommand,
   type TransactWriteCommandInput,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
@@ -18,7 +17,7 @@ import {
 } from '../domain/deployment/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
 import { transactWrite } from './dynamodb.ts';
-import { decodePageToken, encodePageToken, type PageKey } from './page-token.ts';
+import { listPartitions } from './partition-listing.ts';
 import { type UpdateIdentity, updateItemKey } from './update-store.ts';
 
 /**
@@ -354,39 +353,18 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
     readonly limit: number;
     readonly nextToken?: string;
   }): Promise<Result<DeploymentPage, DeploymentStoreError>> {
-    const statuses = query.status ? [query.status] : LISTING_ORDER;
-    let position: { part: number; key?: PageKey } = { part: 0 };
-    if (query.nextToken !== undefined) {
-      const decoded = decodePageToken(
-        query.nextToken,
-        ['deploymentId', 'status', 'createdAt'],
-        statuses.length,
-      );
-      if (!decoded) return err({ code: 'INVALID_NEXT_TOKEN' });
-      position = decoded;
-    }
-    const items: DeploymentRecord[] = [];
-    // Walk the status partitions in a fixed order; the token remembers the partition and the key.
-    while (position.part < statuses.length && items.length < query.limit) {
-      const out = await db.send(
-        new QueryCommand({
-          TableName: tableName,
-          IndexName: byStatus,
-          KeyConditionExpression: '#status = :status',
-          ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':status': statuses[position.part] },
-          ScanIndexForward: false,
-          Limit: query.limit - items.length,
-          ...(position.key ? { ExclusiveStartKey: position.key } : {}),
-        }),
-      );
-      items.push(...(out.Items ?? []).map(deploymentFromItem));
-      position = out.LastEvaluatedKey
-        ? { part: position.part, key: out.LastEvaluatedKey as PageKey }
-        : { part: position.part + 1 };
-    }
-    const more = position.part < statuses.length;
-    return ok(more ? { items, nextToken: encodePageToken(position) } : { items });
+    const page = await listPartitions(db, {
+      tableName,
+      indexName: byStatus,
+      partitionAttribute: 'status',
+      partitions: query.status ? [query.status] : LISTING_ORDER,
+      keyNames: ['deploymentId', 'status', 'createdAt'],
+      limit: query.limit,
+      ...(query.nextToken !== undefined ? { nextToken: query.nextToken } : {}),
+    });
+    if (!page) return err({ code: 'INVALID_NEXT_TOKEN' });
+    const items = page.items.map(deploymentFromItem);
+    return ok(page.nextToken ? { items, nextToken: page.nextToken } : { items });
   }
 
   async function setStatus(

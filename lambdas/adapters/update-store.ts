@@ -3,13 +3,13 @@ import {
   BatchGetCommand,
   type DynamoDBDocumentClient,
   GetCommand,
-  QueryCommand,
   type TransactWriteCommandInput,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { updateIdKey } from '../domain/manifest/update-id.ts';
 import { err, ok, type Result } from '../domain/result.ts';
 import { transactWrite } from './dynamodb.ts';
+import { listPartitions } from './partition-listing.ts';
 
 /** The identity ADU gives an update (structurally the domain's `UpdateId`). */
 export interface UpdateIdentity {
@@ -169,37 +169,6 @@ function fromItem(item: Item): UpdateRecord {
     activeDeployments: Number(item.activeDeployments ?? 0),
     ...(item.updateManifest ? { updateManifest: item.updateManifest as StoredUpdateManifest } : {}),
   };
-}
-
-interface Cursor {
-  readonly s: number;
-  readonly k?: Record<string, string>;
-}
-
-function encodeCursor(cursor: Cursor): string {
-  return Buffer.from(JSON.stringify(cursor), 'utf8').toString('base64url');
-}
-
-function decodeCursor(token: string): Cursor | undefined {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-    if (typeof value !== 'object' || value === null) return undefined;
-    const { s, k } = value as { s?: unknown; k?: unknown };
-    if (typeof s !== 'number' || !Number.isInteger(s) || s < 0 || s >= updateStates.length) return undefined;
-    if (k === undefined) return { s };
-    if (typeof k !== 'object' || k === null) return undefined;
-    const keys = Object.entries(k);
-    const expected = ['pk', 'sk', 'state', 'createdAt'];
-    if (
-      keys.length !== expected.length ||
-      !keys.every(([n, v]) => expected.includes(n) && typeof v === 'string')
-    ) {
-      return undefined;
-    }
-    return { s, k: k as Record<string, string> };
-  } catch {
-    return undefined;
-  }
 }
 
 export interface UpdateStoreOptions {
@@ -371,35 +340,18 @@ export function makeUpdateStore({
     readonly limit: number;
     readonly nextToken?: string;
   }): Promise<Result<UpdatePage, StoreConflict>> {
-    const states = query.state ? [query.state] : updateStates;
-    let cursor: Cursor = { s: 0 };
-    if (query.nextToken !== undefined) {
-      const decoded = decodeCursor(query.nextToken);
-      if (!decoded || decoded.s >= states.length) return err({ code: 'INVALID_NEXT_TOKEN' });
-      cursor = decoded;
-    }
-    const items: UpdateRecord[] = [];
-    // Walk the state partitions in a fixed order; the token remembers the partition and the key.
-    while (cursor.s < states.length && items.length < query.limit) {
-      const out = await db.send(
-        new QueryCommand({
-          TableName: tableName,
-          IndexName: byStateIndex,
-          KeyConditionExpression: '#state = :state',
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: { ':state': states[cursor.s] },
-          ScanIndexForward: false,
-          Limit: query.limit - items.length,
-          ...(cursor.k ? { ExclusiveStartKey: cursor.k } : {}),
-        }),
-      );
-      items.push(...(out.Items ?? []).map(fromItem));
-      cursor = out.LastEvaluatedKey
-        ? { s: cursor.s, k: out.LastEvaluatedKey as Record<string, string> }
-        : { s: cursor.s + 1 };
-    }
-    const more = cursor.s < states.length;
-    return ok(more ? { items, nextToken: encodeCursor(cursor) } : { items });
+    const page = await listPartitions(db, {
+      tableName,
+      indexName: byStateIndex,
+      partitionAttribute: 'state',
+      partitions: query.state ? [query.state] : updateStates,
+      keyNames: ['pk', 'sk', 'state', 'createdAt'],
+      limit: query.limit,
+      ...(query.nextToken !== undefined ? { nextToken: query.nextToken } : {}),
+    });
+    if (!page) return err({ code: 'INVALID_NEXT_TOKEN' });
+    const items = page.items.map(fromItem);
+    return ok(page.nextToken ? { items, nextToken: page.nextToken } : { items });
   }
 
   async function acquireForDeployment(id: UpdateIdentity): Promise<Result<void, StoreConflict>> {
