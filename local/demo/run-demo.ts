@@ -14,7 +14,13 @@ import {
 import { startProgress } from './progress.ts';
 import { sampleUpdate } from './sample-update.ts';
 
-export const demoGroup = 'demo-fleet';
+/**
+ * One group per fleet size: the registry persists in the data directory, so a later run with
+ * another `--devices` must not target devices that no simulated agent answers for.
+ */
+export function demoGroup(devices: number): string {
+  return `demo-fleet-${devices}`;
+}
 export const demoThingPrefix = 'demo-device-';
 
 export interface DemoOptions {
@@ -59,8 +65,9 @@ export async function runDemo(cloud: LocalCloud, options: DemoOptions): Promise<
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
   });
   const things = demoThingNames(options.devices);
-  options.log(`registering ${things.length} devices in thing group ${demoGroup}...`);
-  await registerFleet(iot, demoGroup, things);
+  const group = demoGroup(options.devices);
+  options.log(`registering ${things.length} devices in thing group ${group}...`);
+  await registerFleet(iot, group, things);
   iot.destroy();
 
   const version = await nextSampleVersion(endpoints.api);
@@ -88,7 +95,7 @@ export async function runDemo(cloud: LocalCloud, options: DemoOptions): Promise<
   options.log('deploying with a phased rollout (ramping from 20 to 600 devices per minute)...');
   const created = await createDeployment(endpoints.api, {
     update: sample.parentId,
-    target: { thingGroups: [demoGroup] },
+    target: { thingGroups: [demoGroup(options.devices)] },
     policy: {
       rollout: {
         ratePerMinute: 600,
