@@ -5,7 +5,7 @@ import type { TrustedKey } from '../lambdas/domain/signing/index.ts';
 import { type AuthorizationPort, GrantSource } from './authorization.ts';
 import type { ShadowDelta, ShadowPort } from './channels.ts';
 import { type AgentError, agentError, failureOf } from './codes.ts';
-import { type DesiredOtaHint, deploymentHintOf, readDesiredOta } from './desired.ts';
+import { type DesiredOtaHint, deploymentHintOf, desiredFromDelta, readDesiredOta } from './desired.ts';
 import { downloadFile, type ExpectedFile, type RetryPolicy } from './downloader.ts';
 import type { Component, HandlerRegistry } from './handlers/types.ts';
 import type { Journal, JournalEntry, TerminalOutcome } from './journal.ts';
@@ -79,14 +79,19 @@ export class Agent {
   }
 
   /**
-   * A delta holds only the desired keys that differ from reported, and the agent echoes the ids,
-   * so a new attempt of the same deployment arrives without them: the delta only says "look", and
-   * the agent reads the whole document (one read per deployment; older or repeated deltas are skipped).
+   * A delta holds only the desired keys that differ from reported. The service repeats the ids
+   * under `job`, which the agent never reports, so a new deployment's delta is the whole document
+   * and is acted on as it is. Anything else (a cancel, a repeat of a finished deployment, an
+   * unknown shape) is a cue to read the whole shadow. Older or repeated deltas are skipped.
    */
   onDelta(delta: ShadowDelta): void {
     void this.#enqueue(async () => {
       if (delta.version <= this.#version) return;
-      await this.#readAndAct();
+      const desired = desiredFromDelta(delta.state.ota);
+      const finished = desired && this.#deps.journal.isFor(desired.deploymentId, desired.attempt);
+      if (!desired || finished) return this.#readAndAct();
+      this.#version = delta.version;
+      await this.#act(desired, undefined);
     });
   }
 

@@ -41,3 +41,23 @@ export function deploymentHintOf(value: unknown): { deploymentId?: string; attem
       : {}),
   };
 }
+
+const jobShape = z.object({
+  deploymentId: z.string().min(1).max(128),
+  attempt: z.number().int().min(1),
+  updateId: updateIdHint,
+});
+
+/**
+ * `desired.ota` rebuilt from a delta when the delta carries a whole apply document: `job`
+ * (never echoed in reported, so always present) stands in for the ids the delta leaves out when
+ * they equal what the device reported. `undefined` when the delta is anything less.
+ */
+export function desiredFromDelta(value: unknown): DesiredOtaHint | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const delta = value as Record<string, unknown>;
+  const job = jobShape.safeParse(delta.job);
+  if (!job.success || delta.action !== 'apply') return undefined;
+  const whole = desiredShape.safeParse({ ...delta, ...job.data });
+  return whole.success ? whole.data : undefined;
+}

@@ -53,6 +53,14 @@ function buildConfig(endpoint: MqttEndpoint, clientId: string): mqtt.MqttConnect
   };
 }
 
+/**
+ * Subscriptions take QoS 0. AWS meters a device's PUBACK under MQTT 3.1.1 as a whole 5 KB message,
+ * so QoS 1 would double the cost of every delta and reply; and QoS 1 buys nothing here: a clean
+ * session drops queued messages on a disconnect anyway, the agent reads its shadow after every
+ * reconnect, and a request whose reply is lost times out and is asked again.
+ */
+const SUBSCRIBE_QOS = mqtt.QoS.AtMostOnce;
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -108,9 +116,7 @@ export class DeviceConnection {
 
   async subscribe(topic: string, handler: Handler): Promise<void> {
     this.#handlers.set(topic, handler);
-    await this.#connection.subscribe(topic, mqtt.QoS.AtLeastOnce, (_t, payload) =>
-      handler(Buffer.from(payload)),
-    );
+    await this.#connection.subscribe(topic, SUBSCRIBE_QOS, (_t, payload) => handler(Buffer.from(payload)));
   }
 
   async publish(topic: string, body: unknown): Promise<void> {
@@ -128,7 +134,7 @@ export class DeviceConnection {
     if (!sessionPresent) {
       for (const [topic, handler] of this.#handlers) {
         try {
-          await this.#connection.subscribe(topic, mqtt.QoS.AtLeastOnce, (_t, payload) =>
+          await this.#connection.subscribe(topic, SUBSCRIBE_QOS, (_t, payload) =>
             handler(Buffer.from(payload)),
           );
         } catch (e) {

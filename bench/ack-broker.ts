@@ -10,6 +10,7 @@
  * `downloading` or `succeeded` report) with `{ type: 'reported' }`, `{ type: 'settle' }` (rule actions idle) with
  * `{ type: 'settled' }`, `{ type: 'counts' }` with `{ type: 'counts', counts }`; stops on `stop`.
  */
+import { desiredFromDelta } from '../agent/desired.ts';
 import { buildReportedOta, terminalReport } from '../agent/report.ts';
 import { topicRules } from '../lambdas/definitions/rules.ts';
 import type { UpdateId } from '../lambdas/domain/manifest/index.ts';
@@ -24,7 +25,7 @@ export type BrokerRequest =
 
 /** What the simulated devices and the rules engine did, as AWS would meter it. */
 export interface DeviceSideCounts {
-  /** GetThingShadow by devices (the agent reads the document on a delta, ADR 0050). */
+  /** GetThingShadow by devices (the agent reads the document when a delta is not a whole document, ADR 0050). */
   deviceShadowGets: number;
   /** UpdateThingShadow by devices (their reports). */
   deviceShadowUpdates: number;
@@ -34,8 +35,13 @@ export interface DeviceSideCounts {
   repliesToDevices: number;
   /** `/update/delta` messages: every device subscribes to its delta. */
   deltasToDevices: number;
-  /** Documents events that matched the acknowledgement rule (each one rule action). */
+  /**
+   * Documents messages on the acknowledgement rule's topic: AWS meters every one as a rule
+   * triggered, whether or not its WHERE lets the action run.
+   */
   acknowledgementRuleTriggers: number;
+  /** Those whose WHERE held: each one rule action (a Lambda invocation). */
+  acknowledgementRuleActions: number;
   rejectedDeviceRequests: number;
 }
 
@@ -46,24 +52,41 @@ const counts: DeviceSideCounts = {
   repliesToDevices: 0,
   deltasToDevices: 0,
   acknowledgementRuleTriggers: 0,
+  acknowledgementRuleActions: 0,
   rejectedDeviceRequests: 0,
 };
 
 const acknowledgementRule = topicRules.find((rule) => rule.name === 'shadow_ota_acknowledgements');
 if (!acknowledgementRule) throw new Error('the acknowledgement rule is not defined');
-// Counts deltas in the rules engine instead of subscribing 10,000 MQTT clients; not billed.
+// Deltas reach the simulated devices through the rules engine instead of 10,000 MQTT clients,
+// and every documents message is counted: bench-only rules, not billed.
 const deltaCounter = {
-  name: 'bench_count_deltas',
-  sql: "SELECT * FROM '$aws/things/+/shadow/name/ota/update/delta'",
+  name: 'bench_deliver_deltas',
+  sql: "SELECT *, topic(3) AS thingName FROM '$aws/things/+/shadow/name/ota/update/delta'",
   awsIotSqlVersion: '2016-03-23',
-  actions: [{ lambda: { function: 'benchCountDelta' } }],
+  actions: [{ lambda: { function: 'benchDeliverDelta' } }],
 } as const;
+const documentsCounter = {
+  name: 'bench_count_documents',
+  sql: "SELECT * FROM '$aws/things/+/shadow/name/ota/update/documents'",
+  awsIotSqlVersion: '2016-03-23',
+  actions: [{ lambda: { function: 'benchCountDocuments' } }],
+} as const;
+
+/** The latest delta each device received (`state.ota`), as the agent keeps it. */
+const deltas = new Map<string, unknown>();
+
+function deliverDelta(event: unknown): void {
+  counts.deltasToDevices++;
+  const delta = event as { thingName?: string; state?: { ota?: unknown } };
+  if (delta.thingName) deltas.set(delta.thingName, delta.state?.ota);
+}
 
 const waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
 let nextId = 0;
 
 function forwardToParent(event: unknown): Promise<void> {
-  counts.acknowledgementRuleTriggers++;
+  counts.acknowledgementRuleActions++;
   const id = nextId++;
   return new Promise<void>((resolve, reject) => {
     waiting.set(id, { resolve, reject });
@@ -72,10 +95,11 @@ function forwardToParent(event: unknown): Promise<void> {
 }
 
 const iot = await startLocalIotCore({
-  rules: [acknowledgementRule, deltaCounter],
+  rules: [acknowledgementRule, deltaCounter, documentsCounter],
   resolveLambda: (name) => {
     if (name === 'acknowledge') return forwardToParent;
-    if (name === 'benchCountDelta') return () => void counts.deltasToDevices++;
+    if (name === 'benchDeliverDelta') return deliverDelta;
+    if (name === 'benchCountDocuments') return () => void counts.acknowledgementRuleTriggers++;
     return undefined;
   },
 });
@@ -89,8 +113,16 @@ interface DesiredIds {
   updateId: UpdateId;
 }
 
-/** The agent on a delta: reads the whole document (ADR 0050) and takes the ids to echo. */
+/**
+ * The agent on a delta (agent/agent.ts): a whole apply document is used as it is; anything less
+ * makes it read the shadow. Then the ids to echo.
+ */
 function readDesired(thingName: string): DesiredIds | undefined {
+  const fromDelta = desiredFromDelta(deltas.get(thingName));
+  if (fromDelta) {
+    const { deploymentId, attempt, updateId } = fromDelta;
+    return { deploymentId, attempt, updateId };
+  }
   counts.deviceShadowGets++;
   counts.messagesFromDevices++;
   const reply = iot.shadows.get({ thingName, shadowName: 'ota' }, encode({}));

@@ -568,7 +568,7 @@ async function run(): Promise<BenchmarkOutcome> {
       shadowOps: perDevice(shadowUpdates),
       messages: perDevice(fanoutDeviceSide.deltasToDevices),
       ruleTriggers: perDevice(fanoutDeviceSide.acknowledgementRuleTriggers),
-      ruleActions: perDevice(fanoutDeviceSide.acknowledgementRuleTriggers),
+      ruleActions: perDevice(fanoutDeviceSide.acknowledgementRuleActions),
       dynamoDbWrites: perDevice(counts.get('#dynamoDbWrites') ?? 0),
       dynamoDbReadRequests: perDevice(readRequests(counts)),
       // The worker's invocations and the acknowledge invocations its own documents trigger.
@@ -595,7 +595,7 @@ async function run(): Promise<BenchmarkOutcome> {
         deltasDeliveredToDevices: perDevice(deviceSide.deltasToDevices),
       },
       ruleTriggers: perDevice(deviceSide.acknowledgementRuleTriggers),
-      ruleActions: perDevice(deviceSide.acknowledgementRuleTriggers),
+      ruleActions: perDevice(deviceSide.acknowledgementRuleActions),
       dynamoDbWrites: perDevice(ack.counts.get('#dynamoDbWrites') ?? 0),
       dynamoDbReadRequests: perDevice(readRequests(ack.counts)),
       lambdaInvocations: perDevice(

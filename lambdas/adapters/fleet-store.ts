@@ -5,12 +5,6 @@ import type { UpdateId } from '../domain/manifest/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
 import { decodePageToken, encodePageToken, type PageKey } from './page-token.ts';
 
-/** The deployment a device is working on (for supersede: a newer deployment cancels the older execution). */
-export interface CurrentDeployment {
-  readonly deploymentId: string;
-  readonly attempt: number;
-}
-
 /** What the service knows of one device (ADR 0040 fleet table). */
 export interface FleetItem {
   readonly thingName: string;
@@ -18,7 +12,6 @@ export interface FleetItem {
   readonly compatibility?: DeviceProperties;
   /** Epoch ms of the device's latest report applied. */
   readonly lastReportAt?: number;
-  readonly currentDeployment?: CurrentDeployment;
   readonly updatedAt?: string;
 }
 
@@ -43,14 +36,6 @@ export interface FleetStore {
    * the one recorded changes nothing: `applied` is false.
    */
   upsertReport(thingName: string, facts: DeviceReportFacts): Promise<{ readonly applied: boolean }>;
-  /** Points the device at a deployment; returns the deployment it pointed at before, if any. */
-  setCurrentDeployment(
-    thingName: string,
-    current: CurrentDeployment,
-    now: number,
-  ): Promise<{ readonly previous?: CurrentDeployment }>;
-  /** Clears the pointer when it still names `deploymentId` (the execution ended); false otherwise. */
-  clearCurrentDeployment(thingName: string, deploymentId: string, now: number): Promise<boolean>;
   /**
    * One page of a Scan of the fleet, keeping the devices whose reported compatibility matches any
    * of `sets`. A page may hold fewer than `limit` matches (even none) and still have a `nextToken`.
@@ -74,7 +59,6 @@ function fleetFromItem(item: Item): FleetItem {
     installedUpdateId: item.installedUpdateId,
     compatibility: item.compatibility,
     lastReportAt: typeof item.lastReportAt === 'number' ? item.lastReportAt : undefined,
-    currentDeployment: item.currentDeployment,
     updatedAt: item.updatedAt,
   };
   for (const key of Object.keys(record)) if (record[key] === undefined) delete record[key];
@@ -126,52 +110,6 @@ export function makeFleetStore({ db, tableName }: FleetStoreOptions): FleetStore
     }
   }
 
-  async function setCurrentDeployment(
-    thingName: string,
-    current: CurrentDeployment,
-    now: number,
-  ): Promise<{ readonly previous?: CurrentDeployment }> {
-    // No condition: the newest deployment to notify a device owns its shadow, so it wins; the
-    // returned previous value tells the caller which execution it superseded.
-    const { Attributes } = await db.send(
-      new UpdateCommand({
-        TableName: tableName,
-        Key: { thingName },
-        UpdateExpression: 'SET currentDeployment = :current, updatedAt = :at',
-        ExpressionAttributeValues: {
-          ':current': { deploymentId: current.deploymentId, attempt: current.attempt },
-          ':at': new Date(now).toISOString(),
-        },
-        ReturnValues: 'UPDATED_OLD',
-      }),
-    );
-    const previous = Attributes?.currentDeployment as CurrentDeployment | undefined;
-    return previous ? { previous } : {};
-  }
-
-  async function clearCurrentDeployment(
-    thingName: string,
-    deploymentId: string,
-    now: number,
-  ): Promise<boolean> {
-    try {
-      await db.send(
-        new UpdateCommand({
-          TableName: tableName,
-          Key: { thingName },
-          UpdateExpression: 'REMOVE currentDeployment SET updatedAt = :at',
-          // Invariant: an ended execution clears only its own pointer, never a newer deployment's.
-          ConditionExpression: 'currentDeployment.deploymentId = :id',
-          ExpressionAttributeValues: { ':id': deploymentId, ':at': new Date(now).toISOString() },
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw error;
-    }
-  }
-
   async function scanCompatible(
     sets: readonly CompatibilitySet[],
     page: { readonly limit: number; readonly nextToken?: string },
@@ -198,5 +136,5 @@ export function makeFleetStore({ db, tableName }: FleetStoreOptions): FleetStore
     );
   }
 
-  return { get, upsertReport, setCurrentDeployment, clearCurrentDeployment, scanCompatible };
+  return { get, upsertReport, scanCompatible };
 }

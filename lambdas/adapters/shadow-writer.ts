@@ -7,7 +7,11 @@ import {
   ThrottlingException,
   UpdateThingShadowCommand,
 } from '@aws-sdk/client-iot-data-plane';
-import { OTA_SHADOW_NAME, type ShadowUpdateDocument } from '../domain/deployment/index.ts';
+import {
+  OTA_SHADOW_NAME,
+  SERVICE_CLIENT_TOKEN,
+  type ShadowUpdateDocument,
+} from '../domain/deployment/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
 
 /**
@@ -135,7 +139,9 @@ export function makeShadowWriter(options: ShadowWriterOptions): ShadowWriter {
     thingName: string,
     document: ShadowUpdateDocument,
   ): Promise<Result<ShadowWritten, ShadowWriteError>> {
-    const payload = new TextEncoder().encode(JSON.stringify(document));
+    const payload = new TextEncoder().encode(
+      JSON.stringify({ ...document, clientToken: SERVICE_CLIENT_TOKEN }),
+    );
     const result = await withBackoff(
       thingName,
       async () => {

@@ -3,6 +3,7 @@
  * IoT Core's rules engine (local/iot/rules), so a rule's SQL and actions are written once.
  * Pure data: no AWS SDK, no CDK.
  */
+import { SERVICE_CLIENT_TOKEN } from '../domain/deployment/index.ts';
 
 /** The only IoT SQL version both the stack and the local rules engine speak. */
 export type IotSqlVersion = '2016-03-23';
@@ -52,7 +53,8 @@ export const topicRules: readonly TopicRuleDefinition[] = [
   {
     name: 'shadow_ota_acknowledgements',
     description: 'Device reports on the ota named shadow go to the acknowledgement Lambda',
-    sql: "SELECT *, topic(3) AS thingName FROM '$aws/things/+/shadow/name/ota/update/documents'",
+    // Our own desired writes carry SERVICE_CLIENT_TOKEN: they are no device report, so no action.
+    sql: `SELECT *, topic(3) AS thingName FROM '$aws/things/+/shadow/name/ota/update/documents' WHERE isUndefined(clientToken) OR clientToken <> '${SERVICE_CLIENT_TOKEN}'`,
     awsIotSqlVersion: '2016-03-23',
     actions: [{ lambda: { function: 'acknowledge' } }],
   },

@@ -4,6 +4,14 @@ import { err, ok, type Result } from '../result.ts';
 /** The named shadow the whole protocol lives in. */
 export const OTA_SHADOW_NAME = 'ota';
 
+/**
+ * The `clientToken` of every shadow update the service itself makes (fan-out, cancel, trim). The
+ * shadow service echoes it in the `documents` message, so the acknowledgement rule's WHERE can
+ * leave our own writes out: AWS still meters the rule as triggered, but runs no action, so no
+ * Lambda invocation is spent on a document that carries no new device report.
+ */
+export const SERVICE_CLIENT_TOKEN = 'shadow-ota-service';
+
 /** AWS counts desired + reported (metadata excluded) against 8 KB; an update past it is refused with 413. */
 export const SHADOW_STATE_LIMIT_BYTES = 8192;
 /** AWS refuses nesting deeper than 6 levels in desired or reported. */
@@ -14,8 +22,11 @@ export const SHADOW_MAX_DEPTH = 6;
  * (`fitReportedOta`).
  */
 export const REPORTED_OTA_BUDGET_BYTES = 1792;
-/** Room for the `{"desired":{"ota":...}}` envelopes and for a key or two besides `ota`. */
-export const SHADOW_ENVELOPE_MARGIN_BYTES = 256;
+/**
+ * Room for the `{"desired":{"ota":...},"reported":{"ota":...}}` envelopes (about 40 bytes) and a
+ * short key besides `ota`: the shadow is ours alone, so 192 bytes (it was 256 before `job`).
+ */
+export const SHADOW_ENVELOPE_MARGIN_BYTES = 192;
 /**
  * What `desired.ota` may use: whatever the reported budget and the margin leave of the 8 KB. It
  * holds a manifest inlined at the manifest module's limit (3 KB) with the JWS for 20 files (2.8 KB).
@@ -49,6 +60,19 @@ export interface DesiredOta {
   readonly updateId: UpdateId;
   readonly manifest: string;
   readonly signature: string;
+  /**
+   * The ids again, under a key the device never reports. A delta leaves out every desired leaf
+   * equal to its reported twin, and the agent echoes `deploymentId`, `attempt` and `updateId`: a
+   * new attempt, or a new deployment of the same update, would arrive without them and cost the
+   * device a shadow GET (a shadow operation and two messages). `job` is always in the delta.
+   */
+  readonly job: DesiredJob;
+}
+
+export interface DesiredJob {
+  readonly deploymentId: string;
+  readonly attempt: number;
+  readonly updateId: UpdateId;
 }
 
 export interface DesiredOtaInput {
@@ -103,6 +127,7 @@ function desiredOta(input: DesiredOtaInput, manifest: ManifestText): DesiredOta 
     updateId: { provider, name, version },
     manifest: manifest.text,
     signature: input.signature,
+    job: { deploymentId: input.deploymentId, attempt: input.attempt, updateId: { provider, name, version } },
   };
 }
 

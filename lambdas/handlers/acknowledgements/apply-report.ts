@@ -38,7 +38,7 @@ export interface ShadowReport {
 
 export interface AcknowledgeDeps {
   readonly executions: Pick<ExecutionStore, 'get' | 'transition'>;
-  readonly fleet: Pick<FleetStore, 'upsertReport' | 'clearCurrentDeployment'>;
+  readonly fleet: Pick<FleetStore, 'upsertReport'>;
   readonly shadows: Pick<ShadowWriter, 'update' | 'get'>;
   readonly observability: Observability;
 }
@@ -162,9 +162,6 @@ export async function applyShadowReport(
     : undefined;
   const endedNow = settled?.decision.kind === 'transition' && isTerminal(settled.decision.transition.to);
   if (fleetChange.changed || endedNow) await deps.fleet.upsertReport(report.thingName, fleetChange.report);
-  if (endedNow && settled) {
-    await deps.fleet.clearCurrentDeployment(report.thingName, settled.execution.deploymentId, now);
-  }
   if (!settled) {
     return ota.deploymentId
       ? { kind: 'no_execution', deploymentId: ota.deploymentId }

@@ -2,7 +2,7 @@
 import type { DeploymentRecord } from '../../adapters/deployment-store.ts';
 import type { ExecutionRecord } from '../../adapters/execution-store.ts';
 import type { FleetItem } from '../../adapters/fleet-store.ts';
-import { failuresOf, finishedDevices, totalExecutions } from '../../domain/deployment/index.ts';
+import { failuresOf, finishedDevices, isTerminal, totalExecutions } from '../../domain/deployment/index.ts';
 
 const isoOf = (epochMs: number | undefined): string | undefined =>
   epochMs === undefined ? undefined : new Date(epochMs).toISOString();
@@ -79,14 +79,13 @@ export function deviceView(
   fleet: FleetItem | undefined,
   executions: readonly ExecutionRecord[],
 ): Record<string, unknown> {
-  const currentId = fleet?.currentDeployment?.deploymentId;
-  const current = executions.find((e) => e.deploymentId === currentId);
+  // A device runs one deployment at a time (the fan-out supersedes older ones): its newest live one.
+  const current = executions.find((e) => !isTerminal(e.state));
   return compact({
     thingName,
     installedUpdateId: fleet?.installedUpdateId,
     compatibility: fleet?.compatibility,
     lastReportAt: isoOf(fleet?.lastReportAt),
-    currentDeployment: fleet?.currentDeployment,
     current: current ? executionView(current) : undefined,
     executions: executions.map(executionView),
   });

@@ -158,6 +158,31 @@ describe('acknowledgement Lambda behind the documents rule', () => {
     expect(obs.counts.get('DesiredTrimmed')).toBe(1);
   });
 
+  it('runs its action for device reports only, not for the service’s own desired writes and trims', async () => {
+    const d = await device();
+    const observed: Record<string, unknown>[] = [];
+    events.length = 0;
+    const deploymentId = await sendDeployment(d.thingName);
+    observed.push(...events.splice(0));
+    expect(observed).toEqual([]);
+
+    const job = await work(d);
+    await d.downloading(job);
+    await d.succeeded(job);
+    await flushRules();
+    expect((await mustGet(deploymentId, d.thingName)).state).toBe('succeeded');
+    // Two reports, two events: the fan-out's write and the trim reached the rule but not the Lambda.
+    expect(
+      events.map(
+        (e) =>
+          (e.current as { state?: { reported?: { ota?: { state?: string } } } }).state?.reported?.ota?.state,
+      ),
+    ).toEqual(['downloading', 'succeeded']);
+    expect(obs.counts.get('DesiredTrimmed')).toBe(1);
+    await flushRules();
+    expect(events).toHaveLength(2);
+  });
+
   it('keeps a device that says succeeded without naming the deployed update in applying until it does', async () => {
     const d = await device();
     const deploymentId = await sendDeployment(d.thingName);

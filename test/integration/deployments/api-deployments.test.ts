@@ -422,7 +422,6 @@ describe('status', () => {
       installedUpdateId: id,
       compatibility: { model: 'toaster' },
     });
-    await fleet.setCurrentDeployment(thing, { deploymentId: newer, attempt: 1 }, Date.now());
     const shown = await call('GET', `/devices/${thing}`);
     expect(shown.body).toMatchObject({
       thingName: thing,

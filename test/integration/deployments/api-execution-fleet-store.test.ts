@@ -212,18 +212,6 @@ describe('fleet store', () => {
     });
   });
 
-  it('returns the deployment a device was on when a newer one takes it, and clears only its own pointer', async () => {
-    const thing = uniqueName('device');
-    expect(await fleet.setCurrentDeployment(thing, { deploymentId: 'a', attempt: 1 }, t0)).toEqual({});
-    expect(await fleet.setCurrentDeployment(thing, { deploymentId: 'b', attempt: 1 }, t0)).toEqual({
-      previous: { deploymentId: 'a', attempt: 1 },
-    });
-    expect(await fleet.clearCurrentDeployment(thing, 'a', t0)).toBe(false);
-    expect((await fleet.get(thing))?.currentDeployment).toEqual({ deploymentId: 'b', attempt: 1 });
-    expect(await fleet.clearCurrentDeployment(thing, 'b', t0)).toBe(true);
-    expect((await fleet.get(thing))?.currentDeployment).toBeUndefined();
-  });
-
   it('scans the fleet page by page for devices matching a compatibility set', async () => {
     const model = uniqueName('model');
     for (let i = 0; i < 7; i++) {

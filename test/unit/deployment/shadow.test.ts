@@ -53,6 +53,7 @@ describe('desired.ota', () => {
                 updateId,
                 manifest: text,
                 signature,
+                job: { deploymentId: 'dep-0123456789abcdef', attempt: 1, updateId },
               },
             },
           },
