@@ -23,6 +23,7 @@ import {
 } from '../sts/sigv4.ts';
 import { AwsChunkedDecoder, BodyRejectedError, Sha256Checker } from './body.ts';
 import { type S3ErrorInfo, sendS3Error } from './errors.ts';
+import { isPlainGetObject, type ObjectLocator, serveObjectFile } from './object-file.ts';
 import { type S3Operation, s3OperationOf } from './operation.ts';
 
 export interface S3GatewayOptions {
@@ -33,6 +34,11 @@ export interface S3GatewayOptions {
   readonly credentials: CredentialStore;
   /** The storing server behind the gateway, and the key it is called with. */
   readonly backend: { readonly endpoint: string; readonly credentials: LongTermCredentials };
+  /**
+   * Finds an object's file in the storing server, so that an allowed plain GetObject is answered
+   * from it directly (see object-file.ts). Without it every request is forwarded.
+   */
+  readonly objects?: ObjectLocator;
   /** Epoch ms. @default Date.now */
   readonly now?: () => number;
 }
@@ -181,6 +187,22 @@ async function signForBackend(
 }
 
 export async function startS3Gateway(options: S3GatewayOptions): Promise<RunningS3Gateway> {
+  const locate = options.objects;
+
+  /** An allowed plain GetObject of an existing object, answered from its file (true when it was). */
+  async function servedFromFile(
+    req: IncomingMessage,
+    res: ServerResponse,
+    operation: S3Operation,
+    plan: ForwardPlan,
+  ): Promise<boolean> {
+    const { bucket, key } = operation;
+    if (!locate || bucket === undefined || key === undefined) return false;
+    if (!isPlainGetObject(req.method ?? 'GET', operation.action, plan.query, req.headers)) return false;
+    const stored = await locate(bucket, key);
+    return stored !== undefined && (await serveObjectFile(res, stored, headerText(req.headers, 'range')));
+  }
+
   const now = options.now ?? Date.now;
   const backend = new URL(options.backend.endpoint);
   const backendAgent = new http.Agent({ keepAlive: true });
@@ -223,6 +245,7 @@ export async function startS3Gateway(options: S3GatewayOptions): Promise<Running
 
     const plan = planForward(req, rawPath, query, verified.value);
     if ('code' in plan) return fail(plan);
+    if (await servedFromFile(req, res, operation, plan)) return;
     const headers = await signForBackend(signer, backend, method, plan);
     const search = plan.query.length > 0 ? `?${encodeQuery(plan.query)}` : '';
     const upstream = http.request({

@@ -16,6 +16,8 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  type GetObjectCommandInput,
+  type GetObjectCommandOutput,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -226,6 +228,69 @@ describe('the SDK through the gateway', () => {
     );
     const head = await admin.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     expect(head.ContentLength).toBe(5 * 1024 * 1024 + 4);
+  });
+});
+
+describe('GetObject served from the object file', () => {
+  const key = 'fast/object.bin';
+  const body = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 251));
+
+  beforeAll(async () => {
+    await admin.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: body,
+        ContentType: 'application/x-test',
+        Metadata: { color: 'blue' },
+      }),
+    );
+  });
+
+  const get = (input: Partial<GetObjectCommandInput> = {}) =>
+    admin.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...input }));
+  const bytesOf = async (got: GetObjectCommandOutput): Promise<Buffer> =>
+    Buffer.from((await got.Body?.transformToByteArray()) ?? []);
+
+  it('answers with the bytes and the headers s3rver answers HEAD with', async () => {
+    const head = await admin.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    const got = await get();
+    expect((await bytesOf(got)).equals(body)).toBe(true);
+    expect(got).toMatchObject({
+      ETag: head.ETag,
+      ContentType: 'application/x-test',
+      ContentLength: body.length,
+      Metadata: { color: 'blue' },
+      LastModified: head.LastModified,
+      AcceptRanges: 'bytes',
+    });
+  });
+
+  it('answers a range, bounded or open, with 206 and its Content-Range (end clipped to the last byte)', async () => {
+    const bounded = await get({ Range: 'bytes=10-19' });
+    expect((await bytesOf(bounded)).equals(body.subarray(10, 20))).toBe(true);
+    expect(bounded.ContentRange).toBe(`bytes 10-19/${body.length}`);
+    const open = await get({ Range: 'bytes=2990-' });
+    expect((await bytesOf(open)).equals(body.subarray(2990))).toBe(true);
+    const clipped = await get({ Range: 'bytes=2995-9999' });
+    expect(clipped.ContentRange).toBe(`bytes 2995-2999/${body.length}`);
+    expect(clipped.ContentLength).toBe(5);
+  });
+
+  it('leaves conditionals, overrides and unsatisfiable ranges to s3rver, which answers them as before', async () => {
+    const { ETag } = await get();
+    expect(await failure(() => get({ IfNoneMatch: ETag }))).toMatchObject({ status: 304 });
+    expect(await failure(() => get({ Range: 'bytes=5000-' }))).toMatchObject({
+      name: 'InvalidRange',
+      status: 416,
+    });
+    const overridden = await get({ ResponseContentType: 'text/plain' });
+    expect(overridden.ContentType).toBe('text/plain');
+    expect((await bytesOf(overridden)).equals(body)).toBe(true);
+    expect(await failure(() => get({ Key: 'fast/missing.bin' }))).toMatchObject({
+      name: 'NoSuchKey',
+      status: 404,
+    });
   });
 });
 
