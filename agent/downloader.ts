@@ -1,12 +1,18 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { type FileHandle, open, rename, stat, statfs, unlink } from 'node:fs/promises';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { constants, createReadStream } from 'node:fs';
+import { open, rename, stat, statfs, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { err, ok, type Result } from '../lambdas/domain/result.ts';
 import { type AgentError, agentError } from './codes.ts';
-import { syncDirectory } from './fs-atomic.ts';
+import {
+  alignedBuffers,
+  closeDirect,
+  directAlignment,
+  openDirect,
+  type WritableFile,
+  writeAt,
+} from './direct-io.ts';
+import { type BodyEnd, type BodyTarget, type HttpResponse, httpGet, IdleTimeoutError } from './http-get.ts';
 
 /** Size and SHA-256 (base64, ADU's format) a file must have: from the signed claims, never from a hint. */
 export interface ExpectedFile {
@@ -67,7 +73,7 @@ type AttemptOutcome =
 
 /** The bytes written so far and their running hash: always exactly the partial file's content. */
 interface PartialState {
-  handle: FileHandle;
+  readonly file: WritableFile;
   hash: Hash;
   offset: number;
 }
@@ -106,8 +112,12 @@ export async function fileMatches(path: string, expected: ExpectedFile): Promise
  * writes; resumes an interrupted download with an HTTP Range request (also across restarts: the
  * partial file is hashed again first); retries with exponential backoff and jitter; asks for a new
  * URL when the old one is refused (expired); checks free disk space before fetching anything. The
- * file reaches `destination` only when its size and SHA-256 match, so nothing unverified is ever
- * there to run. Errors never carry the URL.
+ * file reaches `destination` only when its size and SHA-256 match. Errors never carry the URL.
+ *
+ * Nothing is fsynced (ADR 0050, "Durability of downloads"): a flush of the whole file would hold
+ * the download to the disk's write speed. Durability comes from verification instead: every use
+ * of a downloaded file goes through this function first, which reuses a destination only after
+ * hashing it again, so bytes a power cut lost or tore are noticed and fetched again, never run.
  */
 export async function downloadFile(request: DownloadRequest): Promise<Result<Downloaded, AgentError>> {
   const { destination, expected } = request;
@@ -120,30 +130,34 @@ export async function downloadFile(request: DownloadRequest): Promise<Result<Dow
     if (!space.ok) return space;
     const fetched = await fetchUntilComplete(request, state);
     if (!fetched.ok) return fetched;
-    await state.handle.sync();
   } finally {
-    await state.handle.close();
+    await closeDirect(state.file);
+    await state.file.handle.close();
   }
   const verified = verifyDigest(state, expected);
   if (!verified.ok) {
     await unlink(partialPath).catch(() => undefined);
+    // A partial file from an earlier run may hold bytes a crash tore (it was never fsynced): the
+    // mismatch may be its fault, so fetch the whole file once more. That call starts from zero.
+    if (resumedFrom > 0) return downloadFile(request);
     return verified;
   }
   await rename(partialPath, destination);
-  await syncDirectory(dirname(destination));
   return ok({ bytes: expected.sizeInBytes, resumedFrom, reused: false });
 }
 
 async function openPartial(path: string, size: number): Promise<PartialState> {
-  const handle = await open(path, 'a+', 0o600);
+  // Not append mode: batches are written at their own positions, two at a time.
+  const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
   const info = await handle.stat();
   // A partial file longer than the file itself is not a prefix of it: start again.
+  const file: WritableFile = { handle, direct: await openDirect(path) };
   if (info.size > size) {
     await handle.truncate(0);
-    return { handle, hash: createHash('sha256'), offset: 0 };
+    return { file, hash: createHash('sha256'), offset: 0 };
   }
   const { hash } = info.size > 0 ? await hashFile(path) : { hash: createHash('sha256') };
-  return { handle, hash, offset: info.size };
+  return { file, hash, offset: info.size };
 }
 
 async function checkDiskSpace(
@@ -180,7 +194,7 @@ function verifyDigest(state: PartialState, expected: ExpectedFile): Result<void,
 }
 
 async function restartFromZero(state: PartialState): Promise<void> {
-  await state.handle.truncate(0);
+  await state.file.handle.truncate(0);
   state.hash = createHash('sha256');
   state.offset = 0;
 }
@@ -233,67 +247,22 @@ function contentRangeStart(header: string | undefined): number | undefined {
   return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
-const maxRedirects = 5;
-const isRedirect = (status: number): boolean => [301, 302, 303, 307, 308].includes(status);
-
-/** Raised by the socket idle timer; told apart from other network errors in the message. */
-class IdleTimeoutError extends Error {
-  override readonly name = 'IdleTimeoutError';
-}
-
-/**
- * One GET with node:http(s), following redirects; resolves with the response, its body not read yet.
- * node:http rather than fetch: its Node streams hand the body over with far less garbage per chunk
- * than fetch's web streams (the bench measured about 40 MB less peak RSS), and the socket's own idle
- * timer replaces a timer reset per chunk.
- */
-function get(
-  url: string,
-  headers: Readonly<Record<string, string>>,
-  options: { readonly idleMs: number; readonly signal: AbortSignal | undefined },
-  redirectsLeft = maxRedirects,
-): Promise<IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const target = new URL(url);
-    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(target, { headers, ...(options.signal ? { signal: options.signal } : {}) });
-    // Covers the wait for the answer and every pause in the body: nothing received for idleMs.
-    req.setTimeout(options.idleMs, () => req.destroy(new IdleTimeoutError('no data received in time')));
-    req.once('error', reject);
-    req.once('response', (response) => {
-      const status = response.statusCode ?? 0;
-      const location = response.headers.location;
-      if (!isRedirect(status) || location === undefined) {
-        resolve(response);
-        return;
-      }
-      response.resume();
-      if (redirectsLeft === 0) {
-        reject(new Error('too many redirects'));
-        return;
-      }
-      get(new URL(location, target).toString(), headers, options, redirectsLeft - 1).then(resolve, reject);
-    });
-    req.end();
-  });
-}
-
 async function fetchOnce(
   request: DownloadRequest,
   state: PartialState,
   url: string,
 ): Promise<AttemptOutcome> {
   const idleMs = request.idleTimeoutMs ?? 30_000;
-  let response: IncomingMessage | undefined;
+  let response: HttpResponse | undefined;
   try {
     const headers: Record<string, string> = state.offset > 0 ? { range: `bytes=${state.offset}-` } : {};
-    response = await get(url, headers, { idleMs, signal: request.signal });
-    const status = response.statusCode ?? 0;
+    response = await httpGet(url, headers, { idleMs, signal: request.signal });
+    const status = response.status;
     const unusable = statusOutcome(request, state, status);
     if (unusable) return unusable;
     // A 200 to a range request means the server sends the whole file: start over with it.
     if (status === 200 && state.offset > 0) await restartFromZero(state);
-    if (status === 206 && contentRangeStart(response.headers['content-range']) !== state.offset) {
+    if (status === 206 && contentRangeStart(response.headers.get('content-range')) !== state.offset) {
       return { kind: 'restart', why: 'the server answered another range' };
     }
     return await receiveBody(request, state, response);
@@ -304,7 +273,7 @@ async function fetchOnce(
     return { kind: 'retry', why };
   } finally {
     // Whatever was not read is not wanted: close the connection rather than drain it.
-    if (response && !response.readableEnded) response.destroy();
+    response?.close();
   }
 }
 
@@ -327,52 +296,43 @@ function statusOutcome(
   return undefined;
 }
 
-/** Bytes gathered before one write: one thread-pool round trip per MiB instead of one per socket read. */
-const writeBatchBytes = 1 << 20;
-
-/** Chunks received but not yet on disk (nor in the hash). */
-interface Batch {
-  chunks: Buffer[];
-  bytes: number;
-}
+const longerThanSigned = (request: DownloadRequest): AttemptOutcome => ({
+  kind: 'fatal',
+  error: agentError('SIZE_MISMATCH', `${request.fileId} is longer than signed`, false),
+});
 
 /**
- * Streams the body to the partial file in batches of about 1 MiB, hashing each batch while its write
- * is in flight (the hash runs on this thread, the write on the thread pool): one pass over the bytes,
- * and memory bounded by the batch and the socket's buffer whatever the file size. Bytes received
- * before a cut are still written, so the resume starts after them.
+ * Receives the body into two batch buffers (BatchWriter) and waits for the last write. Bytes
+ * received before a cut are still written, so the resume starts after them.
  */
 async function receiveBody(
   request: DownloadRequest,
   state: PartialState,
-  body: IncomingMessage,
+  response: HttpResponse,
 ): Promise<AttemptOutcome> {
   const size = request.expected.sizeInBytes;
-  const batch: Batch = { chunks: [], bytes: 0 };
-  let failedWrite: AttemptOutcome | undefined;
+  const declared = response.contentLength;
+  if (declared !== undefined && state.offset + declared > size) return longerThanSigned(request);
+  const writer = new BatchWriter(request, state, response);
+  let end: BodyEnd | undefined;
+  let failure: unknown;
   try {
-    for await (const chunk of body) {
-      const bytes = chunk as Buffer;
-      if (state.offset + batch.bytes + bytes.length > size) {
-        return {
-          kind: 'fatal',
-          error: agentError('SIZE_MISMATCH', `${request.fileId} is longer than signed`, false),
-        };
-      }
-      batch.chunks.push(bytes);
-      batch.bytes += bytes.length;
-      if (batch.bytes >= writeBatchBytes) {
-        failedWrite = await writeBatch(request, state, batch);
-        if (failedWrite) return failedWrite;
-      }
-    }
-  } finally {
-    if (!failedWrite) failedWrite = await writeBatch(request, state, batch);
+    end = await response.readBody(writer);
+  } catch (e) {
+    failure = e;
   }
-  if (failedWrite) return failedWrite;
+  const writeFailure = await writer.finish();
+  if (writeFailure !== undefined) {
+    // The hash covers bytes that may not be on disk: the only safe resume point is the start.
+    await restartFromZero(state);
+    const why = (writeFailure as NodeJS.ErrnoException).code ?? (writeFailure as Error).message;
+    return { kind: 'retry', why: `write failed: ${why}` };
+  }
+  if (writer.tooLong) return longerThanSigned(request);
+  if (failure !== undefined) throw failure;
   if (state.offset === size) return { kind: 'complete' };
-  if (endedAsDeclared(body)) {
-    // The server sent everything it meant to: asking again gets the same short file.
+  if (end === 'complete') {
+    // The server sent everything it declared: asking again gets the same short file.
     return {
       kind: 'fatal',
       error: agentError(
@@ -382,43 +342,118 @@ async function receiveBody(
       ),
     };
   }
+  // A cut, or (without a Content-Length) an end that cannot be told from one.
   return { kind: 'retry', why: `connection closed after ${state.offset} of ${size} bytes` };
 }
 
-/**
- * True when the body ended as its Content-Length declared: the whole answer arrived, nothing was
- * cut. Without a Content-Length the end of a close-delimited body cannot be told from a dropped
- * connection, so that case stays a retry.
- */
-function endedAsDeclared(body: IncomingMessage): boolean {
-  return body.complete && body.headers['content-length'] !== undefined;
-}
+/** Bytes per write: one thread-pool round trip per MiB instead of one per socket read. */
+const writeBatchBytes = 1 << 20;
 
-/** Appends the batch and adds it to the hash; empties it. A failed write is a retry from zero. */
-async function writeBatch(
-  request: DownloadRequest,
-  state: PartialState,
-  batch: Batch,
-): Promise<AttemptOutcome | undefined> {
-  if (batch.bytes === 0) return undefined;
-  const { chunks, bytes } = batch;
-  batch.chunks = [];
-  batch.bytes = 0;
-  const written = state.handle.writev(chunks);
-  for (const chunk of chunks) state.hash.update(chunk);
-  try {
-    const { bytesWritten } = await written;
-    if (bytesWritten !== bytes) throw new Error(`short write (${bytesWritten} of ${bytes} bytes)`);
-  } catch (e) {
-    // The hash already covers bytes that may not be on disk: the partial state is no longer
-    // exactly the file's content, so the only safe resume point is the start.
-    await restartFromZero(state);
-    const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    return { kind: 'retry', why: `write failed: ${why}` };
+/**
+ * The body's destination: the socket reads straight into one of two batch buffers; each read is
+ * hashed on arrival (this thread), and a full batch is written at its position (the thread pool,
+ * direct where possible: direct-io.ts) while the other one fills, so hashing, receiving and
+ * writing overlap. When the other batch is still being written, reading pauses until it is free.
+ * Memory: two batches, whatever the size.
+ * `state.offset` advances only over batches written in order, so it always ends a prefix that is
+ * on disk; the hash covers every byte accepted.
+ */
+class BatchWriter implements BodyTarget {
+  readonly #batches = alignedBuffers(2, writeBatchBytes);
+  /** Each batch's write in flight (settles, never rejects), or undefined when the batch is free. */
+  readonly #writing: (Promise<void> | undefined)[] = [undefined, undefined];
+  #current = 0;
+  #filled = 0;
+  /** File position of the current batch's first byte. */
+  #position: number;
+  /** Size of the current batch: short when it starts unaligned, so the next ones start aligned. */
+  #limit: number;
+  /** Completes when every write started so far has completed, in order; rejects with the first failure. */
+  #written: Promise<void> = Promise.resolve();
+  #failed = false;
+  /** More bytes arrived than the signed size. */
+  tooLong = false;
+
+  readonly #request: DownloadRequest;
+  readonly #state: PartialState;
+  readonly #response: HttpResponse;
+
+  constructor(request: DownloadRequest, state: PartialState, response: HttpResponse) {
+    this.#request = request;
+    this.#state = state;
+    this.#response = response;
+    this.#position = state.offset;
+    this.#limit = this.#batchLimit();
   }
-  state.offset += bytes;
-  request.onProgress?.(state.offset, request.expected.sizeInBytes);
-  return undefined;
+
+  #batchLimit(): number {
+    return writeBatchBytes - (this.#position % directAlignment);
+  }
+
+  region(): Buffer {
+    const batch = this.#batches[this.#current] as Buffer;
+    // One byte past the signed size still fits, so a body longer than signed is noticed.
+    const room = this.#request.expected.sizeInBytes - (this.#position + this.#filled) + 1;
+    return batch.subarray(this.#filled, Math.min(this.#limit, this.#filled + Math.max(room, 1)));
+  }
+
+  received(n: number): boolean {
+    if (this.#position + this.#filled + n > this.#request.expected.sizeInBytes) {
+      this.tooLong = true;
+      this.#response.close();
+      return false;
+    }
+    const batch = this.#batches[this.#current] as Buffer;
+    this.#state.hash.update(batch.subarray(this.#filled, this.#filled + n));
+    this.#filled += n;
+    if (this.#filled < this.#limit) return true;
+    this.#startWrite();
+    this.#current = 1 - this.#current;
+    const busy = this.#writing[this.#current];
+    if (!busy) return !this.#failed;
+    void busy.then(() => {
+      if (!this.#failed) this.#response.resume();
+    });
+    return false;
+  }
+
+  /** Writes what is left, waits for every write; returns the first write failure, if any. */
+  async finish(): Promise<unknown> {
+    if (this.#filled > 0 && !this.#failed) this.#startWrite();
+    await Promise.all(this.#writing);
+    return this.#written.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+  }
+
+  #startWrite(): void {
+    const index = this.#current;
+    const bytes = this.#filled;
+    const position = this.#position;
+    this.#position += bytes;
+    this.#filled = 0;
+    this.#limit = this.#batchLimit();
+    const written = writeAt(this.#state.file, this.#batches[index] as Buffer, bytes, position);
+    this.#writing[index] = written.then(
+      () => {
+        this.#writing[index] = undefined;
+      },
+      () => {
+        this.#writing[index] = undefined;
+        // Nothing more is wanted: end the body so the attempt can restart.
+        this.#failed = true;
+        this.#response.close();
+      },
+    );
+    this.#written = this.#written.then(async () => {
+      await written;
+      this.#state.offset += bytes;
+      this.#request.onProgress?.(this.#state.offset, this.#request.expected.sizeInBytes);
+    });
+    // Handled in finish(); until then a failure must not count as an unhandled rejection.
+    this.#written.catch(() => undefined);
+  }
 }
 
 /** The cause of a network failure without the URL (undici puts it in some messages). */

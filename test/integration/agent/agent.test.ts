@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentErrors } from '../../../agent/codes.ts';
 import { silentLogger } from '../../../agent/log.ts';
 import { type RunningAgent, startAgent } from '../../../agent/run.ts';
-import { buildManifest, readLines, testScript, World } from './support.ts';
+import { buildManifest, readLines, testScript, World, writeExecutable } from './support.ts';
 
 let world: World;
 const running: RunningAgent[] = [];
@@ -236,6 +236,46 @@ describe('device agent on the local IoT Core', () => {
     expect(calls.filter((c) => c === '--action-install r-first')).toHaveLength(1);
     expect(calls.filter((c) => c === '--action-install r-slow')).toHaveLength(2);
     expect(calls.filter((c) => c === '--action-install r-last')).toHaveLength(1);
+  });
+
+  it('Given an agent stopped after downloading, when a crash tore the downloaded file, then it downloads it again and never runs the torn one', async () => {
+    const thing = 'agent-torn-file';
+    const first = await startDevice(thing);
+    const state = first.config.scriptState;
+    const { manifest, bodies } = buildManifest(
+      updateId('4.1'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(state, 't-first'), scriptStep(state, 't-slow', '--sleep 2')],
+    );
+    world.serve(bodies);
+    await world.deploy(thing, { deploymentId: 'dep-torn', manifest });
+    const deadline = Date.now() + 10_000;
+    while (
+      !(await readLines(join(state, 'calls.log'))).includes('--action-install t-slow') &&
+      Date.now() < deadline
+    ) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await first.agent.stop();
+    const journal = JSON.parse(await readFile(join(first.config.stateDir, 'journal.json'), 'utf8')) as {
+      units: Record<string, { state: string }>;
+    };
+    expect(journal.units).toMatchObject({ step_1: { state: 'started' } });
+    // Downloads are not fsynced: a power cut can leave a file with other bytes than were verified.
+    const scriptPath = join(first.config.workDir, 'dep-torn', 'step_1', 'install.sh');
+    const tampered = join(state, 'tampered');
+    await writeExecutable(scriptPath, `#!/bin/sh\ntouch ${tampered}\n`);
+    const fetchedBefore = world.files.requests.length;
+
+    await startDevice(thing);
+    const ota = await world.waitForReported(thing, (o) => o.state === 'succeeded');
+    expect(ota).toMatchObject({ deploymentId: 'dep-torn', installedUpdateId: updateId('4.1') });
+    expect(world.files.requests.length).toBe(fetchedBefore + 1);
+    expect((await readFile(scriptPath)).equals(script.body)).toBe(true);
+    await expect(readFile(tampered)).rejects.toThrow(/ENOENT/);
+    const calls = await readLines(join(state, 'calls.log'));
+    expect(calls.filter((c) => c === '--action-install t-slow')).toHaveLength(2);
   });
 
   it('Given a reference step, then the child update runs on each matching component with its values', async () => {

@@ -65,6 +65,80 @@ describe('downloadFile', () => {
     expect((await readFile(destination)).equals(body)).toBe(true);
   });
 
+  it('starts over once when a partial file left by an earlier run was torn (it was never fsynced)', async () => {
+    const body = randomBytes(200_000);
+    server.files.set('/torn-part', { body });
+    const destination = join(dir, 'torn.bin');
+    // What a power cut can leave of an unflushed file: the right length, zeros instead of the bytes.
+    await writeFile(`${destination}.part`, Buffer.alloc(60_000));
+    const result = await downloadFile({
+      fileId: 'f10',
+      expected: { sizeInBytes: body.length, sha256: sha(body) },
+      destination,
+      source: fixedUrl(server.url('/torn-part')),
+      sleep: noSleep,
+    });
+    expect(result).toEqual({ ok: true, value: { bytes: body.length, resumedFrom: 0, reused: false } });
+    expect(server.requests.map((r) => r.range)).toEqual(['bytes=60000-', undefined]);
+    expect((await readFile(destination)).equals(body)).toBe(true);
+  });
+
+  it('does not start over a second time: a file that never matches fails with HASH_MISMATCH', async () => {
+    const body = randomBytes(50_000);
+    server.files.set('/never', { body });
+    const destination = join(dir, 'never.bin');
+    await writeFile(`${destination}.part`, body.subarray(0, 20_000));
+    const result = await downloadFile({
+      fileId: 'f11',
+      expected: { sizeInBytes: body.length, sha256: sha(randomBytes(10)) },
+      destination,
+      source: fixedUrl(server.url('/never')),
+      sleep: noSleep,
+    });
+    expect(result).toMatchObject({ ok: false, error: { code: 'HASH_MISMATCH' } });
+    expect(server.requests).toHaveLength(2);
+    expect(existsSync(destination)).toBe(false);
+  });
+
+  it('downloads again a destination a crash left short or with other bytes, and never reuses it', async () => {
+    const body = randomBytes(150_000);
+    server.files.set('/torn-dest', { body });
+    const destination = join(dir, 'dest.bin');
+    for (const torn of [body.subarray(0, 70_000), Buffer.alloc(body.length)]) {
+      await writeFile(destination, torn);
+      const result = await downloadFile({
+        fileId: 'f12',
+        expected: { sizeInBytes: body.length, sha256: sha(body) },
+        destination,
+        source: fixedUrl(server.url('/torn-dest')),
+        sleep: noSleep,
+      });
+      expect(result).toEqual({ ok: true, value: { bytes: body.length, resumedFrom: 0, reused: false } });
+      expect((await readFile(destination)).equals(body)).toBe(true);
+    }
+    expect(server.requests).toHaveLength(2);
+  });
+
+  it('writes a file of many batches in order, reporting progress after each write', async () => {
+    const body = randomBytes(5 * 1024 * 1024 + 12_345);
+    server.files.set('/many', { body });
+    const destination = join(dir, 'many.bin');
+    const progress: number[] = [];
+    const result = await downloadFile({
+      fileId: 'f13',
+      expected: { sizeInBytes: body.length, sha256: sha(body) },
+      destination,
+      source: fixedUrl(server.url('/many')),
+      sleep: noSleep,
+      onProgress: (bytes) => progress.push(bytes),
+    });
+    expect(result.ok).toBe(true);
+    expect((await readFile(destination)).equals(body)).toBe(true);
+    expect(progress.length).toBeGreaterThan(4);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b));
+    expect(progress.at(-1)).toBe(body.length);
+  });
+
   it('starts over when the server ignores the Range header', async () => {
     const body = randomBytes(50_000);
     server.files.set('/norange', { body, ignoreRange: true });
