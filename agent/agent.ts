@@ -3,7 +3,7 @@ import type { UpdateId } from '../lambdas/domain/manifest/index.ts';
 import { ok, type Result } from '../lambdas/domain/result.ts';
 import type { TrustedKey } from '../lambdas/domain/signing/index.ts';
 import { type AuthorizationPort, GrantSource } from './authorization.ts';
-import type { ShadowDelta, ShadowPort } from './channels.ts';
+import type { ReportRejected, ShadowDelta, ShadowPort } from './channels.ts';
 import { type AgentError, agentError, failureOf } from './codes.ts';
 import { type DesiredOtaHint, deploymentHintOf, desiredFromDelta, readDesiredOta } from './desired.ts';
 import { downloadFile, type ExpectedFile, type RetryPolicy } from './downloader.ts';
@@ -52,6 +52,21 @@ interface Running {
   done: Promise<void>;
 }
 
+/**
+ * The deployment whose desired document the agent acts on, and the shadow version it expects once
+ * its own reports so far are applied: its terminal report clears `desired.ota` at that version, so
+ * a newer document written meanwhile (a supersede, a cancel) makes the clear fail (409) instead of
+ * erasing it.
+ */
+interface DesiredLock {
+  readonly deploymentId: string;
+  readonly attempt: number;
+  readonly version: number;
+}
+
+/** A refused report is retried by reading the shadow again, after this long (doubling, capped). */
+const RESYNC_DELAY_MS = { first: 1000, max: 60_000 } as const;
+
 /** A signature verified once may outlive its expiry while its deployment resumes after a reboot. */
 const RESUME_CLOCK_TOLERANCE_SECONDS = 366 * 24 * 3600;
 
@@ -67,10 +82,14 @@ export class Agent {
   #running: Running | undefined;
   #queue: Promise<void> = Promise.resolve();
   #lastProgressAt = 0;
+  #lock: DesiredLock | undefined;
+  #resyncDelayMs: number = RESYNC_DELAY_MS.first;
+  #resyncTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(deps: AgentDeps) {
     this.#deps = deps;
     deps.shadow.onDelta((delta) => this.onDelta(delta));
+    deps.shadow.onRejected((rejected) => this.#onReportRejected(rejected));
   }
 
   /** Reads the shadow and acts on it: call on every (re)connect so an offline device catches up. */
@@ -91,7 +110,7 @@ export class Agent {
       const finished = desired && this.#deps.journal.isFor(desired.deploymentId, desired.attempt);
       if (!desired || finished) return this.#readAndAct();
       this.#version = delta.version;
-      await this.#act(desired, undefined);
+      await this.#act(desired, undefined, delta.version);
     });
   }
 
@@ -105,7 +124,7 @@ export class Agent {
       return;
     }
     this.#version = snapshot.value?.version ?? 0;
-    await this.#act(snapshot.value?.desired?.ota, snapshot.value?.reported?.ota ?? null);
+    await this.#act(snapshot.value?.desired?.ota, snapshot.value?.reported?.ota ?? null, this.#version);
   }
 
   /** Resolves once the queue is drained and no deployment is running. */
@@ -117,6 +136,8 @@ export class Agent {
 
   /** Stops the running deployment without reporting (the process is going away; the journal resumes it). */
   async stop(): Promise<void> {
+    clearTimeout(this.#resyncTimer);
+    this.#resyncTimer = undefined;
     const running = this.#running;
     if (running) {
       running.superseded = true;
@@ -134,12 +155,18 @@ export class Agent {
     return next;
   }
 
-  /** `reportedOta`: what the shadow says was reported (null when nothing). */
-  async #act(desiredOta: unknown, reportedOta: unknown): Promise<void> {
+  /**
+   * `reportedOta`: what the shadow says was reported (null when nothing); `seenAt`: the shadow
+   * version in which `desiredOta` was seen.
+   */
+  async #act(desiredOta: unknown, reportedOta: unknown, seenAt: number): Promise<void> {
     const { journal, log } = this.#deps;
     const read = readDesiredOta(desiredOta);
     if (!read.ok) return this.#refuseUnreadable(desiredOta, read.error);
     const desired = read.value;
+    this.#lock = desired
+      ? { deploymentId: desired.deploymentId, attempt: desired.attempt, version: seenAt }
+      : undefined;
     if (!desired) {
       if (reportedOta === null) await this.#report(buildReportedOta(this.#idleReport()));
       return;
@@ -359,6 +386,8 @@ export class Agent {
   }
 
   async #reportTerminal(entry: JournalEntry, outcome: TerminalOutcome): Promise<void> {
+    const lock = this.#lock;
+    const ownsDesired = lock?.deploymentId === entry.deploymentId && lock.attempt === entry.attempt;
     const reported = await this.#report(
       terminalReport(
         entry,
@@ -366,17 +395,41 @@ export class Agent {
         this.#deps.journal.installed.installedUpdateId,
         this.#deps.compatibility,
       ),
+      // Closes the delta itself: no trim (a shadow operation and a message) is left to the service.
+      ownsDesired ? lock.version : undefined,
     );
     // Only a report the shadow accepted counts; otherwise the next connect reports it again.
     if (reported && this.#deps.journal.isFor(entry.deploymentId, entry.attempt))
       await this.#deps.journal.markReported();
   }
 
-  async #report(ota: Record<string, unknown>): Promise<boolean> {
-    const result = await this.#deps.shadow.report(ota);
-    if (!result.ok)
-      this.#deps.log.warn('report not accepted', { state: ota.state, message: result.error.message });
-    return result.ok;
+  async #report(ota: Record<string, unknown>, clearDesiredAt?: number): Promise<boolean> {
+    const result = await this.#deps.shadow.report(ota, clearDesiredAt);
+    if (!result.ok) {
+      this.#deps.log.warn('report not sent', { state: ota.state, message: result.error.message });
+      return false;
+    }
+    // Every update the shadow applies moves its version on by one, ours included.
+    if (this.#lock) this.#lock = { ...this.#lock, version: this.#lock.version + 1 };
+    return true;
+  }
+
+  /**
+   * The shadow refused a report: what it holds is no longer what the agent thinks (409: someone
+   * wrote meanwhile), or it was busy (429, 5xx). Reading the shadow again puts both right: the
+   * journal re-sends a terminal report the shadow does not show, at the version just read.
+   */
+  #onReportRejected(rejected: ReportRejected): void {
+    this.#deps.log.warn('report refused by the shadow', { code: rejected.code, message: rejected.message });
+    this.#lock = undefined;
+    if (this.#resyncTimer) return;
+    const delay = this.#resyncDelayMs;
+    this.#resyncDelayMs = Math.min(RESYNC_DELAY_MS.max, delay * 2);
+    this.#resyncTimer = setTimeout(() => {
+      this.#resyncTimer = undefined;
+      void this.sync();
+    }, delay);
+    this.#resyncTimer.unref?.();
   }
 }
 

@@ -19,13 +19,27 @@ export interface ShadowDelta {
   readonly version: number;
 }
 
+/** A report the shadow service refused (it answered on `update/rejected`). */
+export interface ReportRejected {
+  /** 400, 409 (the version lock), 413, 429, 500, ... */
+  readonly code: number;
+  readonly message: string;
+}
+
 /** What the agent needs of the shadow service. */
 export interface ShadowPort {
   /** The whole shadow; `undefined` when it does not exist yet. */
   get(): Promise<Result<ShadowSnapshot | undefined, AgentError>>;
-  /** Writes `reported.ota` (keys set to null are removed). */
-  report(ota: Record<string, unknown>): Promise<Result<void, AgentError>>;
+  /**
+   * Writes `reported.ota` (keys set to null are removed) with the next report sequence number. With
+   * `clearDesiredAt`, the same update also clears `desired.ota`, on condition that the shadow is
+   * still at that version. Resolves once the broker has the request (its PUBACK): the shadow's
+   * `accepted` answer is not subscribed to (AWS meters every message delivered to a device), and a
+   * refusal arrives through `onRejected`.
+   */
+  report(ota: Record<string, unknown>, clearDesiredAt?: number): Promise<Result<void, AgentError>>;
   onDelta(listener: (delta: ShadowDelta) => void): void;
+  onRejected(listener: (rejected: ReportRejected) => void): void;
 }
 
 type Waiter = { resolve: (answer: { accepted: boolean; body: Record<string, unknown> }) => void };
@@ -108,10 +122,19 @@ export async function openShadowChannel(
   const base = `$aws/things/${thingName}/shadow/name/${OTA_SHADOW_NAME}`;
   const timeoutMs = options.timeoutMs ?? 10_000;
   const gets = new RequestResponse();
-  const updates = new RequestResponse();
   const listeners: ((delta: ShadowDelta) => void)[] = [];
+  const rejectedListeners: ((rejected: ReportRejected) => void)[] = [];
+  /** Tokens of our reports still worth matching a refusal to (the newest few). */
+  const sentTokens = new Set<string>();
+  let seq = 0;
   await gets.listen(connection, `${base}/get/accepted`, `${base}/get/rejected`);
-  await updates.listen(connection, `${base}/update/accepted`, `${base}/update/rejected`);
+  await connection.subscribe(`${base}/update/rejected`, (payload) => {
+    const body = parseBody(payload);
+    const token = typeof body?.clientToken === 'string' ? body.clientToken : undefined;
+    if (!body || !token || !sentTokens.delete(token)) return;
+    const rejected = { code: Number(body.code), message: String(body.message ?? '') };
+    for (const l of rejectedListeners) l(rejected);
+  });
   await connection.subscribe(`${base}/update/delta`, (payload) => {
     const body = parseBody(payload);
     const state = asRecord(body?.state);
@@ -136,23 +159,36 @@ export async function openShadowChannel(
         version: typeof answer.body.version === 'number' ? answer.body.version : 0,
       });
     },
-    async report(ota) {
-      const answer = await updates.ask(
-        connection,
-        `${base}/update`,
-        { state: { reported: { ota } } },
-        timeoutMs,
-      );
-      if (!answer) return err(agentError('INTERNAL', 'no answer to the shadow update'));
-      return answer.accepted
-        ? ok(undefined)
-        : err(agentError('INTERNAL', `shadow update refused: ${String(answer.body.message)}`));
+    async report(ota, clearDesiredAt) {
+      // Strictly increasing, and close to the clock so that a restarted agent keeps increasing.
+      seq = Math.max(seq + 1, Date.now());
+      const clientToken = randomUUID();
+      const reported = { reported: { ota: { ...ota, seq } } };
+      const body =
+        clearDesiredAt === undefined
+          ? { state: reported, clientToken }
+          : { state: { ...reported, desired: { ota: null } }, version: clearDesiredAt, clientToken };
+      sentTokens.add(clientToken);
+      if (sentTokens.size > MAX_TRACKED_REPORTS) sentTokens.delete(sentTokens.values().next().value ?? '');
+      try {
+        await connection.publish(`${base}/update`, body);
+        return ok(undefined);
+      } catch (e) {
+        sentTokens.delete(clientToken);
+        return err(agentError('INTERNAL', `report not sent: ${e instanceof Error ? e.message : String(e)}`));
+      }
     },
     onDelta(listener) {
       listeners.push(listener);
     },
+    onRejected(listener) {
+      rejectedListeners.push(listener);
+    },
   };
 }
+
+/** Refusals come within a second or so; a handful of reports in flight is all there ever is. */
+const MAX_TRACKED_REPORTS = 32;
 
 /** Download authorization over MQTT (ADR 0040): request, then the accepted or rejected answer. */
 export async function openAuthorizationChannel(

@@ -31,13 +31,13 @@ export interface DeviceSideCounts {
   deviceShadowUpdates: number;
   /** MQTT PUBLISH received from devices (get and update requests). */
   messagesFromDevices: number;
-  /** get/update `accepted` or `rejected` replies the devices subscribe to. */
+  /** Replies delivered to devices: get answers, and `update/rejected` (the only update reply they subscribe to). */
   repliesToDevices: number;
   /** `/update/delta` messages: every device subscribes to its delta. */
   deltasToDevices: number;
   /**
-   * Documents messages on the acknowledgement rule's topic: AWS meters every one as a rule
-   * triggered, whether or not its WHERE lets the action run.
+   * Messages on the acknowledgement rule's topic: AWS meters every one as a rule triggered,
+   * whether or not its WHERE lets the action run.
    */
   acknowledgementRuleTriggers: number;
   /** Those whose WHERE held: each one rule action (a Lambda invocation). */
@@ -59,27 +59,30 @@ const counts: DeviceSideCounts = {
 const acknowledgementRule = topicRules.find((rule) => rule.name === 'shadow_ota_acknowledgements');
 if (!acknowledgementRule) throw new Error('the acknowledgement rule is not defined');
 // Deltas reach the simulated devices through the rules engine instead of 10,000 MQTT clients,
-// and every documents message is counted: bench-only rules, not billed.
+// and every message on the acknowledgement rule's topic is counted: bench-only rules, not billed.
 const deltaCounter = {
   name: 'bench_deliver_deltas',
   sql: "SELECT *, topic(3) AS thingName FROM '$aws/things/+/shadow/name/ota/update/delta'",
   awsIotSqlVersion: '2016-03-23',
   actions: [{ lambda: { function: 'benchDeliverDelta' } }],
 } as const;
-const documentsCounter = {
-  name: 'bench_count_documents',
-  sql: "SELECT * FROM '$aws/things/+/shadow/name/ota/update/documents'",
+const acknowledgementTopic = /FROM '([^']+)'/.exec(acknowledgementRule.sql)?.[1];
+if (!acknowledgementTopic) throw new Error('the acknowledgement rule has no topic');
+// Every message on the rule's topic is a trigger to AWS, whether or not its WHERE holds.
+const triggerCounter = {
+  name: 'bench_count_acknowledgement_triggers',
+  sql: `SELECT * FROM '${acknowledgementTopic}'`,
   awsIotSqlVersion: '2016-03-23',
-  actions: [{ lambda: { function: 'benchCountDocuments' } }],
+  actions: [{ lambda: { function: 'benchCountTriggers' } }],
 } as const;
 
-/** The latest delta each device received (`state.ota`), as the agent keeps it. */
-const deltas = new Map<string, unknown>();
+/** The latest delta each device received (`state.ota` and the version), as the agent keeps it. */
+const deltas = new Map<string, { ota: unknown; version: number }>();
 
 function deliverDelta(event: unknown): void {
   counts.deltasToDevices++;
-  const delta = event as { thingName?: string; state?: { ota?: unknown } };
-  if (delta.thingName) deltas.set(delta.thingName, delta.state?.ota);
+  const delta = event as { thingName?: string; version?: number; state?: { ota?: unknown } };
+  if (delta.thingName) deltas.set(delta.thingName, { ota: delta.state?.ota, version: delta.version ?? 0 });
 }
 
 const waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
@@ -95,11 +98,11 @@ function forwardToParent(event: unknown): Promise<void> {
 }
 
 const iot = await startLocalIotCore({
-  rules: [acknowledgementRule, deltaCounter, documentsCounter],
+  rules: [acknowledgementRule, deltaCounter, triggerCounter],
   resolveLambda: (name) => {
     if (name === 'acknowledge') return forwardToParent;
     if (name === 'benchDeliverDelta') return deliverDelta;
-    if (name === 'benchCountDocuments') return () => void counts.acknowledgementRuleTriggers++;
+    if (name === 'benchCountTriggers') return () => void counts.acknowledgementRuleTriggers++;
     return undefined;
   },
 });
@@ -115,13 +118,14 @@ interface DesiredIds {
 
 /**
  * The agent on a delta (agent/agent.ts): a whole apply document is used as it is; anything less
- * makes it read the shadow. Then the ids to echo.
+ * makes it read the shadow. Then the ids to echo and the version the document was seen in.
  */
-function readDesired(thingName: string): DesiredIds | undefined {
-  const fromDelta = desiredFromDelta(deltas.get(thingName));
-  if (fromDelta) {
+function readDesired(thingName: string): { ids: DesiredIds; version: number } | undefined {
+  const delta = deltas.get(thingName);
+  const fromDelta = desiredFromDelta(delta?.ota);
+  if (fromDelta && delta) {
     const { deploymentId, attempt, updateId } = fromDelta;
-    return { deploymentId, attempt, updateId };
+    return { ids: { deploymentId, attempt, updateId }, version: delta.version };
   }
   counts.deviceShadowGets++;
   counts.messagesFromDevices++;
@@ -131,51 +135,83 @@ function readDesired(thingName: string): DesiredIds | undefined {
     counts.rejectedDeviceRequests++;
     return undefined;
   }
-  const body = reply.body as { state?: { desired?: { ota?: Partial<DesiredIds> } } };
+  const body = reply.body as { version?: number; state?: { desired?: { ota?: Partial<DesiredIds> } } };
   const ota = body.state?.desired?.ota;
   if (!ota?.deploymentId || ota.attempt === undefined || !ota.updateId) return undefined;
-  return { deploymentId: ota.deploymentId, attempt: ota.attempt, updateId: ota.updateId };
+  return {
+    ids: { deploymentId: ota.deploymentId, attempt: ota.attempt, updateId: ota.updateId },
+    version: body.version ?? 0,
+  };
 }
 
-/** An agent report: UpdateThingShadow on `reported.ota`, as over MQTT (reply, then delta and documents). */
-function reportAsDevice(thingName: string, ota: Record<string, unknown>): void {
+/** What each simulated device knows, as the agent does (agent/agent.ts `DesiredLock`, channels.ts `seq`). */
+interface DeviceMemory {
+  readonly ids: DesiredIds;
+  /** The shadow version it expects once its own reports are applied. */
+  version: number;
+  seq: number;
+}
+
+const memory = new Map<string, DeviceMemory>();
+
+/**
+ * An agent report (agent/channels.ts): an update request on the device's own topic with the next
+ * `seq`, QoS 1 (the broker's PUBACK is not metered); the device subscribes to `update/rejected`
+ * only, so an accepted report sends it nothing. The rules engine sees the request, as AWS's does.
+ */
+function reportAsDevice(
+  thingName: string,
+  device: DeviceMemory,
+  ota: Record<string, unknown>,
+  clearDesired: boolean,
+): void {
+  device.seq = Math.max(device.seq + 1, Date.now());
+  const reported = { reported: { ota: { ...ota, seq: device.seq } } };
+  const request = clearDesired
+    ? { state: { ...reported, desired: { ota: null } }, version: device.version, clientToken: 'c' }
+    : { state: reported, clientToken: 'c' };
+  const payload = Buffer.from(JSON.stringify(request));
   counts.deviceShadowUpdates++;
   counts.messagesFromDevices++;
-  const reply = iot.shadows.update(
-    { thingName, shadowName: 'ota' },
-    encode({ state: { reported: { ota } } }),
-  );
-  counts.repliesToDevices++;
-  if (!reply.ok) counts.rejectedDeviceRequests++;
+  const reply = iot.shadows.update({ thingName, shadowName: 'ota' }, payload);
+  if (reply.ok) {
+    device.version++;
+  } else {
+    counts.rejectedDeviceRequests++;
+    counts.repliesToDevices++;
+  }
   iot.shadows.publishNotifications(reply);
+  iot.routeToRules(`$aws/things/${thingName}/shadow/name/ota/update`, payload, thingName);
 }
 
-/** Ids each device read from its shadow, echoed in its later reports. */
-const readIds = new Map<string, DesiredIds>();
-
-/** The agent on the delta: reads the document, then reports `downloading` once. */
+/** The agent on the delta: takes the document (reading the shadow only if it must), reports `downloading` once. */
 function startDownload(thingName: string): void {
   const desired = readDesired(thingName);
   if (!desired) return;
-  readIds.set(thingName, desired);
+  const device: DeviceMemory = { ids: desired.ids, version: desired.version, seq: 0 };
+  memory.set(thingName, device);
   reportAsDevice(
     thingName,
-    buildReportedOta({ state: 'downloading', ...desired, compatibility, progress: { step: 1 } }),
+    device,
+    buildReportedOta({ state: 'downloading', ...desired.ids, compatibility, progress: { step: 1 } }),
+    false,
   );
 }
 
-/** The agent after installing: the terminal report, with the update it now runs. */
+/** The agent after installing: the terminal report, with the update it now runs, clearing desired. */
 function finishInstall(thingName: string): void {
-  const desired = readIds.get(thingName);
-  if (!desired) return;
+  const device = memory.get(thingName);
+  if (!device) return;
   reportAsDevice(
     thingName,
+    device,
     terminalReport(
-      desired,
+      device.ids,
       { state: 'succeeded', lastResult: { resultCode: 700, extendedResultCode: 0 } },
-      desired.updateId,
+      device.ids.updateId,
       compatibility,
     ),
+    true,
   );
 }
 

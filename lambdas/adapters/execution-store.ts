@@ -147,7 +147,7 @@ export function executionFromItem(item: Item): ExecutionRecord {
     updatedAt: String(item.updatedAt ?? item.createdAt),
     notifiedAt: optionalNumber(item.notifiedAt),
     cancelReason: item.cancelReason as CancelReason | undefined,
-    shadowVersion: optionalNumber(item.shadowVersion),
+    reportOrder: optionalNumber(item.reportOrder),
     reportedAt: optionalNumber(item.reportedAt),
     reason: item.reason as TransitionReason | undefined,
     deadline: optionalNumber(item.deadline),
@@ -159,7 +159,7 @@ export function executionFromItem(item: Item): ExecutionRecord {
 }
 
 /** Fields of the domain's `Execution` a transition may change; an undefined one is removed (a retry clears `notifiedAt`). */
-const MUTABLE_FIELDS = ['attempt', 'notifiedAt', 'cancelReason', 'shadowVersion', 'reportedAt'] as const;
+const MUTABLE_FIELDS = ['attempt', 'notifiedAt', 'cancelReason', 'reportOrder', 'reportedAt'] as const;
 /** A new attempt starts clean: what the device reported for the last one no longer describes it. */
 const CLEARED_ON_REQUEUE = ['deadline', 'lastResult', 'progress'] as const;
 
@@ -341,7 +341,7 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     extra: TransitionExtra,
   ): Promise<Result<ExecutionRecord, ExecutionConflict>> {
     const parts = transitionUpdate(current, next, extra);
-    const sawVersion = current.shadowVersion !== undefined;
+    const sawOrder = current.reportOrder !== undefined;
     try {
       const { Attributes } = await db.send(
         new UpdateCommand({
@@ -352,22 +352,22 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
             ...(parts.remove.length > 0 ? [`REMOVE ${parts.remove.join(', ')}`] : []),
           ].join(' '),
           // Invariant (ADR 0010): a transition applies only to the execution its decision was made
-          // on: same state, same attempt, same last applied shadow version. A concurrent report,
+          // on: same state, same attempt, same last applied report. A concurrent report,
           // sweep or operator command that got there first makes this one re-read and decide again.
           ConditionExpression: `#cur_state = :cur_state AND #cur_attempt = :cur_attempt AND ${
-            sawVersion ? '#cur_sv = :cur_sv' : 'attribute_not_exists(#cur_sv)'
+            sawOrder ? '#cur_order = :cur_order' : 'attribute_not_exists(#cur_order)'
           }`,
           ExpressionAttributeNames: {
             ...parts.names,
             '#cur_state': 'state',
             '#cur_attempt': 'attempt',
-            '#cur_sv': 'shadowVersion',
+            '#cur_order': 'reportOrder',
           },
           ExpressionAttributeValues: {
             ...parts.values,
             ':cur_state': current.state,
             ':cur_attempt': current.attempt,
-            ...(sawVersion ? { ':cur_sv': current.shadowVersion } : {}),
+            ...(sawOrder ? { ':cur_order': current.reportOrder } : {}),
           },
           ReturnValues: 'ALL_NEW',
         }),

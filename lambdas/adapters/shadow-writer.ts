@@ -7,11 +7,7 @@ import {
   ThrottlingException,
   UpdateThingShadowCommand,
 } from '@aws-sdk/client-iot-data-plane';
-import {
-  OTA_SHADOW_NAME,
-  SERVICE_CLIENT_TOKEN,
-  type ShadowUpdateDocument,
-} from '../domain/deployment/index.ts';
+import { OTA_SHADOW_NAME, type ShadowUpdateDocument } from '../domain/deployment/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
 
 /**
@@ -139,9 +135,7 @@ export function makeShadowWriter(options: ShadowWriterOptions): ShadowWriter {
     thingName: string,
     document: ShadowUpdateDocument,
   ): Promise<Result<ShadowWritten, ShadowWriteError>> {
-    const payload = new TextEncoder().encode(
-      JSON.stringify({ ...document, clientToken: SERVICE_CLIENT_TOKEN }),
-    );
+    const payload = new TextEncoder().encode(JSON.stringify(document));
     const result = await withBackoff(
       thingName,
       async () => {

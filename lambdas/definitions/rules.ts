@@ -3,7 +3,6 @@
  * IoT Core's rules engine (local/iot/rules), so a rule's SQL and actions are written once.
  * Pure data: no AWS SDK, no CDK.
  */
-import { SERVICE_CLIENT_TOKEN } from '../domain/deployment/index.ts';
 
 /** The only IoT SQL version both the stack and the local rules engine speak. */
 export type IotSqlVersion = '2016-03-23';
@@ -53,8 +52,10 @@ export const topicRules: readonly TopicRuleDefinition[] = [
   {
     name: 'shadow_ota_acknowledgements',
     description: 'Device reports on the ota named shadow go to the acknowledgement Lambda',
-    // Our own desired writes carry SERVICE_CLIENT_TOKEN: they are no device report, so no action.
-    sql: `SELECT *, topic(3) AS thingName FROM '$aws/things/+/shadow/name/ota/update/documents' WHERE isUndefined(clientToken) OR clientToken <> '${SERVICE_CLIENT_TOKEN}'`,
+    // The device's own update requests, not `update/documents`: the service's data-plane writes
+    // (fan-out, cancel, trim) publish nothing here, so AWS meters a rule trigger per device report
+    // only (a WHERE-filtered message is still a trigger).
+    sql: "SELECT *, topic(3) AS thingName, timestamp() AS receivedAt FROM '$aws/things/+/shadow/name/ota/update' WHERE NOT isUndefined(state.reported.ota)",
     awsIotSqlVersion: '2016-03-23',
     actions: [{ lambda: { function: 'acknowledge' } }],
   },

@@ -7,25 +7,23 @@ import { makeShadowWriter } from '../adapters/shadow-writer.ts';
 import { env } from '../definitions/environment.ts';
 import { type Observability, powertools } from '../observability.ts';
 import { type AcknowledgeDeps, type AckOutcome, applyShadowReport } from './acknowledgements/apply-report.ts';
-import { parseDocumentsEvent, reportChanged } from './acknowledgements/documents-event.ts';
+import { parseDeviceReportEvent } from './acknowledgements/device-report-event.ts';
 import { type Environment, fromEnv } from './config.ts';
 
 /**
- * The acknowledgement Lambda (ADR 0040): the IoT rule on the `ota` shadow's `update/documents`
- * topic invokes it asynchronously with `previous`, `current`, `timestamp` and `thingName`. It
- * records the device's report on its execution (acknowledgements/apply-report.ts) and never
- * throws for a bad or foreign document: only an infrastructure failure makes Lambda retry, and
- * what fails every retry goes to the on-failure destination while the reconciliation sweep
- * repairs the record from the shadow.
+ * The acknowledgement Lambda (ADR 0040): the IoT rule on the device's own `ota` shadow update
+ * topic invokes it asynchronously with the request the device published, `thingName` and
+ * `receivedAt`. It records the device's report on its execution (acknowledgements/apply-report.ts)
+ * and never throws for a bad or foreign document: only an infrastructure failure makes Lambda
+ * retry, and what fails every retry goes to the on-failure destination while the reconciliation
+ * sweep repairs the record from the shadow.
  */
 export type AcknowledgeResult =
   | AckOutcome
-  /** Not a documents event (logged and dropped). */
+  /** Not a device update request (logged and dropped). */
   | { readonly kind: 'event_invalid' }
-  /** The shadow holds no `reported.ota` (a write to desired before the device ever reported). */
-  | { readonly kind: 'not_about_ota' }
-  /** The device's report did not change: one of our own writes to desired (fan-out, cancel, trim). */
-  | { readonly kind: 'unchanged' };
+  /** The request carries no `reported.ota` (a device writing something else). */
+  | { readonly kind: 'not_about_ota' };
 
 export type AcknowledgeHandler = (event: unknown) => Promise<AcknowledgeResult>;
 
@@ -41,14 +39,18 @@ export function makeAcknowledge(deps: AcknowledgeHandlerDeps): AcknowledgeHandle
   const core: AcknowledgeDeps = { ...deps, observability };
   return async (event) => {
     try {
-      const documents = parseDocumentsEvent(event);
-      if (!documents.ok) {
-        observability.logger.warn('not a shadow documents event', { faults: documents.error.faults });
+      const request = parseDeviceReportEvent(event);
+      if (!request.ok) {
+        observability.logger.warn('not a device report event', { faults: request.error.faults });
         return { kind: 'event_invalid' };
       }
-      if (documents.value.reportedOta === undefined) return { kind: 'not_about_ota' };
-      if (!reportChanged(documents.value)) return { kind: 'unchanged' };
-      return await applyShadowReport(core, documents.value, clock());
+      const { thingName, receivedAt, reportedOta, clearsDesired } = request.value;
+      if (reportedOta === undefined) return { kind: 'not_about_ota' };
+      return await applyShadowReport(
+        core,
+        { thingName, reportedAt: receivedAt, reportedOta, clearsDesired },
+        clock(),
+      );
     } finally {
       observability.flush();
     }

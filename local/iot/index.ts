@@ -93,6 +93,11 @@ export interface LocalIotCore {
   issueClientCertificate(thingName: string): Promise<ClientCertificate>;
   /** Publishes as the service itself (as the data-plane Publish does). */
   publish(topic: string, payload: string | Buffer, qos?: 0 | 1): void;
+  /**
+   * Hands a device's PUBLISH to the rules engine, as the broker does for a connected device
+   * (benchmarks simulate devices through `shadows` without MQTT connections).
+   */
+  routeToRules(topic: string, payload: Buffer, clientId: string): void;
   connectedClients(): number;
   /** Resolves when every rule action started so far has finished (retries included). */
   rulesIdle(): Promise<void>;
@@ -183,6 +188,7 @@ export async function startLocalIotCore(options: LocalIotCoreOptions = {}): Prom
     shadows,
     issueClientCertificate: (thingName) => issueClientCertificate(tls.ca, thingName),
     publish: (topic, payload, qos = 0) => publish(topic, payload, qos),
+    routeToRules: (topic, payload, clientId) => rules.handleMessage(topic, payload, clientId),
     connectedClients: () => broker.connectedClients(),
     rulesIdle: () => rules.idle(),
     flush: () => store.flush(),

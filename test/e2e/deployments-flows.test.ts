@@ -360,36 +360,32 @@ describe('deployments end to end', () => {
     if (!device) throw new Error('no device');
     const id = await deploy([device]);
     const job = await device.waitForWork();
-    const downloadingVersion = await device.downloading(job);
-    const succeededVersion = await device.succeeded(job);
+    await device.downloading(job);
+    const downloadingSeq = device.lastSeq;
+    await device.succeeded(job);
+    const succeededSeq = device.lastSeq;
     await settle();
     const before = countsOf(await deployment(id));
 
     // The rule's events again, as AWS may deliver them: the final one twice, then an older one.
-    const event = (version: number, state: string): Json => ({
+    const event = (seq: number, state: string): Json => ({
       thingName: device.thingName,
-      timestamp: Math.floor(Date.now() / 1000),
-      previous: null,
-      current: {
-        version,
-        state: {
-          reported: {
-            ota: {
-              state,
-              deploymentId: job.deploymentId,
-              attempt: 1,
-              updateId,
-              ...(state === 'succeeded' ? { installedUpdateId: updateId } : {}),
-            },
+      receivedAt: Date.now(),
+      state: {
+        reported: {
+          ota: {
+            state,
+            deploymentId: job.deploymentId,
+            attempt: 1,
+            updateId,
+            seq,
+            ...(state === 'succeeded' ? { installedUpdateId: updateId } : {}),
           },
         },
       },
     });
-    const again = (await cloud.functions.call('acknowledge', event(succeededVersion, 'succeeded'))) as Json;
-    const late = (await cloud.functions.call(
-      'acknowledge',
-      event(downloadingVersion, 'downloading'),
-    )) as Json;
+    const again = (await cloud.functions.call('acknowledge', event(succeededSeq, 'succeeded'))) as Json;
+    const late = (await cloud.functions.call('acknowledge', event(downloadingSeq, 'downloading'))) as Json;
     expect(again.kind).toBe('duplicate');
     expect(late.kind).toBe('stale');
     await settle();

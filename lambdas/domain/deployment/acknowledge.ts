@@ -3,19 +3,16 @@ import { type Applied, applyTransition, type Execution } from './execution.ts';
 import type { DeviceReportedState, ReportedOta } from './report.ts';
 import { type ExecutionState, isForward, isTerminal } from './states.ts';
 
-/**
- * Shadow versions restart at 1 only when a shadow was deleted more than 48 hours before it is
- * created again (IOT-CORE.md); a lower version that much newer is a new shadow, not a stale report.
- */
-export const SHADOW_VERSION_RESET_AFTER_MS = 48 * 3600_000;
-
-/** One device report as the acknowledgement handler sees it: `reported.ota` from the shadow's `current` document. */
+/** One device report as the acknowledgement handler sees it: the `reported.ota` a device sent. */
 export interface DeviceReport {
   readonly ota: ReportedOta;
-  /** The shadow document's version. */
-  readonly shadowVersion: number;
-  /** The shadow document's timestamp, epoch ms (the shadow service sends seconds: multiply). */
+  /** When the service received the report (the rule's `timestamp()`), epoch ms. */
   readonly reportedAt: number;
+}
+
+/** The key that orders one device's reports: its sequence when it sends one, else when it arrived. */
+export function reportOrderOf(report: DeviceReport): number {
+  return report.ota.seq ?? report.reportedAt;
 }
 
 export type IgnoreCode =
@@ -83,28 +80,28 @@ function checkIdentity(execution: Execution, ota: ReportedOta): ReportIgnored | 
   return undefined;
 }
 
-/** Orders reports by shadow version; the shadow service assigns versions, so they are a total order per shadow. */
+/**
+ * Orders reports by their key (`reportOrderOf`). The rule invokes the Lambda asynchronously, so
+ * reports arrive twice, late and out of order; the device numbers them, so any delivery order
+ * converges on its newest report.
+ */
 function checkOrder(execution: Execution, report: DeviceReport): ReportIgnored | undefined {
-  const last = execution.shadowVersion;
+  const last = execution.reportOrder;
   if (last === undefined) return undefined;
-  if (report.shadowVersion === last)
-    return ignored('duplicate', 'DUPLICATE_REPORT', `shadow version ${last} already applied`);
-  if (report.shadowVersion > last) return undefined;
-  const recreated =
-    execution.reportedAt !== undefined &&
-    report.reportedAt > execution.reportedAt + SHADOW_VERSION_RESET_AFTER_MS;
-  if (recreated) return undefined;
-  return ignored('stale', 'STALE_REPORT', `shadow version ${report.shadowVersion} is older than ${last}`);
+  const order = reportOrderOf(report);
+  if (order === last) return ignored('duplicate', 'DUPLICATE_REPORT', `report ${last} already applied`);
+  if (order > last) return undefined;
+  return ignored('stale', 'STALE_REPORT', `report ${order} is older than ${last}`);
 }
 
 function recorded(report: DeviceReport): Partial<Execution> {
-  return { shadowVersion: report.shadowVersion, reportedAt: report.reportedAt };
+  return { reportOrder: reportOrderOf(report), reportedAt: report.reportedAt };
 }
 
 /**
  * Decides what a device report does to an execution: a transition, a progress record, or nothing
  * (stale, duplicate, or not about this execution), each with a reason. Pure: the caller writes
- * `next` on condition that the stored state and shadow version are still those of `execution`.
+ * `next` on condition that the stored state and report order are still those of `execution`.
  */
 export function decideReport(execution: Execution, report: DeviceReport): ReportDecision {
   const { ota } = report;

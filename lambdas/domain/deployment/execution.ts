@@ -27,8 +27,11 @@ export interface Execution {
   readonly notifiedAt?: number;
   /** Set when a cancel was asked for while the device was working: it has been sent the `cancel` action. */
   readonly cancelReason?: CancelReason;
-  /** Shadow version and time of the last device report applied (the stale/duplicate check reads them). */
-  readonly shadowVersion?: number;
+  /**
+   * Order key of the last device report applied: its `seq`, or when it had none the time it was
+   * received (epoch ms). The stale/duplicate check compares the next report's key with it.
+   */
+  readonly reportOrder?: number;
   readonly reportedAt?: number;
 }
 

@@ -12,7 +12,7 @@ export {
   type ReportIgnored,
   type ReportProgress,
   type ReportTransition,
-  SHADOW_VERSION_RESET_AFTER_MS,
+  reportOrderOf,
   sameUpdateId,
 } from './acknowledge.ts';
 export {
@@ -103,7 +103,6 @@ export {
   OTA_SHADOW_NAME,
   type OtaAction,
   REPORTED_OTA_BUDGET_BYTES,
-  SERVICE_CLIENT_TOKEN,
   SHADOW_ENVELOPE_MARGIN_BYTES,
   SHADOW_MAX_DEPTH,
   SHADOW_STATE_LIMIT_BYTES,

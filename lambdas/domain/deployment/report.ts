@@ -84,6 +84,13 @@ const coreSchema = z.object({
   /** The attempt of the desired document the device acted on; absent means 1. */
   attempt: z.int().min(1).default(1),
   updateId: reportedUpdateIdSchema.optional(),
+  /**
+   * The device's report sequence: strictly increasing per device (the agent uses
+   * max(previous + 1, its clock in ms)). It orders one device's reports, which the acknowledgement
+   * rule (on the device's own update topic) sees without a shadow version. Absent: the time the
+   * rule received the report orders it.
+   */
+  seq: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
 export type ReportedOta = z.output<typeof coreSchema> & {

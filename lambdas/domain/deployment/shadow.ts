@@ -4,14 +4,6 @@ import { err, ok, type Result } from '../result.ts';
 /** The named shadow the whole protocol lives in. */
 export const OTA_SHADOW_NAME = 'ota';
 
-/**
- * The `clientToken` of every shadow update the service itself makes (fan-out, cancel, trim). The
- * shadow service echoes it in the `documents` message, so the acknowledgement rule's WHERE can
- * leave our own writes out: AWS still meters the rule as triggered, but runs no action, so no
- * Lambda invocation is spent on a document that carries no new device report.
- */
-export const SERVICE_CLIENT_TOKEN = 'shadow-ota-service';
-
 /** AWS counts desired + reported (metadata excluded) against 8 KB; an update past it is refused with 413. */
 export const SHADOW_STATE_LIMIT_BYTES = 8192;
 /** AWS refuses nesting deeper than 6 levels in desired or reported. */

@@ -1,9 +1,9 @@
 /**
- * Applies one device report, read from the `ota` shadow, to its execution: the acknowledgement
- * Lambda calls it with the documents event, the reconciliation sweep with a fresh GetThingShadow.
- * The same decision either way (`decideReport`), written on condition that the execution is still
+ * Applies one device report to its execution: the acknowledgement Lambda calls it with the
+ * update request the device published, the reconciliation sweep with a fresh GetThingShadow. The
+ * same decision either way (`decideReport`), written on condition that the execution is still
  * as read; on a conflict it re-reads and decides again. Idempotent: a redelivered event is a
- * duplicate by shadow version, and the trim it may owe is retried from the event's own document.
+ * duplicate by its order key, and a trim it may owe is retried.
  */
 import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
 import type { FleetStore } from '../../adapters/fleet-store.ts';
@@ -20,20 +20,28 @@ import {
   type TransitionReason,
 } from '../../domain/deployment/index.ts';
 import { type Observability, outcome } from '../../observability.ts';
-import { fleetReportOf } from './fleet-report.ts';
+import { fleetFactsOf } from './fleet-report.ts';
 
-/** What a report is applied from: the documents event's `current`, or the shadow as read now. */
+/** `desired.ota` as seen with the report: in the shadow as read (reconcile), or not at all (an event). */
+export interface SeenDesired {
+  /** The shadow version in which `ota` was seen: a trim is locked to it. */
+  readonly version: number;
+  readonly ota: unknown;
+}
+
+/** What a report is applied from: a device's update request, or the shadow as read now. */
 export interface ShadowReport {
   readonly thingName: string;
-  /** The shadow version that holds this report. */
-  readonly version: number;
-  /** When the shadow took the report, epoch ms. */
-  readonly timestampMs: number;
+  /** When the service received the report (or read it), epoch ms. */
+  readonly reportedAt: number;
   readonly reportedOta: unknown;
-  /** `reported.ota` before this update, when known: unchanged fleet facts need no write. */
-  readonly previousReportedOta?: unknown;
-  /** `desired.ota` in the same document: trimmed when it is this execution's and the execution ended. */
-  readonly desiredOta: unknown;
+  /**
+   * The device cleared `desired.ota` itself in this report (the agent's terminal report does, locked
+   * to the shadow version): no trim is owed.
+   */
+  readonly clearsDesired: boolean;
+  /** Known only when the shadow was read; otherwise a trim reads it first. */
+  readonly seenDesired?: SeenDesired;
 }
 
 export interface AcknowledgeDeps {
@@ -80,11 +88,7 @@ async function settleReport(
 ): Promise<Settled | undefined> {
   let execution = first;
   for (let round = 1; round <= MAX_DECISIONS; round++) {
-    const decision = decideReport(execution, {
-      ota,
-      shadowVersion: report.version,
-      reportedAt: report.timestampMs,
-    });
+    const decision = decideReport(execution, { ota, reportedAt: report.reportedAt });
     if (decision.kind !== 'transition' && decision.kind !== 'progress') return { decision, execution };
     const written = await deps.executions.transition(execution, decision.next, {
       at: now,
@@ -104,18 +108,19 @@ async function settleReport(
 
 /**
  * Clears `desired.ota` of an execution that ended, locked to the shadow version in which it was
- * seen (ADR 0010). On a version conflict the shadow is read again: if the document is still this
- * execution's it is trimmed at the new version; if a newer deployment's, it is left alone.
+ * seen (ADR 0010); read first when it was not seen. On a version conflict the shadow is read again:
+ * if the document is still this execution's it is trimmed at the new version; if a newer
+ * deployment's, it is left alone.
  */
 export async function trimIfOwed(
   deps: Pick<AcknowledgeDeps, 'shadows' | 'observability'>,
   execution: Pick<ExecutionRecord, 'deploymentId' | 'thingName' | 'attempt' | 'state'>,
-  seen: { readonly version: number; readonly desiredOta: unknown },
+  seen: SeenDesired | undefined,
 ): Promise<boolean> {
   if (!isTerminal(execution.state)) return false;
-  let view = seen;
+  let view = seen ?? (await readDesired(deps, execution.thingName));
   for (let round = 1; round <= MAX_TRIMS; round++) {
-    if (!desiredBelongsTo(view.desiredOta, execution.deploymentId, execution.attempt)) return false;
+    if (!view || !desiredBelongsTo(view.ota, execution.deploymentId, execution.attempt)) return false;
     const trimmed = await deps.shadows.update(execution.thingName, buildTrimDocument(view.version));
     if (trimmed.ok) {
       deps.observability.count(outcome.desiredTrimmed);
@@ -124,12 +129,18 @@ export async function trimIfOwed(
     if (trimmed.error.code !== 'VERSION_CONFLICT') {
       throw new Error(`trimming ${execution.thingName}: ${trimmed.error.code} ${trimmed.error.message}`);
     }
-    const reread = await deps.shadows.get(execution.thingName);
-    if (!reread.ok) throw new Error(`reading ${execution.thingName}: ${reread.error.message}`);
-    if (!reread.value) return false;
-    view = { version: reread.value.version, desiredOta: reread.value.state.desired?.ota };
+    view = await readDesired(deps, execution.thingName);
   }
   throw new Error(`the ota shadow of ${execution.thingName} kept changing under ${MAX_TRIMS} trims`);
+}
+
+async function readDesired(
+  deps: Pick<AcknowledgeDeps, 'shadows'>,
+  thingName: string,
+): Promise<SeenDesired | undefined> {
+  const read = await deps.shadows.get(thingName);
+  if (!read.ok) throw new Error(`reading ${thingName}: ${read.error.message}`);
+  return read.value ? { version: read.value.version, ota: read.value.state.desired?.ota } : undefined;
 }
 
 function countDecision(obs: Observability, decision: ReportDecision): void {
@@ -146,7 +157,7 @@ export async function applyShadowReport(
   now: number,
 ): Promise<AckOutcome> {
   const { logger } = deps.observability;
-  const context = { thingName: report.thingName, shadowVersion: report.version };
+  const context = { thingName: report.thingName, reportedAt: report.reportedAt };
   const parsed = parseReportedOta(report.reportedOta);
   if (!parsed.ok) {
     deps.observability.count(outcome.reportInvalid);
@@ -156,12 +167,15 @@ export async function applyShadowReport(
   const { report: ota, warnings } = parsed.value;
   if (warnings.length > 0) logger.warn('device report partly dropped', { ...context, faults: warnings });
 
-  const fleetChange = fleetReportOf(ota, report);
   const settled = ota.deploymentId
     ? await applyToExecution(deps, ota, report, now, ota.deploymentId)
     : undefined;
   const endedNow = settled?.decision.kind === 'transition' && isTerminal(settled.decision.transition.to);
-  if (fleetChange.changed || endedNow) await deps.fleet.upsertReport(report.thingName, fleetChange.report);
+  // The fleet learns a device's installed update and properties when an execution ends, or from a
+  // report outside any deployment: not from every progress report (a write each would cost more
+  // than the rest of the acknowledgement).
+  if (endedNow || (!settled && (ota.installedUpdateId || ota.compatibility)))
+    await deps.fleet.upsertReport(report.thingName, fleetFactsOf(ota, report.reportedAt));
   if (!settled) {
     return ota.deploymentId
       ? { kind: 'no_execution', deploymentId: ota.deploymentId }
@@ -170,7 +184,7 @@ export async function applyShadowReport(
 
   const { decision, execution } = settled;
   countDecision(deps.observability, decision);
-  const trimmed = await trimIfOwed(deps, execution, report);
+  const trimmed = report.clearsDesired ? false : await trimIfOwed(deps, execution, report.seenDesired);
   logger.info('device report', {
     ...context,
     deploymentId: execution.deploymentId,

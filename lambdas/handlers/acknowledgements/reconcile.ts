@@ -2,7 +2,7 @@
  * The reconciliation sweep (ADR 0040): AWS invokes the acknowledgement Lambda asynchronously, and an
  * event that fails every retry is gone. So executions still at work that have been silent for a
  * while are re-read from their shadow, and the report there goes through the same decision as
- * the event would have. A report already applied is a duplicate by shadow version: no write.
+ * the event would have. A report already applied is a duplicate by its `seq`: no write.
  */
 import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
 import { type ExecutionState, inProgressStates } from '../../domain/deployment/index.ts';
@@ -90,11 +90,11 @@ async function reconcileOne(
     deps,
     {
       thingName: execution.thingName,
-      version: shadow.value.version,
-      // GetThingShadow's document does not say when the report was written; its version orders it.
-      timestampMs: now,
+      // The agent's `seq` orders the report; a device without one is ordered by this read's time.
+      reportedAt: now,
       reportedOta,
-      desiredOta: shadow.value.state.desired?.ota,
+      clearsDesired: false,
+      seenDesired: { version: shadow.value.version, ota: shadow.value.state.desired?.ota },
     },
     now,
   );

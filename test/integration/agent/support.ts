@@ -140,6 +140,23 @@ export interface DeployOptions {
   readonly signature?: string;
 }
 
+/** A device's request on its `ota` shadow, as the observing rule passes it on. */
+export interface ShadowRequestSeen {
+  readonly topic: string;
+  readonly state?: {
+    readonly reported?: { readonly ota?: Record<string, unknown> };
+    readonly desired?: unknown;
+  };
+  readonly version?: number;
+}
+
+const observeRule = {
+  name: 'test_observe_shadow_requests',
+  sql: "SELECT *, topic() AS topic FROM '$aws/things/+/shadow/name/ota/+'",
+  awsIotSqlVersion: '2016-03-23',
+  actions: [{ lambda: { function: 'observe' } }],
+} as const;
+
 export class World {
   readonly root: string;
   readonly iot: LocalIotCore;
@@ -165,9 +182,20 @@ export class World {
     service.on('message', (topic, payload) => this.#answer(topic, payload));
   }
 
-  static async start(): Promise<World> {
+  /** `observe` sees every request a device publishes on its `ota` shadow (get, update). */
+  static async start(options: { observe?: (request: ShadowRequestSeen) => void } = {}): Promise<World> {
     const root = await mkdtemp(join(tmpdir(), 'agent-it-'));
-    const iot = await startLocalIotCore({ adminClientIds: ['test-service'] });
+    const { observe } = options;
+    const iot = await startLocalIotCore({
+      adminClientIds: ['test-service'],
+      ...(observe
+        ? {
+            rules: [observeRule],
+            resolveLambda: (name: string) =>
+              name === 'observe' ? async (event: unknown) => observe(event as ShadowRequestSeen) : undefined,
+          }
+        : {}),
+    });
     const files = new FileServer();
     await files.start();
     const service = await mqtt.connectAsync(iot.endpoints.mqtt, {

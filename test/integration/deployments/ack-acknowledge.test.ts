@@ -121,6 +121,14 @@ async function work(d: ScriptedDevice): Promise<DesiredOtaSeen> {
   return d.waitForWork();
 }
 
+/** `state.reported.ota` of a rule event (the device's update request). */
+function reportedOf(
+  event: Record<string, unknown> | undefined,
+): { state?: string; seq?: number } | undefined {
+  const state = event?.state as { reported?: { ota?: { state?: string; seq?: number } } } | undefined;
+  return state?.reported?.ota;
+}
+
 /** From now on, events are kept instead of delivered; those of earlier writes are forgotten. */
 function hold(): void {
   holding = true;
@@ -131,7 +139,7 @@ async function flushRules(): Promise<void> {
   await iot.rulesIdle();
 }
 
-describe('acknowledgement Lambda behind the documents rule', () => {
+describe('acknowledgement Lambda behind the device report rule', () => {
   it('moves the execution with the device, records results and the installed update, and trims desired at the end', async () => {
     const d = await device();
     const deploymentId = await sendDeployment(d.thingName);
@@ -171,16 +179,24 @@ describe('acknowledgement Lambda behind the documents rule', () => {
     await d.succeeded(job);
     await flushRules();
     expect((await mustGet(deploymentId, d.thingName)).state).toBe('succeeded');
-    // Two reports, two events: the fan-out's write and the trim reached the rule but not the Lambda.
-    expect(
-      events.map(
-        (e) =>
-          (e.current as { state?: { reported?: { ota?: { state?: string } } } }).state?.reported?.ota?.state,
-      ),
-    ).toEqual(['downloading', 'succeeded']);
+    // Two reports, two events: the fan-out's write and the trim never reach the rule.
+    expect(events.map((e) => reportedOf(e)?.state)).toEqual(['downloading', 'succeeded']);
     expect(obs.counts.get('DesiredTrimmed')).toBe(1);
     await flushRules();
     expect(events).toHaveLength(2);
+  });
+
+  it('leaves desired alone when the device cleared it in its terminal report', async () => {
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+    const afterDownloading = await d.downloading(job);
+    await d.succeeded(job, {}, afterDownloading);
+    await flushRules();
+    expect((await mustGet(deploymentId, d.thingName)).state).toBe('succeeded');
+    expect((await d.getShadow())?.desired?.ota).toBeUndefined();
+    // The device's own clear closed the delta: the service wrote nothing more.
+    expect(obs.counts.get('DesiredTrimmed')).toBeUndefined();
   });
 
   it('keeps a device that says succeeded without naming the deployed update in applying until it does', async () => {
@@ -193,7 +209,8 @@ describe('acknowledgement Lambda behind the documents rule', () => {
     expect((await mustGet(deploymentId, d.thingName)).state).toBe('applying');
     expect((await d.getShadow())?.desired?.ota).toBeDefined();
 
-    await d.reportMerged({ installedUpdateId: { provider: 'contoso', name: 'toaster', version: '02.0' } });
+    // Every report is whole (state, ids): the rule sees the request, not the merged shadow.
+    await d.succeeded(job, { installedUpdateId: { provider: 'contoso', name: 'toaster', version: '02.0' } });
     await flushRules();
     expect((await mustGet(deploymentId, d.thingName)).state).toBe('succeeded');
     expect((await d.getShadow())?.desired?.ota).toBeUndefined();
@@ -248,17 +265,17 @@ describe('acknowledgement Lambda behind the documents rule', () => {
     const job = await work(d);
     hold();
     await d.downloading(job);
-    await d.reportMerged({ state: 'installing' });
-    await d.reportMerged({ state: 'applying' });
+    await d.downloading(job, { state: 'installing' });
+    await d.downloading(job, { state: 'applying' });
     await d.succeeded(job);
     await flushRules();
     expect(events).toHaveLength(4);
 
-    const newest = events.at(-1)?.current as { version: number } | undefined;
+    const newest = reportedOf(events.at(-1))?.seq;
     await Promise.all([...events].reverse().map((event) => ack(event)));
     const final = await mustGet(deploymentId, d.thingName);
     expect(final.state).toBe('succeeded');
-    expect(final.shadowVersion).toBe(newest?.version);
+    expect(final.reportOrder).toBe(newest);
   });
 
   it('leaves a newer deployment’s desired document alone', async () => {
@@ -295,9 +312,9 @@ describe('acknowledgement Lambda behind the documents rule', () => {
     await sendDeployment(d.thingName);
 
     expect(await ack({ hello: 'world' })).toEqual({ kind: 'event_invalid' });
-    expect(
-      await ack({ thingName: d.thingName, timestamp: 1, current: { state: { desired: {} }, version: 1 } }),
-    ).toEqual({ kind: 'not_about_ota' });
+    expect(await ack({ thingName: d.thingName, receivedAt: 1, state: { desired: {} } })).toEqual({
+      kind: 'not_about_ota',
+    });
     hold();
     await d.reportMerged({ state: 'exploding' });
     await d.reportMerged({ state: 'downloading', deploymentId: 'dep-unknown', attempt: 1 });

@@ -155,9 +155,31 @@ export class ScriptedDevice {
     }
   }
 
-  /** Merges into `reported.ota` (one shadow update), as an agent's progress report does. */
-  async reportMerged(ota: Record<string, unknown>): Promise<number> {
-    const reply = await this.#request('update', { state: { reported: { ota } } });
+  #seq = 0;
+
+  /** The `seq` of the latest report sent. */
+  get lastSeq(): number {
+    return this.#seq;
+  }
+
+  /** The agent's report sequence: strictly increasing, close to the clock (ADR 0010). */
+  #nextSeq(): number {
+    this.#seq = Math.max(this.#seq + 1, Date.now());
+    return this.#seq;
+  }
+
+  /**
+   * Merges into `reported.ota` (one shadow update), as an agent's progress report does. With
+   * `clearDesiredAt`, also clears `desired.ota`, locked to that shadow version, as the agent's
+   * terminal report does.
+   */
+  async reportMerged(ota: Record<string, unknown>, clearDesiredAt?: number): Promise<number> {
+    const reported = { reported: { ota: { ...ota, seq: this.#nextSeq() } } };
+    const body =
+      clearDesiredAt === undefined
+        ? { state: reported }
+        : { state: { ...reported, desired: { ota: null } }, version: clearDesiredAt };
+    const reply = await this.#request('update', body);
     if (reply.code !== undefined)
       throw new Error(`${this.thingName}: report refused: ${JSON.stringify(reply)}`);
     return Number(reply.version);
@@ -176,21 +198,28 @@ export class ScriptedDevice {
   }
 
   /** Applied and running the new update: its installed update is the deployed one. */
-  succeeded(work: DesiredOtaSeen, extra: Record<string, unknown> = {}): Promise<number> {
-    return this.reportMerged({
-      state: 'succeeded',
-      deploymentId: work.deploymentId,
-      attempt: work.attempt,
-      updateId: work.updateId,
-      installedUpdateId: work.updateId,
-      progress: null,
-      lastResult: {
-        resultCode: aduResult.applySuccess,
-        extendedResultCode: 0,
-        stepResults: { step_0: { resultCode: aduResult.applySuccess, extendedResultCode: 0 } },
+  succeeded(
+    work: DesiredOtaSeen,
+    extra: Record<string, unknown> = {},
+    clearDesiredAt?: number,
+  ): Promise<number> {
+    return this.reportMerged(
+      {
+        state: 'succeeded',
+        deploymentId: work.deploymentId,
+        attempt: work.attempt,
+        updateId: work.updateId,
+        installedUpdateId: work.updateId,
+        progress: null,
+        lastResult: {
+          resultCode: aduResult.applySuccess,
+          extendedResultCode: 0,
+          stepResults: { step_0: { resultCode: aduResult.applySuccess, extendedResultCode: 0 } },
+        },
+        ...extra,
       },
-      ...extra,
-    });
+      clearDesiredAt,
+    );
   }
 
   /** A step failed: ADU's failure code with the handler's extended code, per step. */

@@ -217,7 +217,7 @@ async function seedExecutions(
         : undefined;
     const ended = await executions.transition(
       notified.value,
-      { ...notified.value, state, shadowVersion: 3, reportedAt: now },
+      { ...notified.value, state, reportOrder: 3, reportedAt: now },
       {
         at: now,
         reason: state === 'timed_out' ? 'timeout' : 'device_report',

@@ -139,7 +139,7 @@ describe('execution store', () => {
     const failedReport = {
       ...notified.value,
       state: 'failed' as const,
-      shadowVersion: 7,
+      reportOrder: 7,
       reportedAt: t0 + 5,
     };
     const lastResult = { resultCode: 0, extendedResultCode: 42, resultDetails: 'step 1 failed' };
@@ -149,10 +149,10 @@ describe('execution store', () => {
       lastResult,
     });
     if (!failed.ok) throw new Error('fail transition failed');
-    // A decision made on the record before version 7 was applied is refused.
+    // A decision made on the record before report 7 was applied is refused.
     const stale = await executions.transition(
       notified.value,
-      { ...notified.value, state: 'downloading', shadowVersion: 6 },
+      { ...notified.value, state: 'downloading', reportOrder: 6 },
       { at: t0 + 6 },
     );
     expect(stale.ok).toBe(false);
@@ -166,7 +166,7 @@ describe('execution store', () => {
     expect(requeued.ok && requeued.value).toMatchObject({
       state: 'queued',
       attempt: 2,
-      shadowVersion: 7,
+      reportOrder: 7,
       reason: 'retry',
     });
     expect(requeued.ok && requeued.value.notifiedAt).toBeUndefined();

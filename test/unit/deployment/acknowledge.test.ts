@@ -5,7 +5,7 @@ import {
   type ExecutionState,
   isAllowedTransition,
   type ReportedOta,
-  SHADOW_VERSION_RESET_AFTER_MS,
+  reportOrderOf,
 } from '../../../lambdas/domain/deployment/index.ts';
 
 const T0 = Date.parse('2030-06-01T12:00:00Z');
@@ -20,16 +20,15 @@ function execution(state: ExecutionState, extra: Partial<Execution> = {}): Execu
     state,
     attempt: 1,
     notifiedAt: T0,
-    shadowVersion: 10,
+    reportOrder: 10,
     reportedAt: T0 + 1000,
     ...extra,
   };
 }
 
-function report(ota: Partial<ReportedOta>, shadowVersion = 11, reportedAt = T0 + 2000) {
+function report(ota: Partial<ReportedOta>, seq = 11, reportedAt = T0 + 2000) {
   return {
-    ota: { state: 'downloading', deploymentId: 'dep-1', attempt: 1, ...ota } as ReportedOta,
-    shadowVersion,
+    ota: { state: 'downloading', deploymentId: 'dep-1', attempt: 1, seq, ...ota } as ReportedOta,
     reportedAt,
   };
 }
@@ -58,7 +57,7 @@ describe('device report → execution transition', () => {
     );
     if (decision.kind === 'transition') {
       expect(decision.next).toEqual(
-        expect.objectContaining({ state: to, shadowVersion: 11, reportedAt: T0 + 2000 }),
+        expect.objectContaining({ state: to, reportOrder: 11, reportedAt: T0 + 2000 }),
       );
       expect(isAllowedTransition(decision.transition.from, decision.transition.to)).toBe(true);
     }
@@ -163,7 +162,7 @@ describe('reports that change nothing', () => {
       expect.objectContaining({
         kind: 'progress',
         state: 'installing',
-        next: expect.objectContaining({ state: 'installing', shadowVersion: 11 }),
+        next: expect.objectContaining({ state: 'installing', reportOrder: 11 }),
       }),
     );
   });
@@ -177,7 +176,7 @@ describe('reports that change nothing', () => {
   });
 
   it('applies the first report of an execution that has none yet', () => {
-    const first = execution('notified', { shadowVersion: undefined, reportedAt: undefined });
+    const first = execution('notified', { reportOrder: undefined, reportedAt: undefined });
     expect(decideReport(first, report({ state: 'downloading' }, 1)).kind).toBe('transition');
   });
 });
@@ -208,12 +207,13 @@ describe('ordering: out-of-order delivery converges on the newest report', () =>
     }
   });
 
-  it('accepts a lower version from a shadow re-created after more than 48 hours', () => {
-    const current = execution('downloading', { shadowVersion: 40, reportedAt: T0 });
-    const recreated = report({ state: 'installing' }, 2, T0 + SHADOW_VERSION_RESET_AFTER_MS + 1);
-    expect(decideReport(current, recreated).kind).toBe('transition');
-    const stillStale = report({ state: 'installing' }, 2, T0 + SHADOW_VERSION_RESET_AFTER_MS);
-    expect(decideReport(current, stillStale).kind).toBe('stale');
+  it('orders a report without a sequence by the time it arrived', () => {
+    const unnumbered = { ota: { state: 'installing', deploymentId: 'dep-1', attempt: 1 } as ReportedOta };
+    const current = execution('downloading', { reportOrder: T0 + 5000, reportedAt: T0 + 5000 });
+    expect(reportOrderOf({ ...unnumbered, reportedAt: T0 + 6000 })).toBe(T0 + 6000);
+    expect(decideReport(current, { ...unnumbered, reportedAt: T0 + 6000 }).kind).toBe('transition');
+    expect(decideReport(current, { ...unnumbered, reportedAt: T0 + 5000 }).kind).toBe('duplicate');
+    expect(decideReport(current, { ...unnumbered, reportedAt: T0 + 4000 }).kind).toBe('stale');
   });
 });
 

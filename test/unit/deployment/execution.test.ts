@@ -114,7 +114,7 @@ describe('supersede', () => {
 
 describe('retry', () => {
   it.each(['failed', 'timed_out'] as const)('re-queues a %s execution as the next attempt', (state) => {
-    const result = retry(execution(state, { attempt: 2, cancelReason: 'aborted', shadowVersion: 7 }));
+    const result = retry(execution(state, { attempt: 2, cancelReason: 'aborted', reportOrder: 7 }));
     expect(result.ok).toBe(true);
     if (!result.ok || result.value.kind !== 'transition') return;
     expect(result.value.transition).toEqual({ from: state, to: 'queued', reason: 'retry' });
@@ -124,7 +124,7 @@ describe('retry', () => {
         attempt: 3,
         notifiedAt: undefined,
         cancelReason: undefined,
-        shadowVersion: 7,
+        reportOrder: 7,
       }),
     );
   });
