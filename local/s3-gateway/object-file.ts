@@ -6,6 +6,8 @@
  * overrides, a satisfiable `bytes=a-[b]` range or none); everything else is forwarded, so the
  * storing server's own answers (304, 416, errors) stay exactly as they were.
  */
+import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
@@ -71,8 +73,6 @@ export async function serveObjectFile(
 ): Promise<boolean> {
   const handle = await open(stored.path, 'r').catch(() => undefined);
   if (!handle) return false;
-  // Once streaming, the read stream owns the handle and closes it however it ends.
-  let streaming = false;
   try {
     const { size } = await handle.stat();
     const range = rangeToServe(rangeHeader, size);
@@ -88,10 +88,23 @@ export async function serveObjectFile(
       res.end();
       return true;
     }
-    streaming = true;
-    await pipeline(handle.createReadStream({ start, end, highWaterMark: readBytes }), res);
+    // A stream on the descriptor, not FileHandle.createReadStream: its promise-based reads served
+    // about half as fast here.
+    const body = createReadStream('', {
+      fd: handle.fd,
+      start,
+      end,
+      highWaterMark: readBytes,
+      autoClose: false,
+    });
+    try {
+      await pipeline(body, res);
+    } finally {
+      // A read may still be in flight after a failure: the descriptor is closed only after it.
+      if (!body.closed) await once(body, 'close');
+    }
     return true;
   } finally {
-    if (!streaming) await handle.close();
+    await handle.close();
   }
 }

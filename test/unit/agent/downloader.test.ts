@@ -120,7 +120,7 @@ describe('downloadFile', () => {
   });
 
   it('writes a file of many batches in order, reporting progress after each write', async () => {
-    const body = randomBytes(5 * 1024 * 1024 + 12_345);
+    const body = randomBytes(13 * 1024 * 1024 + 12_345);
     server.files.set('/many', { body });
     const destination = join(dir, 'many.bin');
     const progress: number[] = [];
@@ -134,7 +134,7 @@ describe('downloadFile', () => {
     });
     expect(result.ok).toBe(true);
     expect((await readFile(destination)).equals(body)).toBe(true);
-    expect(progress.length).toBeGreaterThan(4);
+    expect(progress.length).toBeGreaterThanOrEqual(4);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
     expect(progress.at(-1)).toBe(body.length);
   });
