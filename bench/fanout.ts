@@ -31,6 +31,11 @@ import { makeDeploymentStore } from '../lambdas/adapters/deployment-store.ts';
 import type { FunctionInvoker } from '../lambdas/adapters/function-invoker.ts';
 import { updateItemKey } from '../lambdas/adapters/update-store.ts';
 import {
+  type BackgroundFunctionId,
+  backgroundFunctions,
+  type FunctionDefinition,
+} from '../lambdas/definitions/api.ts';
+import {
   deploymentsTable,
   executionsTable,
   fleetTable,
@@ -86,7 +91,6 @@ const prices = {
   lambdaRequestPerMillion: 0.2,
   /** Per GB-second (x86 and arm64 differ slightly; the higher one). */
   lambdaGbSecond: 0.0000166667,
-  lambdaMemoryGb: 1,
 } as const;
 
 type BrokerMessage =
@@ -156,6 +160,16 @@ class IotProcess {
     await exited;
   }
 }
+
+/** A function's memory as deployed (lambdas/definitions/api.ts), in GB as Lambda bills it (1 GB = 1,024 MiB). */
+function memoryGbOf(id: BackgroundFunctionId): number {
+  const definition: FunctionDefinition = backgroundFunctions[id];
+  return (definition.memoryMb ?? 1024) / 1024;
+}
+if (memoryGbOf('acknowledge') !== memoryGbOf('countersStream'))
+  throw new Error(
+    'the acknowledgement side is priced at one memory size: keep acknowledge and countersStream equal',
+  );
 
 type Counts = Map<string, number>;
 
@@ -617,7 +631,8 @@ async function run(): Promise<BenchmarkOutcome> {
       dynamoDbWrites: number;
       dynamoDbReadRequests: number;
       lambdaInvocations: number;
-      lambdaDurationMs: number;
+      /** Billed duration × memory: ms × GB. */
+      lambdaGbMs: number;
     }): number =>
       figures.shadowOps * prices.shadowOpPerMillion +
       figures.messages * prices.messagePerMillion +
@@ -626,12 +641,16 @@ async function run(): Promise<BenchmarkOutcome> {
       figures.dynamoDbWrites * prices.dynamoDbWritePerMillion +
       figures.dynamoDbReadRequests * prices.dynamoDbReadPerMillion +
       figures.lambdaInvocations * prices.lambdaRequestPerMillion +
-      // Lambda duration: wall time (billed), at the assumed memory size.
-      (figures.lambdaDurationMs / 1000) * prices.lambdaMemoryGb * prices.lambdaGbSecond * 1e6;
-    const fanoutCost = costPerMillion({ ...fanout, lambdaDurationMs: lambdaDurationPerDeviceMs });
+      // Lambda duration: wall time (billed) at each function's memory size as the stack deploys it.
+      (figures.lambdaGbMs / 1000) * prices.lambdaGbSecond * 1e6;
+    const fanoutCost = costPerMillion({
+      ...fanout,
+      lambdaGbMs: lambdaDurationPerDeviceMs * memoryGbOf('fanoutWorker'),
+    });
+    // The acknowledge and counters-stream functions have the same memory size (checked at load).
     const acknowledgementCost = costPerMillion({
       ...acknowledgement,
-      lambdaDurationMs: ackLambdaDurationPerDeviceMs,
+      lambdaGbMs: ackLambdaDurationPerDeviceMs * memoryGbOf('acknowledge'),
     });
     const total = {
       shadowOps: round(fanout.shadowOps + acknowledgement.shadowOps),
@@ -643,9 +662,11 @@ async function run(): Promise<BenchmarkOutcome> {
       handlerCpuMs: round(cpuMsPerDevice + ackCpuMsPerDevice),
     };
     const notifiedPerSecond = settings.devices / (wallMs / 1000);
-    // One worker per shard, each bound by its CPU: what the shards sustain in AWS (each its own Lambda).
+    // One worker per shard, each bound by its CPU: what the shards sustain in AWS (each its own
+    // Lambda, whose CPU share is its memory over the 1,769 MB of one vCPU).
+    const vcpuPerWorker = Math.min(1, (memoryGbOf('fanoutWorker') * 1024) / 1769);
     const projectedPerSecond = Math.min(
-      created.value.shards * (1000 / cpuMsPerDevice),
+      created.value.shards * vcpuPerWorker * (1000 / cpuMsPerDevice),
       settings.accountCapPerSecond,
     );
     const succeeded = final?.counters.succeeded ?? 0;

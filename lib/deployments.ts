@@ -8,7 +8,11 @@ import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { type BackgroundFunctionId, backgroundFunctions } from '../lambdas/definitions/api.ts';
+import {
+  type BackgroundFunctionId,
+  backgroundFunctions,
+  type FunctionDefinition,
+} from '../lambdas/definitions/api.ts';
 import { env } from '../lambdas/definitions/environment.ts';
 import { downloadTopics } from '../lambdas/definitions/rules.ts';
 import { deploymentsTable, executionsTable, fleetTable } from '../lambdas/definitions/tables.ts';
@@ -62,7 +66,6 @@ export interface DeploymentsProps {
 /** Run-time settings of each background function (lambdas/definitions/api.ts). */
 interface FunctionSettings {
   readonly timeout: Duration;
-  readonly memorySize?: number;
 }
 
 const functionSettings: Record<BackgroundFunctionId, FunctionSettings> = {
@@ -71,9 +74,9 @@ const functionSettings: Record<BackgroundFunctionId, FunctionSettings> = {
   fanoutWorker: { timeout: Duration.minutes(15) },
   // Runs every minute; heavy work goes to workers, so a tick that needs longer is a bug.
   scheduler: { timeout: Duration.minutes(1) },
-  acknowledge: { timeout: Duration.seconds(30), memorySize: 512 },
-  countersStream: { timeout: Duration.minutes(1), memorySize: 512 },
-  downloadAuthorizer: { timeout: Duration.seconds(15), memorySize: 512 },
+  acknowledge: { timeout: Duration.seconds(30) },
+  countersStream: { timeout: Duration.minutes(1) },
+  downloadAuthorizer: { timeout: Duration.seconds(15) },
 };
 
 /**
@@ -181,14 +184,14 @@ export class Deployments extends Construct implements IDeployments {
     const ids = Object.keys(backgroundFunctions) as BackgroundFunctionId[];
     return Object.fromEntries(
       ids.map((functionId) => {
-        const definition = backgroundFunctions[functionId];
+        const definition: FunctionDefinition = backgroundFunctions[functionId];
         const settings = functionSettings[functionId];
         const fn = new OtaFunction(this, constructIdOf(functionId), {
           entry: definition.entry,
           description: definition.description,
           environment: this.environment,
           timeout: settings.timeout,
-          ...(settings.memorySize && { memorySize: settings.memorySize }),
+          ...(definition.memoryMb && { memorySize: definition.memoryMb }),
           ...(functionId === 'fanoutWorker' && { functionName: this.fanoutWorkerName }),
         });
         wiring[functionId](fn);

@@ -2,17 +2,18 @@
  * How a deployment's devices are split among parallel fan-out workers, and each worker's share of
  * the rollout rate. Pure: no AWS, no clock.
  *
- * One worker (one Node process, one vCPU at most) sends about 1,000 shadow updates per second
- * with their DynamoDB writes; the largest account quota is 4,000/s. So a deployment is split into
- * shards by the thing name's hash, each with its own worker, lease, cursor and rollout bucket,
+ * One worker (one Lambda at one vCPU: 1,769 MB) costs about 3.7 ms of CPU per device (three AWS
+ * requests: the supersede check, UpdateThingShadow, the `notified` write; bench/results/fanout.json),
+ * so it sustains about 270 devices/s; the largest account quota is 4,000/s. So a deployment is split
+ * into shards by the thing name's hash, each with its own worker, lease, cursor and rollout bucket,
  * each running at `rate / shards`.
  */
 import { CREDIT_PER_DEVICE, type RolloutBucket, type RolloutPolicy } from '../../domain/deployment/index.ts';
 
-/** One shard is given at most this rate (500 devices/s): a worker comfortably sustains it. */
-export const SHARD_RATE_PER_MINUTE = 30_000;
-/** 8 × 500/s covers the largest account quota (4,000/s). */
-export const MAX_SHARDS = 8;
+/** One shard is given at most this rate (250 devices/s): within what one worker sustains. */
+export const SHARD_RATE_PER_MINUTE = 15_000;
+/** 16 × 250/s covers the largest account quota (4,000/s). */
+export const MAX_SHARDS = 16;
 
 /** FNV-1a, 32 bits: stable across runtimes and releases, so a thing's shard never changes. */
 export function fnv1a(text: string): number {
