@@ -43,13 +43,15 @@ async function main(): Promise<void> {
     if (wanted.length > 0 && !wanted.includes(benchmark.name)) continue;
     console.log(`▶ ${benchmark.name}: ${benchmark.description}`);
     const started = new Date();
+    // Taken before the run: the load average is the machine's, not the benchmark's own.
+    const machineAtStart = machine();
     const outcome = await benchmark.run();
     const file = join(resultsDir, `${benchmark.name}.json`);
     const report = {
       benchmark: benchmark.name,
       description: benchmark.description,
       date: started.toISOString(),
-      machine: machine(),
+      machine: machineAtStart,
       ...outcome,
     };
     await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);

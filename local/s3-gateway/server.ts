@@ -4,7 +4,8 @@
  * presigned query) from known credentials, within its time window; temporary credentials from the
  * local STS must be unexpired and are held to their role and session policies (action + resource
  * ARN). Allowed requests are forwarded with their body streamed (aws-chunked decoded, SHA-256
- * checked) and the answer streamed back untouched (Range and 206 included).
+ * checked) and the answer streamed back untouched (Range and 206 included); an allowed plain
+ * GetObject is answered from the object's file instead (object-file.ts), as s3rver would answer it.
  */
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
