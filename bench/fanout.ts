@@ -185,15 +185,35 @@ function countRequests(
     ) => (args: { input: Record<string, unknown> }) => Promise<unknown>,
     options: { step: 'initialize'; name: string },
   ) => void;
+  const bump = (key: string, by: number) => counts.set(key, (counts.get(key) ?? 0) + by);
   add(
     (next, context) => async (args) => {
       const name = context.commandName ?? 'unknown';
-      counts.set(name, (counts.get(name) ?? 0) + 1);
+      bump(name, 1);
       const writes = writeUnits(name, args.input);
-      if (writes > 0) counts.set('#dynamoDbWrites', (counts.get('#dynamoDbWrites') ?? 0) + writes);
-      return next(args);
+      if (writes === 0) return next(args);
+      bump('#dynamoDbWrites', writes);
+      // What DynamoDB bills: 1 KB units by item size (transactions twice), as it reports them.
+      args.input.ReturnConsumedCapacity = 'TOTAL';
+      try {
+        const result = (await next(args)) as { output?: { ConsumedCapacity?: unknown } };
+        bump('#dynamoDbWriteUnits', capacityUnits(result.output?.ConsumedCapacity));
+        return result;
+      } catch (error) {
+        // A refused condition is billed too, but its answer carries no capacity: one unit per item.
+        bump('#dynamoDbWriteUnits', writes);
+        throw error;
+      }
     },
     { step: 'initialize', name: 'benchCountRequests' },
+  );
+}
+
+function capacityUnits(consumed: unknown): number {
+  const entries = Array.isArray(consumed) ? consumed : consumed ? [consumed] : [];
+  return entries.reduce<number>(
+    (sum, entry) => sum + Number((entry as { CapacityUnits?: number }).CapacityUnits ?? 0),
+    0,
   );
 }
 
@@ -584,6 +604,7 @@ async function run(): Promise<BenchmarkOutcome> {
       ruleTriggers: perDevice(fanoutDeviceSide.acknowledgementRuleTriggers),
       ruleActions: perDevice(fanoutDeviceSide.acknowledgementRuleActions),
       dynamoDbWrites: perDevice(counts.get('#dynamoDbWrites') ?? 0),
+      dynamoDbWriteUnits: perDevice(counts.get('#dynamoDbWriteUnits') ?? 0),
       dynamoDbReadRequests: perDevice(readRequests(counts)),
       // The worker's invocations and the acknowledge invocations its own documents trigger.
       lambdaInvocations: perDevice(invocations + ack.acknowledgeInvocationsForFanoutDocuments),
@@ -611,6 +632,7 @@ async function run(): Promise<BenchmarkOutcome> {
       ruleTriggers: perDevice(deviceSide.acknowledgementRuleTriggers),
       ruleActions: perDevice(deviceSide.acknowledgementRuleActions),
       dynamoDbWrites: perDevice(ack.counts.get('#dynamoDbWrites') ?? 0),
+      dynamoDbWriteUnits: perDevice(ack.counts.get('#dynamoDbWriteUnits') ?? 0),
       dynamoDbReadRequests: perDevice(readRequests(ack.counts)),
       lambdaInvocations: perDevice(
         ack.acknowledgeInvocations - ack.acknowledgeInvocationsForFanoutDocuments + ack.counterBatches,
@@ -628,7 +650,7 @@ async function run(): Promise<BenchmarkOutcome> {
       messages: number;
       ruleTriggers: number;
       ruleActions: number;
-      dynamoDbWrites: number;
+      dynamoDbWriteUnits: number;
       dynamoDbReadRequests: number;
       lambdaInvocations: number;
       /** Billed duration × memory: ms × GB. */
@@ -638,7 +660,7 @@ async function run(): Promise<BenchmarkOutcome> {
       figures.messages * prices.messagePerMillion +
       figures.ruleTriggers * prices.ruleTriggerPerMillion +
       figures.ruleActions * prices.ruleActionPerMillion +
-      figures.dynamoDbWrites * prices.dynamoDbWritePerMillion +
+      figures.dynamoDbWriteUnits * prices.dynamoDbWritePerMillion +
       figures.dynamoDbReadRequests * prices.dynamoDbReadPerMillion +
       figures.lambdaInvocations * prices.lambdaRequestPerMillion +
       // Lambda duration: wall time (billed) at each function's memory size as the stack deploys it.
@@ -658,6 +680,7 @@ async function run(): Promise<BenchmarkOutcome> {
       ruleTriggers: round(fanout.ruleTriggers + acknowledgement.ruleTriggers),
       ruleActions: round(fanout.ruleActions + acknowledgement.ruleActions),
       dynamoDbWrites: round(fanout.dynamoDbWrites + acknowledgement.dynamoDbWrites),
+      dynamoDbWriteUnits: round(fanout.dynamoDbWriteUnits + acknowledgement.dynamoDbWriteUnits),
       lambdaInvocations: round(fanout.lambdaInvocations + acknowledgement.lambdaInvocations),
       handlerCpuMs: round(cpuMsPerDevice + ackCpuMsPerDevice),
     };
@@ -702,12 +725,12 @@ async function run(): Promise<BenchmarkOutcome> {
       },
       sustainableNotifiesPerSecond_projected: round(projectedPerSecond, 0),
       notes: [
-        'Local stack: DynamoDB Local (one JVM) and the local IoT Core bound the measured rate; the projection assumes one Lambda per shard, each limited by the handler CPU measured here.',
-        'Everything is measured. Devices are simulated inside the local IoT Core process (bench/ack-broker.ts) through its in-process shadow service, not over 10,000 MQTT connections: per device one GET of the ota shadow (the agent reads the document on a delta, ADR 0050) and a `downloading` report; once every device has reported that and the acknowledgements settled (a download takes minutes in the field), `succeeded` with installedUpdateId; both echo deploymentId/attempt/updateId (agent/report.ts builds them).',
-        "The real rules engine runs the acknowledgement rule; its Lambda action is forwarded to this process, where the real acknowledge handler runs (at most acknowledgeConcurrency at once); a poller of DynamoDB Local's executions stream feeds the real counters-stream handler. Stream reads are not counted (free for Lambda event source mappings).",
-        'Messages as AWS meters them (per 5 KB; all of these are smaller): MQTT PUBLISH sent by devices (get and update requests) and delivered to devices (get/update replies and deltas, counted by a bench-only rule on the delta topic). `documents` messages reach only the rules engine and are counted as rule triggers; data-plane HTTP shadow calls (fan-out writes, trims) are counted as shadow operations only.',
-        "The acknowledge invocations the fan-out's own desired writes trigger are held while the fan-out is measured and run first on the acknowledgement side: counted with the fan-out's Lambda invocations and rule triggers, their CPU and duration with the acknowledgement side. The counters-stream handler also counts the fan-out's execution changes (all on the acknowledgement side).",
-        'Handler CPU: process.cpuUsage of this process in each phase (it runs only the handlers, their SDK clients and the IPC to the IoT Core process). Lambda duration: summed per-invocation wall time.',
+        'Local stack: DynamoDB Local (one JVM) and the local IoT Core bound the measured rate; the projection assumes one Lambda per shard at its deployed memory (CPU share = memory / 1,769 MB), each limited by the handler CPU measured here, capped at the account quota.',
+        'Everything is measured. Devices are simulated inside the local IoT Core process (bench/ack-broker.ts) through its in-process shadow service, not over 10,000 MQTT connections, doing what the agent does: the desired document taken from the delta (a GET only when the delta is not whole), a `downloading` report; once every device has reported that and the acknowledgements settled, `succeeded` with installedUpdateId and desired.ota cleared at the version it expects. Each report carries the next seq and goes to the rules engine as a device PUBLISH does.',
+        "The real rules engine runs the acknowledgement rule (on the devices' own update topic); its Lambda action is forwarded to this process, where the real acknowledge handler runs (at most acknowledgeConcurrency at once); a poller of DynamoDB Local's executions stream feeds the real counters-stream handler. Stream reads are not counted (free for Lambda event source mappings).",
+        'Messages as AWS meters them (per 5 KB; all of these are smaller): MQTT PUBLISH sent by devices and delivered to devices (deltas, GET answers, update/rejected). Devices subscribe at QoS 0 (no metered PUBACK) and not to update/accepted. Rule triggers: every message on the rule topic, WHERE or not. Data-plane HTTP shadow calls are counted as shadow operations only. Download authorization is not part of these figures.',
+        'DynamoDB: dynamoDbWrites counts items written (a transaction item twice, a refused condition too); dynamoDbWriteUnits is what DynamoDB reports consuming (1 KB units by item size), and prices the writes.',
+        'Handler CPU: process.cpuUsage of this process in each phase (it runs the handlers, their SDK clients, the stream poller and the IPC to the IoT Core process). Lambda duration: summed per-invocation wall time, priced at each function memory as deployed.',
       ],
     };
     return {

@@ -52,6 +52,13 @@ export interface FanoutTuning {
   /** Devices per account-cap grab: small grabs share the cap fairly between workers. */
   readonly maxGrab: number;
   /**
+   * Grabs (and the rollout plans before them) come at most this often: the rollout credit of the
+   * interval goes out as one batch. Without it a worker at 250/s grabs 5 devices every 20 ms, and
+   * each grab is a read and a write of the account item (most of the fan-out's DynamoDB traffic
+   * after the devices' own). Well under a second's burst, so the rate holds in every window.
+   */
+  readonly minGrabIntervalMs: number;
+  /**
    * A shard's cursor and rollout bucket are saved at most this often (and always when the worker
    * stops): one write per interval, not per batch. A crash loses at most this much progress, which
    * the next worker re-reads (already notified devices are no longer queued) and at most one burst
@@ -67,6 +74,7 @@ export const defaultTuning: FanoutTuning = {
   reinvokeWithinMs: 60_000,
   maxInProcessWaitMs: 5_000,
   maxGrab: 100,
+  minGrabIntervalMs: 100,
   checkpointEveryMs: 5_000,
 };
 

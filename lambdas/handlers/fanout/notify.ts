@@ -244,6 +244,7 @@ export async function runShard(
   };
   let deployment = initial;
   let savedAt = 0;
+  let lastGrabAt = Number.NEGATIVE_INFINITY;
 
   const checkpoint = async (force: boolean): Promise<boolean> => {
     const now = deps.now();
@@ -282,6 +283,11 @@ export async function runShard(
         return { kind: 'finished', ...progress };
       }
     }
+    const sinceGrab = now - lastGrabAt;
+    if (sinceGrab < deps.tuning.minGrabIntervalMs) {
+      await deps.sleep(Math.max(1, Math.min(deps.tuning.minGrabIntervalMs - sinceGrab, stopAt - now)));
+      continue;
+    }
     const plan = planRollout({
       rollout: shardRollout(deployment.policy.rollout, deployment.shards, shard),
       startAt: deployment.startAt,
@@ -303,6 +309,7 @@ export async function runShard(
       await deps.sleep(Math.max(1, dueAt - now));
       continue;
     }
+    lastGrabAt = now;
     const grant = await deps.accountLimiter.take(wanted, now);
     if (grant.granted < plan.notifyNow)
       walk.bucket = refundRollout(walk.bucket, plan.notifyNow - grant.granted);
