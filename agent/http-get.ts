@@ -67,8 +67,19 @@ export async function httpGet(
     if (!isRedirect(response.status) || location === undefined) return response;
     response.close();
     if (redirects === maxRedirects) throw new Error('too many redirects');
-    target = new URL(location, target);
+    target = redirectTarget(target, location);
   }
+}
+
+/**
+ * Where a redirect leads, resolved against the current URL. Never from https to plain http: the
+ * bytes are verified by hash either way, but a presigned URL's signature must not travel in clear.
+ */
+export function redirectTarget(current: URL, location: string): URL {
+  const next = new URL(location, current);
+  if (current.protocol === 'https:' && next.protocol !== 'https:')
+    throw new Error('refusing a redirect from https to plain http');
+  return next;
 }
 
 function requestText(url: URL, headers: Readonly<Record<string, string>>): string {

@@ -91,6 +91,8 @@ export interface DeploymentRecord {
   readonly fanout: Readonly<Record<string, FanoutLane>>;
   /** True while the deployment counts in its update's `activeDeployments`. */
   readonly holdsUpdate: boolean;
+  /** SHA-256 of the creating request, when it came with an idempotency key: a replay must match it. */
+  readonly requestHash?: string;
 }
 
 export interface NewDeployment {
@@ -100,6 +102,7 @@ export interface NewDeployment {
   readonly policy: DeploymentPolicy;
   readonly manifest: SignedDeploymentManifest;
   readonly shards: number;
+  readonly requestHash?: string;
 }
 
 export type DeploymentStoreError =
@@ -247,6 +250,7 @@ function deploymentFromItem(item: Item): DeploymentRecord {
     shards: Number(item.shards ?? 1),
     fanout: (item.fanout ?? {}) as Record<string, FanoutLane>,
     holdsUpdate: item.holdsUpdate === true,
+    requestHash: typeof item.requestHash === 'string' ? item.requestHash : undefined,
   };
   for (const key of Object.keys(record)) if (record[key] === undefined) delete record[key];
   return record as unknown as DeploymentRecord;
@@ -326,6 +330,7 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
       shards: deployment.shards,
       fanout: Object.fromEntries(laneNames(deployment.shards).map((lane) => [lane, { leaseUntil: 0 }])),
       holdsUpdate: true,
+      ...(deployment.requestHash ? { requestHash: deployment.requestHash } : {}),
     };
     const result = await transact({
       TransactItems: [

@@ -25,6 +25,7 @@ import { type Environment, fromEnv } from './config.ts';
 import { cancelDeployment, cancelDevice, retryDeployment, retryDevice } from './deployments/control.ts';
 import { createDeployment } from './deployments/create-deployment.ts';
 import { type DeploymentsDeps, type DeploymentsTuning, defaultTuning } from './deployments/deps.ts';
+import { idempotencyOf } from './deployments/idempotency.ts';
 import { getDeployment, getDevice, listDeploymentDevices, listDeployments } from './deployments/queries.ts';
 import { makeSigner, type SignerConfig, updatesApiConfigFromEnv } from './updates-api.ts';
 
@@ -77,15 +78,27 @@ export function makeDeploymentsApi(options: DeploymentsApiOptions): DeploymentsA
       'POST /deployments': async (event) => {
         const body = parseJsonBody(event, options.maxBodyBytes ?? maxBodyBytes);
         if (!body.ok) return problemResponse(body.error);
-        const created = await createDeployment(deps, body.value, { deploymentId: newId(), now: now() });
+        const idempotency = idempotencyOf(event.headers, body.value);
+        if (!idempotency.ok) return problemResponse(idempotency.error);
+        const key = idempotency.value;
+        const created = await createDeployment(deps, body.value, {
+          deploymentId: key?.deploymentId ?? newId(),
+          now: now(),
+          ...(key ? { requestHash: key.requestHash } : {}),
+        });
         if (!created.ok) {
           obs.logger.info('deployment refused', { code: created.error.code });
           return problemResponse(created.error);
         }
-        const response = jsonResponse(201, created.value);
+        // A replay answers as the first request did (201 and Location), and says it is one.
+        const response = jsonResponse(201, created.value.view);
         return {
           ...response,
-          headers: { ...response.headers, location: `/deployments/${created.value.deploymentId}` },
+          headers: {
+            ...response.headers,
+            location: `/deployments/${created.value.deploymentId}`,
+            ...(created.value.replayed ? { 'idempotent-replayed': 'true' } : {}),
+          },
         };
       },
       'GET /deployments': async (event) => respond(await listDeployments(deps, queryOf(event))),

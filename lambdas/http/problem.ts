@@ -20,6 +20,9 @@ export const problemStatus = {
   FILE_HASH_MISMATCH: 409,
   FILES_NOT_VERIFIED: 409,
   DEPLOYMENT_REQUEST_INVALID: 400,
+  IDEMPOTENCY_KEY_INVALID: 400,
+  /** The key was used before with another request body (IETF httpapi idempotency draft: 422). */
+  IDEMPOTENCY_KEY_REUSED: 422,
   DEPLOYMENT_NOT_FOUND: 404,
   EXECUTION_NOT_FOUND: 404,
   DEVICE_NOT_FOUND: 404,

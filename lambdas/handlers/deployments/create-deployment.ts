@@ -11,17 +11,48 @@ import { deploymentView } from './views.ts';
 /**
  * `POST /deployments`: validates the request, checks the update (404 unknown or not ready, 409 not
  * deployable), signs the deployment's manifest, stores the deployment `scheduled` (holding the
- * update, so it cannot be deleted) and starts the fan-out worker.
+ * update, so it cannot be deleted) and starts the fan-out worker. With an idempotency key
+ * (deployments/idempotency.ts) a repeat of the same request answers with the deployment it made.
  */
+export interface CreatedDeployment {
+  readonly view: Record<string, unknown>;
+  readonly deploymentId: string;
+  /** An idempotent replay: the deployment an earlier request with the same key created. */
+  readonly replayed: boolean;
+}
+
+/** The earlier deployment of this idempotency key, if there is one and the request is the same. */
+async function replayOf(
+  deps: DeploymentsDeps,
+  deploymentId: string,
+  requestHash: string,
+): Promise<Result<CreatedDeployment, Problem> | undefined> {
+  const existing = await deps.deployments.get(deploymentId);
+  if (!existing) return undefined;
+  if (existing.requestHash !== requestHash) {
+    return err(
+      problem(
+        'IDEMPOTENCY_KEY_REUSED',
+        `This Idempotency-Key created deployment ${deploymentId} from another request body; use a new key.`,
+      ),
+    );
+  }
+  return ok({ view: deploymentView(existing), deploymentId, replayed: true });
+}
+
 export async function createDeployment(
   deps: DeploymentsDeps,
   body: unknown,
-  input: { readonly deploymentId: string; readonly now: number },
-): Promise<Result<Record<string, unknown>, Problem>> {
+  input: { readonly deploymentId: string; readonly now: number; readonly requestHash?: string },
+): Promise<Result<CreatedDeployment, Problem>> {
   const request = parseDeploymentRequest(body, input.now);
   if (!request.ok)
     return err(problem('DEPLOYMENT_REQUEST_INVALID', request.error.message, request.error.faults));
   const { update: updateId, target, policy } = request.value;
+  if (input.requestHash) {
+    const replay = await replayOf(deps, input.deploymentId, input.requestHash);
+    if (replay) return replay;
+  }
 
   const update = await deps.updates.get(updateId);
   const name = updateKey(updateId);
@@ -54,9 +85,15 @@ export async function createDeployment(
       policy,
       manifest: manifest.value,
       shards: shardCountFor(policy.rollout.ratePerMinute),
+      ...(input.requestHash ? { requestHash: input.requestHash } : {}),
     },
     input.now,
   );
+  if (!created.ok && created.error.code === 'DEPLOYMENT_EXISTS' && input.requestHash) {
+    // The same key raced this request and won: answer as its replay.
+    const replay = await replayOf(deps, input.deploymentId, input.requestHash);
+    if (replay) return replay;
+  }
   if (!created.ok) {
     // The update was deleted or changed between the read above and the transaction.
     if (created.error.code === 'UPDATE_NOT_READY') {
@@ -66,5 +103,5 @@ export async function createDeployment(
   }
   deps.observability.logger.info('deployment created', { deploymentId: input.deploymentId });
   await startFanout(deps, input.deploymentId);
-  return ok(deploymentView(created.value));
+  return ok({ view: deploymentView(created.value), deploymentId: input.deploymentId, replayed: false });
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { makeArtifactStore } from '../../../lambdas/adapters/artifact-store.ts';
@@ -132,7 +133,12 @@ interface Reply {
 }
 
 /** Sends one request as API Gateway would: matched route, payload 2.0 event, through the handler. */
-async function call(method: string, url: string, body?: unknown): Promise<Reply> {
+async function call(
+  method: string,
+  url: string,
+  body?: unknown,
+  headers: Readonly<Record<string, string>> = {},
+): Promise<Reply> {
   const path = url.split('?')[0] ?? url;
   const route = matchRoute(apiRoutes, method, path);
   if (!route) throw new Error(`no route for ${method} ${path}`);
@@ -141,7 +147,7 @@ async function call(method: string, url: string, body?: unknown): Promise<Reply>
     {
       method,
       url,
-      rawHeaders: ['content-type', 'application/json'],
+      rawHeaders: ['content-type', 'application/json', ...Object.entries(headers).flat()],
       body: Buffer.from(body === undefined ? '' : JSON.stringify(body)),
       sourceIp: '127.0.0.1',
       protocol: 'HTTP/1.1',
@@ -323,6 +329,66 @@ describe('POST /deployments', () => {
     expect(await activeDeploymentsOf(db, tables.updates, parent)).toBe(1);
     expect(await activeDeploymentsOf(db, tables.updates, child)).toBe(0);
     expect((await deployments.get(deploymentId))?.manifest.signature).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+  });
+});
+
+describe('POST /deployments with an Idempotency-Key', () => {
+  it('creates one deployment however often the same request is sent, and refuses the key for another body', async () => {
+    const id = uid(uniqueName('Idempotent'));
+    await readyUpdate(id);
+    const key = `retry-${randomUUID()}`;
+    const request = { update: id, target: { things: ['thing-a'] }, policy: { deviceTimeoutSeconds: 600 } };
+    const started = workerEvents.length;
+
+    const first = await call('POST', '/deployments', request, { 'Idempotency-Key': key });
+    expect(first.status).toBe(201);
+    const deploymentId = first.body.deploymentId ?? '';
+    expect(first.headers['idempotent-replayed']).toBeUndefined();
+
+    // The same request again, its keys in another order: the same deployment, nothing new started.
+    const reordered = { policy: request.policy, target: request.target, update: request.update };
+    const again = await call('POST', '/deployments', reordered, { 'idempotency-key': key });
+    expect(again.status).toBe(201);
+    expect(again.body.deploymentId).toBe(deploymentId);
+    expect(again.headers.location).toBe(`/deployments/${deploymentId}`);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(workerEvents.length - started).toBe(1);
+
+    const other = await call(
+      'POST',
+      '/deployments',
+      { ...request, target: { things: ['thing-b'] } },
+      {
+        'Idempotency-Key': key,
+      },
+    );
+    expect(other.status).toBe(422);
+    expect(other.body.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect((await deployments.get(deploymentId))?.target).toMatchObject({ things: ['thing-a'] });
+
+    const fresh = await call('POST', '/deployments', request, { 'Idempotency-Key': `${key}-2` });
+    expect(fresh.status).toBe(201);
+    expect(fresh.body.deploymentId).not.toBe(deploymentId);
+  });
+
+  it('answers 400 naming the header for a malformed key, and creates nothing', async () => {
+    const id = uid(uniqueName('BadKey'));
+    await readyUpdate(id);
+    const started = workerEvents.length;
+    const refused = await call(
+      'POST',
+      '/deployments',
+      { update: id, target: { things: ['thing-a'] } },
+      {
+        'Idempotency-Key': 'has spaces and "quotes"',
+      },
+    );
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({
+      code: 'IDEMPOTENCY_KEY_INVALID',
+      errors: [{ path: '/headers/idempotency-key' }],
+    });
+    expect(workerEvents.length).toBe(started);
   });
 });
 

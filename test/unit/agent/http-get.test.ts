@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadFile } from '../../../agent/downloader.ts';
-import { type BodyTarget, httpGet, parseHead } from '../../../agent/http-get.ts';
+import { type BodyTarget, httpGet, parseHead, redirectTarget } from '../../../agent/http-get.ts';
 import { ok } from '../../../lambdas/domain/result.ts';
 import { createCertificateAuthority, issueServerCertificate } from '../../../local/iot/certs.ts';
 
@@ -114,6 +114,14 @@ describe('httpGet', () => {
     const sink = collector(1000);
     expect(await response.readBody(sink.target)).toBe('closed');
     expect(sink.bytes().equals(body)).toBe(true);
+  });
+
+  it('follows redirects relative or absolute, but never from https down to plain http', () => {
+    const here = new URL('https://bucket.example/a/file?X-Amz-Signature=s');
+    expect(redirectTarget(here, '/b/file').href).toBe('https://bucket.example/b/file');
+    expect(redirectTarget(here, 'https://other.example/x').href).toBe('https://other.example/x');
+    expect(() => redirectTarget(here, 'http://bucket.example/a/file')).toThrow(/plain http/);
+    expect(redirectTarget(new URL('http://127.0.0.1:9000/a'), 'http://127.0.0.1:9000/b').pathname).toBe('/b');
   });
 
   it('refuses to read a chunked body (its status and headers are still there)', async () => {
