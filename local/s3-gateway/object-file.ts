@@ -6,11 +6,10 @@
  * overrides, a satisfiable `bytes=a-[b]` range or none); everything else is forwarded, so the
  * storing server's own answers (304, 416, errors) stay exactly as they were.
  */
-import { once } from 'node:events';
-import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { close, createReadStream, fstat as fstatCallback, open } from 'node:fs';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 
 /** Where the storing server keeps an object, and the headers it answers a GET of it with. */
 export interface StoredObject {
@@ -22,6 +21,10 @@ export interface StoredObject {
 
 /** Finds an object in the storing server; undefined when it is not there (the proxy then answers). */
 export type ObjectLocator = (bucket: string, key: string) => Promise<StoredObject | undefined>;
+
+const openFile = promisify(open);
+const fstat = promisify(fstatCallback);
+const closeFile = promisify(close);
 
 /** Pieces the file is read in: fewer, larger socket writes (the storing server reads 64 KiB). */
 const readBytes = 1 << 20;
@@ -71,10 +74,13 @@ export async function serveObjectFile(
   stored: StoredObject,
   rangeHeader: string | undefined,
 ): Promise<boolean> {
-  const handle = await open(stored.path, 'r').catch(() => undefined);
-  if (!handle) return false;
+  // A plain descriptor, owned by the read stream once there is one (it closes it on end, error or
+  // destroy): a FileHandle would close it a second time, or leak it to the garbage collector.
+  const fd = await openFile(stored.path, 'r').catch(() => undefined);
+  if (fd === undefined) return false;
+  let streaming = false;
   try {
-    const { size } = await handle.stat();
+    const { size } = await fstat(fd);
     const range = rangeToServe(rangeHeader, size);
     if (range === undefined) return false;
     const { start, end } = range === 'all' ? { start: 0, end: size - 1 } : range;
@@ -90,21 +96,11 @@ export async function serveObjectFile(
     }
     // A stream on the descriptor, not FileHandle.createReadStream: its promise-based reads served
     // about half as fast here.
-    const body = createReadStream('', {
-      fd: handle.fd,
-      start,
-      end,
-      highWaterMark: readBytes,
-      autoClose: false,
-    });
-    try {
-      await pipeline(body, res);
-    } finally {
-      // A read may still be in flight after a failure: the descriptor is closed only after it.
-      if (!body.closed) await once(body, 'close');
-    }
+    const body = createReadStream('', { fd, start, end, highWaterMark: readBytes });
+    streaming = true;
+    await pipeline(body, res);
     return true;
   } finally {
-    await handle.close();
+    if (!streaming) await closeFile(fd);
   }
 }
