@@ -142,6 +142,12 @@ export interface DeploymentStore {
   /** Writes a new `scheduled` deployment and counts it in its update's `activeDeployments`, in one transaction. */
   create(deployment: NewDeployment, now: number): Promise<Result<DeploymentRecord, DeploymentStoreError>>;
   get(deploymentId: string): Promise<DeploymentRecord | undefined>;
+  /** Replaces the signed manifest (a renewed signature); the fan-out sends it from then on. */
+  replaceManifest(
+    deploymentId: string,
+    manifest: SignedDeploymentManifest,
+    now: number,
+  ): Promise<Result<DeploymentRecord, DeploymentStoreError>>;
   /** Newest first; without a status, active deployments first, then ended ones. */
   list(query: {
     readonly status?: DeploymentStatus;
@@ -351,6 +357,30 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
         : err({ code: 'UPDATE_NOT_READY', updateId: deployment.updateId });
     }
     return ok(deploymentFromItem(item));
+  }
+
+  async function replaceManifest(
+    deploymentId: string,
+    manifest: SignedDeploymentManifest,
+    now: number,
+  ): Promise<Result<DeploymentRecord, DeploymentStoreError>> {
+    try {
+      const { Attributes } = await db.send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: key(deploymentId),
+          UpdateExpression: 'SET manifest = :manifest, updatedAt = :at',
+          ConditionExpression: 'attribute_exists(deploymentId)',
+          ExpressionAttributeValues: { ':manifest': manifest, ':at': new Date(now).toISOString() },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return ok(deploymentFromItem(Attributes ?? {}));
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException)
+        return err({ code: 'DEPLOYMENT_NOT_FOUND', deploymentId });
+      throw error;
+    }
   }
 
   async function list(query: {
@@ -664,6 +694,7 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
   return {
     create,
     get,
+    replaceManifest,
     list,
     setStatus,
     end,

@@ -12,6 +12,7 @@ export type {
 export {
   MANIFEST_JWS_TYPE,
   manifestClaims,
+  signatureExpiry,
   signUpdateManifest,
   verifyUpdateManifestSignature,
 } from './jws.ts';

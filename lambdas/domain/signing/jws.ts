@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { compactVerify, decodeProtectedHeader, errors, importJWK, type JWK } from 'jose';
+import { compactVerify, decodeJwt, decodeProtectedHeader, errors, importJWK, type JWK } from 'jose';
 import { canonicalJson } from '../manifest/canonical.ts';
 import { type UpdateId, updateIdKey } from '../manifest/update-id.ts';
 import type { FullUpdateManifest, UpdateFile } from '../manifest/update-schema.ts';
@@ -225,4 +225,17 @@ function filesMatch(
   return fileClaims(files).every(
     ([id, f]) => signed[id]?.sizeInBytes === f.sizeInBytes && signed[id]?.sha256 === f.sha256,
   );
+}
+
+/**
+ * When a signature we made expires (its `exp`, epoch seconds), read without verifying: for the
+ * service deciding whether to sign again, never for trusting anything. Undefined when unreadable.
+ */
+export function signatureExpiry(jws: string): number | undefined {
+  try {
+    const { exp } = decodeJwt(jws);
+    return typeof exp === 'number' ? exp : undefined;
+  } catch {
+    return undefined;
+  }
 }

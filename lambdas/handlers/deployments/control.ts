@@ -19,6 +19,7 @@ import { err, ok, type Result } from '../../domain/result.ts';
 import { type Problem, problem } from '../../http/problem.ts';
 import { mapWithConcurrency } from '../fanout/sharding.ts';
 import type { DeploymentsDeps } from './deps.ts';
+import { renewSignatureIfNeeded } from './renew-signature.ts';
 import { startFanout } from './start-fanout.ts';
 import { deploymentView, executionView } from './views.ts';
 
@@ -27,7 +28,15 @@ const MAX_DECISIONS = 5;
 
 type ControlDeps = Pick<
   DeploymentsDeps,
-  'deployments' | 'executions' | 'shadows' | 'observability' | 'invoker' | 'tuning'
+  | 'deployments'
+  | 'executions'
+  | 'shadows'
+  | 'observability'
+  | 'invoker'
+  | 'tuning'
+  | 'updates'
+  | 'artifacts'
+  | 'signer'
 >;
 
 export type CancelOutcome = 'canceled' | 'cancel_requested' | 'unchanged' | 'ended';
@@ -267,6 +276,8 @@ export async function retryDeployment(
   }
   const reopened = await reopenForRetry(deps, found.value, now);
   if (!reopened.ok) return reopened;
+  const renewed = await renewSignatureIfNeeded(deps, found.value, now);
+  if (!renewed.ok) return renewed;
   const result = await requeueFailures(deps, deploymentId, now);
   await startFanout(deps, deploymentId);
   const deployment = (await deps.deployments.get(deploymentId)) ?? found.value;
@@ -315,6 +326,8 @@ export async function retryDevice(
   if (!decision.ok) return err(problem('NOT_RETRYABLE', `${thingName}: ${decision.error.message}.`));
   const reopened = await reopenForRetry(deps, found.value.deployment, now);
   if (!reopened.ok) return reopened;
+  const renewed = await renewSignatureIfNeeded(deps, found.value.deployment, now);
+  if (!renewed.ok) return renewed;
   const result = await retryExecution(deps, found.value.execution, now);
   if (!result.ok) return result;
   await startFanout(deps, deploymentId);

@@ -191,10 +191,15 @@ async function refill(
   walk.fromTail = true;
 }
 
-function desiredCache(deployment: DeploymentRecord): (attempt: number) => DesiredDocument {
-  const built = new Map<number, DesiredDocument>();
-  return (attempt) => {
-    let document = built.get(attempt);
+/**
+ * Desired documents by attempt, built once each from the deployment's current signed manifest: a
+ * retry may have renewed the signature (deployments/renew-signature.ts) while this worker runs.
+ */
+function desiredCache(): (deployment: DeploymentRecord, attempt: number) => DesiredDocument {
+  const built = new Map<string, DesiredDocument>();
+  return (deployment, attempt) => {
+    const key = `${attempt} ${deployment.manifest.signature}`;
+    let document = built.get(key);
     if (!document) {
       const result = desiredDocumentFor({
         deploymentId: deployment.deploymentId,
@@ -205,7 +210,7 @@ function desiredCache(deployment: DeploymentRecord): (attempt: number) => Desire
       if (!result.ok)
         throw new Error(`bug: the deployment's desired document does not fit: ${result.error.message}`);
       document = result.value;
-      built.set(attempt, document);
+      built.set(key, document);
     }
     return document;
   };
@@ -237,12 +242,15 @@ export async function runShard(
     bucket: lease.bucket,
   };
   const progress = { notified: 0, superseded: 0, throttled: 0 };
+  let deployment = initial;
+  const documents = desiredCache();
   const context: DeviceContext = {
-    deployment: initial,
-    desiredFor: desiredCache(initial),
+    get deployment() {
+      return deployment;
+    },
+    desiredFor: (attempt) => documents(deployment, attempt),
     deploymentOf: makeDeploymentCache(deps),
   };
-  let deployment = initial;
   let savedAt = 0;
   let lastGrabAt = Number.NEGATIVE_INFINITY;
 

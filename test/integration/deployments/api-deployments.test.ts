@@ -11,7 +11,11 @@ import { makeUpdateStore } from '../../../lambdas/adapters/update-store.ts';
 import { apiRoutes } from '../../../lambdas/definitions/api.ts';
 import type { ExecutionState } from '../../../lambdas/domain/deployment/index.ts';
 import { verifyUpdateManifestSignature } from '../../../lambdas/domain/signing/index.ts';
-import { type DeploymentsApiHandler, makeDeploymentsApi } from '../../../lambdas/handlers/deployments-api.ts';
+import {
+  type DeploymentsApiHandler,
+  type DeploymentsApiOptions,
+  makeDeploymentsApi,
+} from '../../../lambdas/handlers/deployments-api.ts';
 import { makeUpdatesApi, type UpdatesApiHandler } from '../../../lambdas/handlers/updates-api.ts';
 import { matchRoute } from '../../../lambdas/http/router.ts';
 import { recordingObservability } from '../../../lambdas/observability.ts';
@@ -39,6 +43,7 @@ const raw = dynamoDbClient(inject('ddbEndpoint'));
 const db = documentClient(raw);
 const key = generateLocalSigningKey();
 const registry = makeFunctionRegistry();
+let apiOptions: DeploymentsApiOptions;
 /** What the fan-out worker was started with: the registry runs a recorder in its place. */
 const workerEvents: unknown[] = [];
 let tables: DeploymentTables;
@@ -83,7 +88,7 @@ beforeAll(async () => {
     signatureTtlSeconds: 3600,
     observability: recordingObservability(),
   });
-  api = makeDeploymentsApi({
+  apiOptions = {
     deployments,
     executions,
     fleet,
@@ -94,7 +99,8 @@ beforeAll(async () => {
     invoker: registry,
     observability: recordingObservability(),
     tuning: { executionsPerRequest: 50 },
-  });
+  };
+  api = makeDeploymentsApi(apiOptions);
   server = await startApiServer({
     host: '127.0.0.1',
     port: 0,
@@ -133,6 +139,10 @@ interface Reply {
 }
 
 /** Sends one request as API Gateway would: matched route, payload 2.0 event, through the handler. */
+function fail(message: string): never {
+  throw new Error(message);
+}
+
 async function call(
   method: string,
   url: string,
@@ -587,6 +597,56 @@ describe('retry', () => {
 
     const nothing = await call('POST', `/deployments/${deploymentId}/retry`);
     expect([nothing.status, nothing.body.code]).toEqual([409, 'NOTHING_TO_RETRY']);
+  });
+});
+
+describe('retry long after the deployment was created', () => {
+  it('renews a signature that would expire before the new attempt ends, and the new one verifies', async () => {
+    const id = uid(uniqueName('LateRetry'));
+    await readyUpdate(id);
+    const deploymentId = await deploy(id, { deviceTimeoutSeconds: 600 });
+    await seedExecutions(deploymentId, id, { late1: 'failed' });
+    const before = await deployments.get(deploymentId);
+    if (!before) throw new Error('not stored');
+
+    // Eight days on: the first signature (600 s + a week's margin) is about to lapse.
+    const later = Date.now() + 8 * 24 * 3600_000;
+    const lateApi = makeDeploymentsApi({ ...apiOptions, now: () => later });
+    const event = toHttpApiEvent(
+      {
+        method: 'POST',
+        url: `/deployments/${deploymentId}/retry`,
+        rawHeaders: [],
+        body: Buffer.alloc(0),
+        sourceIp: '127.0.0.1',
+        protocol: 'HTTP/1.1',
+      },
+      matchRoute(apiRoutes, 'POST', `/deployments/${deploymentId}/retry`) ?? fail('no route'),
+      new Date(later),
+    );
+    expect((await lateApi(event)).statusCode).toBe(200);
+
+    const after = await deployments.get(deploymentId);
+    expect(after?.manifest.signature).not.toBe(before.manifest.signature);
+    const claims = await verifyUpdateManifestSignature({
+      jws: after?.manifest.signature ?? '',
+      manifest: after?.manifest.inline ?? '',
+      trustedKeys: [key.publicJwk],
+      now: new Date(later + 600_000),
+      expectedUpdateId: id,
+    });
+    expect(claims.ok && claims.value.deploymentId).toBe(deploymentId);
+    expect((await executions.get(deploymentId, 'late1'))?.state).toBe('queued');
+  });
+
+  it('keeps a signature that outlives the new attempt', async () => {
+    const id = uid(uniqueName('EarlyRetry'));
+    await readyUpdate(id);
+    const deploymentId = await deploy(id, { deviceTimeoutSeconds: 600 });
+    await seedExecutions(deploymentId, id, { early1: 'failed' });
+    const before = await deployments.get(deploymentId);
+    expect((await call('POST', `/deployments/${deploymentId}/devices/early1/retry`)).status).toBe(200);
+    expect((await deployments.get(deploymentId))?.manifest.signature).toBe(before?.manifest.signature);
   });
 });
 
