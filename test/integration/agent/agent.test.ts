@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentErrors } from '../../../agent/codes.ts';
 import { silentLogger } from '../../../agent/log.ts';
 import { type RunningAgent, startAgent } from '../../../agent/run.ts';
-import { buildManifest, readLines, testScript, World, writeExecutable } from './support.ts';
+import { buildManifest, readLines, scriptStep, testScript, World, writeExecutable } from './support.ts';
 
 let world: World;
 const running: RunningAgent[] = [];
@@ -30,18 +30,6 @@ async function startDevice(thing: string, overrides = {}) {
   const agent = await startAgent(config, { log: silentLogger, channelTimeoutMs: 5000 });
   running.push(agent);
   return { config, agent };
-}
-
-function scriptStep(state: string, criteria: string, extra = '') {
-  return {
-    handler: 'microsoft/script:1',
-    files: ['install.sh'],
-    handlerProperties: {
-      scriptFileName: 'install.sh',
-      arguments: `--state ${state} ${extra}`.trim(),
-      installedCriteria: criteria,
-    },
-  };
 }
 
 describe('device agent on the local IoT Core', () => {

@@ -8,7 +8,14 @@ import { silentLogger } from '../../../agent/log.ts';
 import { type RunningAgent, startAgent } from '../../../agent/run.ts';
 import { buildDesiredOta } from '../../../lambdas/domain/deployment/index.ts';
 import { canonicalJson } from '../../../lambdas/domain/manifest/index.ts';
-import { buildManifest, type DeployOptions, type ShadowRequestSeen, testScript, World } from './support.ts';
+import {
+  buildManifest,
+  type DeployOptions,
+  type ShadowRequestSeen,
+  scriptStep,
+  testScript,
+  World,
+} from './support.ts';
 
 let world: World;
 const running: RunningAgent[] = [];
@@ -43,18 +50,6 @@ async function deployAsService(thing: string, options: DeployOptions): Promise<v
   });
   if (!built.ok) throw new Error(built.error.message);
   world.writeDesired(thing, built.value.document.state.desired);
-}
-
-function scriptStep(state: string, criteria: string, extra = '') {
-  return {
-    handler: 'microsoft/script:1',
-    files: ['install.sh'],
-    handlerProperties: {
-      scriptFileName: 'install.sh',
-      arguments: `--state ${state} ${extra}`.trim(),
-      installedCriteria: criteria,
-    },
-  };
 }
 
 const ofThing = (thing: string) => (r: ShadowRequestSeen) => r.topic.startsWith(`$aws/things/${thing}/`);

@@ -354,3 +354,16 @@ export async function writeExecutable(path: string, text: string): Promise<void>
   await writeFile(path, text);
   await chmod(path, 0o755);
 }
+
+/** A `microsoft/script:1` step running the test script with its state folder and criteria. */
+export function scriptStep(state: string, criteria: string, extra = '') {
+  return {
+    handler: 'microsoft/script:1',
+    files: ['install.sh'],
+    handlerProperties: {
+      scriptFileName: 'install.sh',
+      arguments: `--state ${state} ${extra}`.trim(),
+      installedCriteria: criteria,
+    },
+  };
+}

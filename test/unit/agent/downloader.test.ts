@@ -27,18 +27,23 @@ beforeEach(async () => {
 });
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
+/** Downloads what the test server serves at `path`, expecting exactly `body`. */
+function fetchServed(path: string, body: Buffer, destination: string) {
+  return downloadFile({
+    fileId: path.slice(1),
+    expected: { sizeInBytes: body.length, sha256: sha(body) },
+    destination,
+    source: fixedUrl(server.url(path)),
+    sleep: noSleep,
+  });
+}
+
 describe('downloadFile', () => {
   it('resumes with a Range request after the server cuts the connection halfway', async () => {
     const body = randomBytes(3 * 1024 * 1024);
     server.files.set('/half', { body, cutAfter: body.length / 2, cuts: 1 });
     const destination = join(dir, 'half.bin');
-    const result = await downloadFile({
-      fileId: 'f1',
-      expected: { sizeInBytes: body.length, sha256: sha(body) },
-      destination,
-      source: fixedUrl(server.url('/half')),
-      sleep: noSleep,
-    });
+    const result = await fetchServed('/half', body, destination);
     expect(result).toEqual({ ok: true, value: { bytes: body.length, resumedFrom: 0, reused: false } });
     expect((await readFile(destination)).equals(body)).toBe(true);
     const ranges = server.requests.filter((r) => r.path === '/half').map((r) => r.range);
@@ -53,13 +58,7 @@ describe('downloadFile', () => {
     server.files.set('/partial', { body });
     const destination = join(dir, 'p.bin');
     await writeFile(`${destination}.part`, body.subarray(0, 40_000));
-    const result = await downloadFile({
-      fileId: 'f2',
-      expected: { sizeInBytes: body.length, sha256: sha(body) },
-      destination,
-      source: fixedUrl(server.url('/partial')),
-      sleep: noSleep,
-    });
+    const result = await fetchServed('/partial', body, destination);
     expect(result.ok && result.value.resumedFrom).toBe(40_000);
     expect(server.requests.at(-1)?.range).toBe('bytes=40000-');
     expect((await readFile(destination)).equals(body)).toBe(true);
@@ -71,13 +70,7 @@ describe('downloadFile', () => {
     const destination = join(dir, 'torn.bin');
     // What a power cut can leave of an unflushed file: the right length, zeros instead of the bytes.
     await writeFile(`${destination}.part`, Buffer.alloc(60_000));
-    const result = await downloadFile({
-      fileId: 'f10',
-      expected: { sizeInBytes: body.length, sha256: sha(body) },
-      destination,
-      source: fixedUrl(server.url('/torn-part')),
-      sleep: noSleep,
-    });
+    const result = await fetchServed('/torn-part', body, destination);
     expect(result).toEqual({ ok: true, value: { bytes: body.length, resumedFrom: 0, reused: false } });
     expect(server.requests.map((r) => r.range)).toEqual(['bytes=60000-', undefined]);
     expect((await readFile(destination)).equals(body)).toBe(true);
@@ -106,13 +99,7 @@ describe('downloadFile', () => {
     const destination = join(dir, 'dest.bin');
     for (const torn of [body.subarray(0, 70_000), Buffer.alloc(body.length)]) {
       await writeFile(destination, torn);
-      const result = await downloadFile({
-        fileId: 'f12',
-        expected: { sizeInBytes: body.length, sha256: sha(body) },
-        destination,
-        source: fixedUrl(server.url('/torn-dest')),
-        sleep: noSleep,
-      });
+      const result = await fetchServed('/torn-dest', body, destination);
       expect(result).toEqual({ ok: true, value: { bytes: body.length, resumedFrom: 0, reused: false } });
       expect((await readFile(destination)).equals(body)).toBe(true);
     }
@@ -144,13 +131,7 @@ describe('downloadFile', () => {
     server.files.set('/norange', { body, ignoreRange: true });
     const destination = join(dir, 'n.bin');
     await writeFile(`${destination}.part`, body.subarray(0, 10_000));
-    const result = await downloadFile({
-      fileId: 'f3',
-      expected: { sizeInBytes: body.length, sha256: sha(body) },
-      destination,
-      source: fixedUrl(server.url('/norange')),
-      sleep: noSleep,
-    });
+    const result = await fetchServed('/norange', body, destination);
     expect(result.ok).toBe(true);
     expect((await readFile(destination)).equals(body)).toBe(true);
   });
@@ -255,13 +236,7 @@ describe('downloadFile', () => {
     const body = randomBytes(3000);
     const destination = join(dir, 'done.bin');
     await writeFile(destination, body);
-    const result = await downloadFile({
-      fileId: 'f9',
-      expected: { sizeInBytes: body.length, sha256: sha(body) },
-      destination,
-      source: fixedUrl(server.url('/nothing')),
-      sleep: noSleep,
-    });
+    const result = await fetchServed('/nothing', body, destination);
     expect(result).toEqual({ ok: true, value: { bytes: 0, resumedFrom: 0, reused: true } });
     expect(server.requests).toHaveLength(0);
   });
