@@ -12,40 +12,10 @@ import { silentLogger } from '../../../agent/log.ts';
 import { type RunningAgent, startAgent } from '../../../agent/run.ts';
 import type { TrustedKey } from '../../../lambdas/domain/signing/index.ts';
 import type { LocalCloud } from '../../../local/cloud.ts';
+import { aduTestScript } from '../../support/adu-script.ts';
 
-/**
- * A script in ADU's `microsoft/script:1` conventions. `--state <dir>` is where it leaves its side
- * effects: every call in `calls.log`, an `installed-<criteria><component>` mark per install (which
- * is-installed answers 900 for), and `<criteria><component>.pid` (written before the call is
- * logged, so a test that saw the call can read the pid). `--sleep <s>` makes the install slow.
- */
-export const deviceScript = `#!/bin/sh
-action="$1"; shift
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --result-file) result="$2"; shift;;
-    --installed-criteria) criteria="$2"; shift;;
-    --state) state="$2"; shift;;
-    --component) comp="$2"; shift;;
-    --sleep) sleepfor="$2"; shift;;
-  esac
-  shift
-done
-echo $$ > "$state/$criteria$comp.pid"
-echo "$action $criteria $comp" >> "$state/calls.log"
-case "$action" in
-  --action-is-installed) if [ -f "$state/installed-$criteria$comp" ]; then code=900; else code=901; fi;;
-  --action-download) code=500;;
-  --action-install)
-    if [ -n "$sleepfor" ]; then sleep "$sleepfor"; fi
-    echo "$criteria $comp" > "$state/installed-$criteria$comp"
-    code=600;;
-  --action-apply) code=700;;
-  --action-cancel) code=800;;
-  *) code=0;;
-esac
-printf '{"resultCode":%s,"extendedResultCode":0,"resultDetails":"%s"}' "$code" "$action" > "$result"
-`;
+/** The install script the test devices run (test/support/adu-script.ts). */
+export const deviceScript = aduTestScript;
 
 export interface DeviceFolders {
   readonly root: string;

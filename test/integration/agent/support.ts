@@ -20,6 +20,7 @@ import {
 } from '../../../lambdas/domain/manifest/index.ts';
 import { type Signer, signUpdateManifest, type TrustedKey } from '../../../lambdas/domain/signing/index.ts';
 import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
+import { aduTestScript } from '../../support/adu-script.ts';
 import { FileServer } from '../../unit/agent/file-server.ts';
 
 export const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('base64');
@@ -35,34 +36,8 @@ export function makeSigner(keyId: string): { signer: Signer; trusted: TrustedKey
   return { signer, trusted: { ...jwk, kid: keyId } as TrustedKey };
 }
 
-/** A test script in ADU's script handler conventions; `--state <dir>` is where it keeps its marks. */
-export const testScript = `#!/bin/sh
-action="$1"; shift
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --result-file) result="$2"; shift;;
-    --installed-criteria) criteria="$2"; shift;;
-    --state) state="$2"; shift;;
-    --component) comp="$2"; shift;;
-    --fail-on) failon="$2"; shift;;
-    --sleep) sleepfor="$2"; shift;;
-  esac
-  shift
-done
-echo "$action $criteria $comp" >> "$state/calls.log"
-erc=0
-case "$action" in
-  --action-is-installed) if [ -f "$state/installed-$criteria$comp" ]; then code=900; else code=901; fi;;
-  --action-download) code=500;;
-  --action-install)
-    if [ -n "$sleepfor" ]; then sleep "$sleepfor"; fi
-    if [ "$failon" = install ]; then code=0; erc=42; else touch "$state/installed-$criteria$comp"; code=600; fi;;
-  --action-apply) code=700;;
-  --action-cancel) code=800;;
-  *) code=0; erc=1;;
-esac
-printf '{"resultCode":%s,"extendedResultCode":%s,"resultDetails":"%s"}' "$code" "$erc" "$action" > "$result"
-`;
+/** The install script the test devices run (test/support/adu-script.ts). */
+export const testScript = aduTestScript;
 
 export interface FileSpec {
   readonly name: string;
