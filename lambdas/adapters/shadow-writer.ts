@@ -1,7 +1,7 @@
 import {
   ConflictException,
   GetThingShadowCommand,
-  type IoTDataPlaneClient,
+  IoTDataPlaneClient,
   RequestEntityTooLargeException,
   ResourceNotFoundException,
   ThrottlingException,
@@ -49,6 +49,15 @@ export interface ShadowWriter {
   update(thingName: string, document: ShadowUpdateDocument): Promise<Result<ShadowWritten, ShadowWriteError>>;
   /** The `ota` shadow, or undefined when the thing has none. */
   get(thingName: string): Promise<Result<ShadowSnapshot | undefined, ShadowWriteError>>;
+}
+
+/**
+ * The data-plane client a shadow writer is built on: `maxAttempts: 1`, so the writer's own backoff
+ * (with jitter) is the only retry loop; the SDK's would multiply attempts under throttling and
+ * hide it from the caller's metrics. AWS's regional endpoint unless one is given.
+ */
+export function shadowWriterClient(endpoint?: string): IoTDataPlaneClient {
+  return new IoTDataPlaneClient({ maxAttempts: 1, ...(endpoint ? { endpoint } : {}) });
 }
 
 export interface BackoffPolicy {

@@ -1,9 +1,9 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import type { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { documentClient } from '../adapters/dynamodb.ts';
 import { type ExecutionStore, makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
-import { makeShadowWriter } from '../adapters/shadow-writer.ts';
+import { makeShadowWriter, shadowWriterClient } from '../adapters/shadow-writer.ts';
 import { env } from '../definitions/environment.ts';
 import { type Observability, powertools } from '../observability.ts';
 import { type AcknowledgeDeps, type AckOutcome, applyShadowReport } from './acknowledgements/apply-report.ts';
@@ -87,13 +87,7 @@ export function acknowledgeDepsFromConfig(
   observability: Observability = powertools,
 ): AcknowledgeParts {
   const db = documentClient(clients.dynamodb);
-  // One retry loop only (the shadow writer's, with jitter): the SDK's own would hide throttling.
-  const iotData =
-    clients.iotData ??
-    new IoTDataPlaneClient({
-      maxAttempts: 1,
-      ...(config.iotDataEndpoint ? { endpoint: config.iotDataEndpoint } : {}),
-    });
+  const iotData = clients.iotData ?? shadowWriterClient(config.iotDataEndpoint);
   return {
     executions: makeExecutionStore({ db, tableName: config.executionsTable }),
     fleet: makeFleetStore({ db, tableName: config.fleetTable }),

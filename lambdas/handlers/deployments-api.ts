@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import type { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -11,7 +11,7 @@ import { documentClient } from '../adapters/dynamodb.ts';
 import { makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { type FunctionInvoker, makeLambdaFunctionInvoker } from '../adapters/function-invoker.ts';
-import { makeShadowWriter } from '../adapters/shadow-writer.ts';
+import { makeShadowWriter, shadowWriterClient } from '../adapters/shadow-writer.ts';
 import { makeUpdateStore } from '../adapters/update-store.ts';
 import { env } from '../definitions/environment.ts';
 import { updatesTable } from '../definitions/tables.ts';
@@ -170,13 +170,7 @@ export function makeDeploymentsApiFromConfig(
 ): DeploymentsApiHandler {
   const db = documentClient(clients.dynamodb);
   const signer = makeSigner(config.signer, clients.kms);
-  // One retry loop only: the shadow writer's (it backs off on 429 and 5xx itself).
-  const iotData =
-    clients.iotData ??
-    new IoTDataPlaneClient({
-      maxAttempts: 1,
-      ...(config.iotDataEndpoint ? { endpoint: config.iotDataEndpoint } : {}),
-    });
+  const iotData = clients.iotData ?? shadowWriterClient(config.iotDataEndpoint);
   return makeDeploymentsApi({
     deployments: makeDeploymentStore({
       db,

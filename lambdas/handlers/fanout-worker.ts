@@ -1,6 +1,6 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTClient } from '@aws-sdk/client-iot';
-import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import type { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import type { Context } from 'aws-lambda';
 import { DEFAULT_ACCOUNT_SHADOW_RATE_CAP, makeAccountRateLimiter } from '../adapters/account-rate-limiter.ts';
@@ -10,7 +10,7 @@ import { makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFanoutReads } from '../adapters/fanout-reads.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { type FunctionInvoker, makeLambdaFunctionInvoker } from '../adapters/function-invoker.ts';
-import { makeShadowWriter, type ShadowWriterOptions } from '../adapters/shadow-writer.ts';
+import { makeShadowWriter, type ShadowWriterOptions, shadowWriterClient } from '../adapters/shadow-writer.ts';
 import { makeThingRegistry } from '../adapters/thing-registry.ts';
 import { env } from '../definitions/environment.ts';
 import { type Observability, powertools } from '../observability.ts';
@@ -92,13 +92,7 @@ export function fanoutDepsFromConfig(
   overrides: FanoutOverrides = {},
 ): FanoutDeps {
   const db = documentClient(clients.dynamodb);
-  // One retry loop only, the shadow writer's: the SDK's would multiply attempts under throttling.
-  const iotData =
-    clients.iotData ??
-    new IoTDataPlaneClient({
-      maxAttempts: 1,
-      ...(config.iotDataEndpoint ? { endpoint: config.iotDataEndpoint } : {}),
-    });
+  const iotData = clients.iotData ?? shadowWriterClient(config.iotDataEndpoint);
   return {
     deployments: makeDeploymentStore({
       db,
