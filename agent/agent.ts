@@ -398,7 +398,8 @@ export class Agent {
       // Closes the delta itself: no trim (a shadow operation and a message) is left to the service.
       ownsDesired ? lock.version : undefined,
     );
-    // Only a report the shadow accepted counts; otherwise the next connect reports it again.
+    // Sent is not yet applied: a refusal comes back on update/rejected, and the resync then sends
+    // it again (the shadow does not show it); a report never sent is sent on the next connect.
     if (reported && this.#deps.journal.isFor(entry.deploymentId, entry.attempt))
       await this.#deps.journal.markReported();
   }
