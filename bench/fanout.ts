@@ -33,6 +33,7 @@ import { updateItemKey } from '../lambdas/adapters/update-store.ts';
 import {
   type BackgroundFunctionId,
   backgroundFunctions,
+  countersStreamEventSource,
   type FunctionDefinition,
 } from '../lambdas/definitions/api.ts';
 import {
@@ -409,6 +410,9 @@ async function measureAcknowledgements(input: {
     tableName: tables.executions,
     region: aws.region,
     idleDelayMs: 50,
+    // As the stack configures the event source: counters batches are what a busy stream makes.
+    batchSize: countersStreamEventSource.batchSize,
+    maxBatchingWindowMs: countersStreamEventSource.maxBatchingWindowSeconds * 1000,
     handler: (event) => {
       counterBatches++;
       return timed(() => countersStream(event));

@@ -11,6 +11,7 @@ import { Construct } from 'constructs';
 import {
   type BackgroundFunctionId,
   backgroundFunctions,
+  countersStreamEventSource,
   type FunctionDefinition,
 } from '../lambdas/definitions/api.ts';
 import { env } from '../lambdas/definitions/environment.ts';
@@ -251,8 +252,8 @@ export class Deployments extends Construct implements IDeployments {
     fn.function.addEventSource(
       new DynamoEventSource(this.executionsTable, {
         startingPosition: lambda.StartingPosition.TRIM_HORIZON,
-        batchSize: 500,
-        maxBatchingWindow: Duration.seconds(1),
+        batchSize: countersStreamEventSource.batchSize,
+        maxBatchingWindow: Duration.seconds(countersStreamEventSource.maxBatchingWindowSeconds),
         parallelizationFactor: 1,
         bisectBatchOnError: false,
         retryAttempts: 10,

@@ -29,6 +29,11 @@ export interface StreamPollerOptions {
   readonly handler: StreamHandler;
   /** Records per invocation (Lambda's BatchSize). @default 100 */
   readonly batchSize?: number;
+  /**
+   * Lambda's MaximumBatchingWindowInSeconds, in ms: records are gathered until `batchSize` or this
+   * long after the first of them, then delivered as one batch. @default 0 (each read is a batch)
+   */
+  readonly maxBatchingWindowMs?: number;
   /** Pause after a pass that found nothing new. @default 200 */
   readonly idleDelayMs?: number;
   /** Pause before delivering a failed batch again. @default 500 */
@@ -62,6 +67,9 @@ interface ShardCursor {
   lastSequenceNumber?: string;
   /** The shard is closed and read to its end. */
   finished: boolean;
+  /** Read but not yet delivered: the batching window is still open. */
+  gathered: _Record[];
+  gatheringSince?: number;
 }
 
 /** The SDK decodes binary values to bytes and times to Dates; Lambda's event carries base64 and epoch seconds. */
@@ -145,6 +153,7 @@ function sleep(ms: number, wake: { current?: () => void }): Promise<void> {
 export async function startStreamPoller(options: StreamPollerOptions): Promise<StreamPoller> {
   const { streams } = options;
   const batchSize = options.batchSize ?? 100;
+  const windowMs = options.maxBatchingWindowMs ?? 0;
   const idleDelayMs = options.idleDelayMs ?? 200;
   const retryDelayMs = options.retryDelayMs ?? 500;
   const maxAttempts = options.maxAttempts ?? Number.POSITIVE_INFINITY;
@@ -164,6 +173,7 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
         shardId: shard.ShardId,
         ...(shard.ParentShardId ? { parentShardId: shard.ParentShardId } : {}),
         finished: false,
+        gathered: [],
       });
     }
   }
@@ -208,32 +218,48 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
     }
   }
 
-  /** Reads one batch of a shard; returns how many records it delivered. */
+  /** Delivers what a shard gathered once the batch is full, its window closed or the shard ended. */
+  async function deliverGathered(cursor: ShardCursor, force: boolean): Promise<number> {
+    const gathered = cursor.gathered;
+    if (gathered.length === 0) return 0;
+    const windowClosed = Date.now() - (cursor.gatheringSince ?? 0) >= windowMs;
+    if (!force && gathered.length < batchSize && !windowClosed) return 0;
+    await deliver({ Records: gathered.map((r) => toLambdaRecord(r, streamArn, region)) }, cursor.shardId);
+    cursor.lastSequenceNumber = gathered.at(-1)?.dynamodb?.SequenceNumber ?? cursor.lastSequenceNumber;
+    cursor.gathered = [];
+    cursor.gatheringSince = undefined;
+    return gathered.length;
+  }
+
+  /** Reads a shard once; returns how many records it delivered. */
   async function readShard(cursor: ShardCursor): Promise<number> {
     cursor.iterator ??= await iteratorFor(cursor);
     if (!cursor.iterator) {
       cursor.finished = true;
-      return 0;
+      return deliverGathered(cursor, true);
     }
     let out: GetRecordsCommandOutput;
     try {
-      out = await streams.send(new GetRecordsCommand({ ShardIterator: cursor.iterator, Limit: batchSize }));
+      out = await streams.send(
+        new GetRecordsCommand({ ShardIterator: cursor.iterator, Limit: batchSize - cursor.gathered.length }),
+      );
     } catch (error) {
       // An iterator outlives its use (15 minutes), or DynamoDB Local trims under an iterator taken
-      // on an empty shard: take a fresh one after the last record delivered.
+      // on an empty shard: take a fresh one after the last record read.
       if (!(error instanceof ExpiredIteratorException || error instanceof TrimmedDataAccessException))
         throw error;
+      // The fresh iterator starts after the last record delivered: what was gathered is read again.
       cursor.iterator = undefined;
+      cursor.gathered = [];
+      cursor.gatheringSince = undefined;
       return 0;
     }
     const records = out.Records ?? [];
-    if (records.length > 0) {
-      await deliver({ Records: records.map((r) => toLambdaRecord(r, streamArn, region)) }, cursor.shardId);
-      cursor.lastSequenceNumber = records.at(-1)?.dynamodb?.SequenceNumber ?? cursor.lastSequenceNumber;
-    }
+    if (records.length > 0 && cursor.gathered.length === 0) cursor.gatheringSince = Date.now();
+    cursor.gathered.push(...records);
     cursor.iterator = out.NextShardIterator;
     if (!cursor.iterator) cursor.finished = true;
-    return records.length;
+    return deliverGathered(cursor, cursor.finished);
   }
 
   async function onePass(): Promise<number> {
@@ -267,11 +293,15 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
         options.onError?.(error, {});
         delivered = -1;
       }
-      if (delivered === 0) settleWaiters(current);
+      // Caught up only when nothing was delivered and nothing waits in an open batching window.
+      const gathering = [...shards.values()].some((cursor) => cursor.gathered.length > 0);
+      if (delivered === 0 && !gathering) settleWaiters(current);
       // Drain a backlog without pausing; pause when idle, and longer after a polling error.
       if (delivered > 0 || stopping) continue;
       await sleep(delivered < 0 ? retryDelayMs : idleDelayMs, wake);
     }
+    // Stopping closes every open batching window: what was gathered is delivered, not dropped.
+    for (const cursor of shards.values()) await deliverGathered(cursor, true).catch(() => undefined);
     for (const waiter of waiters.splice(0)) waiter.resolve();
   })();
 

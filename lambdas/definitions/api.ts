@@ -95,3 +95,13 @@ export const backgroundFunctions = {
 } as const satisfies Record<string, FunctionDefinition>;
 
 export type BackgroundFunctionId = keyof typeof backgroundFunctions;
+
+/**
+ * The counters-stream function's event source on the executions stream: large batches gathered
+ * for up to a second, so a busy deployment's counters cost one transaction per few hundred
+ * changes. The stack deploys it; the fan-out benchmark's local poller uses it too.
+ */
+export const countersStreamEventSource = {
+  batchSize: 500,
+  maxBatchingWindowSeconds: 1,
+} as const;

@@ -50,13 +50,18 @@ function setState(table: string, thingName: string, state: string) {
   );
 }
 
-async function poll(table: string, handler: (event: DynamoDBStreamEvent) => Promise<void> | void) {
+async function poll(
+  table: string,
+  handler: (event: DynamoDBStreamEvent) => Promise<void> | void,
+  maxBatchingWindowMs?: number,
+) {
   const poller = await startStreamPoller({
     streams,
     tableName: table,
     handler,
     idleDelayMs: 20,
     retryDelayMs: 20,
+    ...(maxBatchingWindowMs !== undefined ? { maxBatchingWindowMs } : {}),
   });
   pollers.push(poller);
   return poller;
@@ -141,6 +146,31 @@ describe('local DynamoDB Streams poller', () => {
     pollers.push(poller);
     await poller.caughtUp();
     expect(sizes).toEqual([2, 2, 1]);
+  });
+
+  it('gathers records for its batching window and delivers them as one batch, caught up only after', async () => {
+    const table = await freshTable();
+    const batches: { at: number; things: string[] }[] = [];
+    const poller = await poll(
+      table,
+      (event) => {
+        batches.push({
+          at: Date.now(),
+          things: event.Records.map((r) => r.dynamodb?.NewImage?.thingName?.S ?? ''),
+        });
+      },
+      2000,
+    );
+    const started = Date.now();
+    for (let i = 0; i < 4; i++) {
+      await putExecution(table, `thing-w${i}`, 'queued');
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    await poller.caughtUp();
+
+    // Written over a few hundred ms, read by several polls, delivered once the window closed.
+    expect(batches.map((b) => b.things)).toEqual([['thing-w0', 'thing-w1', 'thing-w2', 'thing-w3']]);
+    expect((batches[0]?.at ?? 0) - started).toBeGreaterThanOrEqual(1900);
   });
 
   it('refuses a table that has no stream', async () => {
