@@ -7,11 +7,13 @@
  * (the garbage outlives the bytes by a GC cycle). Here the socket's `onread` reads into the
  * caller's batch buffers: no copy, no garbage. The protocol needed is small: a GET with
  * `Connection: close`, a status line, headers, and a body framed by Content-Length or by the end of
- * the connection. A chunked body is refused (S3 and CloudFront always send a length for an object).
+ * the connection. A chunked body (S3 and CloudFront send a length for an object; a proxy may not)
+ * is fetched again through node:http (agent/http-get-standard.ts).
  * TLS is node:tls with its defaults (certificate and host name verified).
  */
 import { connect, isIP, type OnReadOpts, type Socket } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
+import { standardGet } from './http-get-standard.ts';
 
 /** Where the body goes: the caller's buffers, handed out one free region at a time. */
 export interface BodyTarget {
@@ -64,7 +66,12 @@ export async function httpGet(
   for (let redirects = 0; ; redirects += 1) {
     const response = await Exchange.open(target, headers, options);
     const location = response.headers.get('location');
-    if (!isRedirect(response.status) || location === undefined) return response;
+    if (!isRedirect(response.status) || location === undefined) {
+      if (!isTransferCoded(response)) return response;
+      // A body this client does not decode: ask again through node:http, which does.
+      response.close();
+      return standardGet(target, headers, options);
+    }
     response.close();
     if (redirects === maxRedirects) throw new Error('too many redirects');
     target = redirectTarget(target, location);
@@ -117,9 +124,15 @@ export function parseHead(bytes: Buffer): Head | undefined {
   return { status: Number(status), headers, bodyStart: end + 4 };
 }
 
+/** A successful answer whose body is transfer-coded (chunked): agent/http-get-standard.ts reads it. */
+function isTransferCoded(response: HttpResponse): boolean {
+  return response.status >= 200 && response.status < 300 && response.headers.has('transfer-encoding');
+}
+
 /**
  * The declared body length (undefined: the body ends with the connection), or an error for a body
- * this client does not read. Only checked when the body is read: an error answer may be chunked.
+ * this client does not read (httpGet hands a successful one to node:http; an error answer, which
+ * may be chunked, is never read).
  */
 function bodyFraming(head: Head): { length: number | undefined } | Error {
   if (head.headers.has('transfer-encoding')) {
