@@ -4,13 +4,15 @@
  * devices on real MQTT connections reporting as the agent does; the acknowledgements, the
  * counters stream and the scheduler do the rest. Given / When / Then.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalCloud, startLocalCloud } from '../../local/cloud.ts';
 import { type DesiredOtaSeen, ScriptedDevice } from '../integration/deployments/ack-device.ts';
+import { eventually } from './support/cloud.ts';
+import { importManifest } from './support/updates.ts';
 
 let cloud: LocalCloud;
 let dataDir: string;
@@ -36,11 +38,12 @@ async function call(method: string, path: string, body?: unknown): Promise<{ sta
 
 async function importUpdate(): Promise<void> {
   const firmware = Buffer.from('firmware for the deployment flows\n');
-  const imported = await call('POST', '/updates', {
-    updateId,
-    isDeployable: true,
-    compatibility: [{ manufacturer: 'contoso', model: 'e2e' }],
-    instructions: {
+  const imported = await call(
+    'POST',
+    '/updates',
+    importManifest({
+      updateId,
+      compatibility: [{ manufacturer: 'contoso', model: 'e2e' }],
       steps: [
         {
           handler: 'microsoft/script:1',
@@ -48,17 +51,9 @@ async function importUpdate(): Promise<void> {
           handlerProperties: { installedCriteria: '1.0' },
         },
       ],
-    },
-    files: [
-      {
-        filename: 'install.sh',
-        sizeInBytes: firmware.length,
-        hashes: { sha256: createHash('sha256').update(firmware).digest('base64') },
-      },
-    ],
-    createdDateTime: '2026-11-23T08:00:00Z',
-    manifestVersion: '5.0',
-  });
+      files: [{ filename: 'install.sh', content: firmware }],
+    }),
+  );
   expect(imported.status).toBe(201);
   const updates = imported.body.updates as { files: { uploadUrl: string }[] }[];
   const put = await fetch(updates[0]?.files[0]?.uploadUrl ?? '', { method: 'PUT', body: firmware });
@@ -130,21 +125,6 @@ async function executionsOf(id: string): Promise<Record<string, Json>> {
   const listed = (await call('GET', `/deployments/${id}/devices?limit=100`)).body;
   const items = (listed.items ?? listed.devices ?? []) as Json[];
   return Object.fromEntries(items.map((item) => [String(item.thingName), item]));
-}
-
-async function eventually<T>(
-  read: () => Promise<T>,
-  done: (value: T) => boolean,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > end)
-      throw new Error(`condition not met within ${timeoutMs} ms: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /** A scheduler tick once everything settled, then settle again (what it changed is counted). */

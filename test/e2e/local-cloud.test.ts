@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../local/dynamodb.ts';
+import { importManifest } from './support/updates.ts';
 
 /**
  * The local cloud as a user runs it: `npm run cloud`, a child process in its own process group,
@@ -127,29 +127,18 @@ async function waitUntilGone(pids: readonly number[], timeoutMs = 10_000): Promi
 const firmware = Buffer.from('firmware for the e2e test\n');
 
 function manifest(version: string): Record<string, unknown> {
-  return {
+  return importManifest({
     updateId: { provider: 'Contoso', name: 'E2e', version },
-    isDeployable: true,
     compatibility: [{ manufacturer: 'contoso', model: 'e2e' }],
-    instructions: {
-      steps: [
-        {
-          handler: 'microsoft/script:1',
-          files: ['install.sh'],
-          handlerProperties: { installedCriteria: `e2e-${version}` },
-        },
-      ],
-    },
-    files: [
+    steps: [
       {
-        filename: 'install.sh',
-        sizeInBytes: firmware.length,
-        hashes: { sha256: createHash('sha256').update(firmware).digest('base64') },
+        handler: 'microsoft/script:1',
+        files: ['install.sh'],
+        handlerProperties: { installedCriteria: `e2e-${version}` },
       },
     ],
-    createdDateTime: '2026-11-23T08:00:00Z',
-    manifestVersion: '5.0',
-  };
+    files: [{ filename: 'install.sh', content: firmware }],
+  });
 }
 
 async function importAndUpload(api: string, version: string): Promise<void> {

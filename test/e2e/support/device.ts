@@ -4,7 +4,7 @@
  * device with its own folders, and the test script whose side effects on disk the tests read.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AgentConfig } from '../../../agent/config.ts';
 import type { Component } from '../../../agent/handlers/types.ts';
@@ -13,6 +13,7 @@ import { type RunningAgent, startAgent } from '../../../agent/run.ts';
 import type { TrustedKey } from '../../../lambdas/domain/signing/index.ts';
 import type { LocalCloud } from '../../../local/cloud.ts';
 import { aduTestScript } from '../../support/adu-script.ts';
+import { readLines } from '../../support/files.ts';
 
 /** The install script the test devices run (test/support/adu-script.ts). */
 export const deviceScript = aduTestScript;
@@ -140,17 +141,6 @@ export async function kill(child: ChildProcess): Promise<void> {
   await gone;
 }
 
-export async function readLines(path: string): Promise<string[]> {
-  try {
-    return (await readFile(path, 'utf8'))
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((l) => l !== '');
-  } catch {
-    return [];
-  }
-}
-
 export async function callsOf(folders: DeviceFolders): Promise<string[]> {
   return readLines(join(folders.scriptState, 'calls.log'));
 }
@@ -164,3 +154,5 @@ export async function waitForCall(folders: DeviceFolders, line: string, timeoutM
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+export { readLines };

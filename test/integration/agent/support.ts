@@ -4,7 +4,7 @@
  * answers download requests with URLs.
  */
 import { createHash, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -314,17 +314,6 @@ export class World {
   }
 }
 
-export async function readLines(path: string): Promise<string[]> {
-  try {
-    return (await readFile(path, 'utf8'))
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((l) => l !== '');
-  } catch {
-    return [];
-  }
-}
-
 export async function writeExecutable(path: string, text: string): Promise<void> {
   await writeFile(path, text);
   await chmod(path, 0o755);
@@ -342,3 +331,5 @@ export function scriptStep(state: string, criteria: string, extra = '') {
     },
   };
 }
+
+export { readLines } from '../../support/files.ts';
