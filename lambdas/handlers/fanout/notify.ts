@@ -196,10 +196,15 @@ async function refill(
  * retry may have renewed the signature (deployments/renew-signature.ts) while this worker runs.
  */
 function desiredCache(): (deployment: DeploymentRecord, attempt: number) => DesiredDocument {
-  const built = new Map<string, DesiredDocument>();
+  const built = new Map<number, DesiredDocument>();
+  let seen: DeploymentRecord | undefined;
   return (deployment, attempt) => {
-    const key = `${attempt} ${deployment.manifest.signature}`;
-    let document = built.get(key);
+    // A new read of the deployment (once per batch, not per device): drop documents it outdated.
+    if (deployment !== seen) {
+      if (seen?.manifest.signature !== deployment.manifest.signature) built.clear();
+      seen = deployment;
+    }
+    let document = built.get(attempt);
     if (!document) {
       const result = desiredDocumentFor({
         deploymentId: deployment.deploymentId,
@@ -210,7 +215,7 @@ function desiredCache(): (deployment: DeploymentRecord, attempt: number) => Desi
       if (!result.ok)
         throw new Error(`bug: the deployment's desired document does not fit: ${result.error.message}`);
       document = result.value;
-      built.set(key, document);
+      built.set(attempt, document);
     }
     return document;
   };
