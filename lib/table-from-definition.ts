@@ -2,7 +2,12 @@ import type { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
-import type { GlobalIndexDefinition, KeyAttribute, TableDefinition } from '../lambdas/definitions/tables.ts';
+import {
+  type GlobalIndexDefinition,
+  type KeyAttribute,
+  projectionOf,
+  type TableDefinition,
+} from '../lambdas/definitions/tables.ts';
 import { acknowledgeOn } from './acknowledge.ts';
 
 export interface TableSettings {
@@ -74,13 +79,20 @@ function toAttribute(key: KeyAttribute): dynamodb.Attribute {
   return { name: key.name, type: attributeTypes[key.type] };
 }
 
+function projectionProps(
+  index: GlobalIndexDefinition,
+): Pick<dynamodb.GlobalSecondaryIndexPropsV2, 'projectionType' | 'nonKeyAttributes'> {
+  const { ProjectionType, NonKeyAttributes } = projectionOf(index);
+  return NonKeyAttributes
+    ? { projectionType: dynamodb.ProjectionType.INCLUDE, nonKeyAttributes: NonKeyAttributes }
+    : { projectionType: dynamodb.ProjectionType[ProjectionType] };
+}
+
 function toGlobalIndex(index: GlobalIndexDefinition): dynamodb.GlobalSecondaryIndexPropsV2 {
   return {
     indexName: index.indexName,
     partitionKey: toAttribute(index.partitionKey),
     ...(index.sortKey && { sortKey: toAttribute(index.sortKey) }),
-    ...(index.nonKeyAttributes
-      ? { projectionType: dynamodb.ProjectionType.INCLUDE, nonKeyAttributes: [...index.nonKeyAttributes] }
-      : { projectionType: dynamodb.ProjectionType.ALL }),
+    ...projectionProps(index),
   };
 }

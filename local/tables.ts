@@ -6,7 +6,7 @@ import {
   ResourceInUseException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
-import type { KeyAttribute, TableDefinition } from '../lambdas/definitions/tables.ts';
+import { type KeyAttribute, projectionOf, type TableDefinition } from '../lambdas/definitions/tables.ts';
 
 /** The table name the local cloud gives a definition (the stack lets CloudFormation name them). */
 export function localTableName(definition: TableDefinition, prefix = 'shadow-ota-'): string {
@@ -44,9 +44,7 @@ export function createTableInput(definition: TableDefinition, tableName: string)
           GlobalSecondaryIndexes: definition.globalIndexes.map((index) => ({
             IndexName: index.indexName,
             KeySchema: keySchema(index.partitionKey, index.sortKey),
-            Projection: index.nonKeyAttributes
-              ? { ProjectionType: 'INCLUDE' as const, NonKeyAttributes: [...index.nonKeyAttributes] }
-              : { ProjectionType: 'ALL' as const },
+            Projection: projectionOf(index),
           })),
         }
       : {}),

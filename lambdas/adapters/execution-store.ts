@@ -1,5 +1,6 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
   BatchWriteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
@@ -7,13 +8,14 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { executionsTable } from '../definitions/tables.ts';
-import type {
-  CancelReason,
-  Execution,
-  ExecutionState,
-  LastResult,
-  ReportedProgress,
-  TransitionReason,
+import {
+  type CancelReason,
+  type Execution,
+  type ExecutionState,
+  isInProgress,
+  type LastResult,
+  type ReportedProgress,
+  type TransitionReason,
 } from '../domain/deployment/index.ts';
 import type { UpdateId } from '../domain/manifest/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
@@ -125,12 +127,20 @@ export interface ExecutionStoreOptions {
 
 type Item = Record<string, unknown>;
 
-/** The `byDeploymentState` partition key: one partition per (deployment, state). */
-export const deploymentStateKey = (deploymentId: string, state: ExecutionState): string =>
-  `${deploymentId}#${state}`;
+/**
+ * The `byDeploymentState` partition of an execution in `state` (ADR 0040, "Index writes"); none
+ * for `succeeded`. The in-progress states share one partition, so a report that moves a device
+ * along rewrites the index item in place instead of moving it; `succeeded`, the bulk of a healthy
+ * rollout, is read from the table itself, so ending well costs no index write but the removal.
+ */
+export function deploymentStateKey(deploymentId: string, state: ExecutionState): string | undefined {
+  if (state === 'succeeded') return undefined;
+  return `${deploymentId}#${isInProgress(state) ? 'active' : state}`;
+}
 
-/** DynamoDB's BatchWriteItem limit. */
+/** DynamoDB's BatchWriteItem and BatchGetItem limits. */
 const BATCH_WRITE_MAX = 25;
+const BATCH_GET_MAX = 100;
 
 const optionalNumber = (value: unknown): number | undefined =>
   typeof value === 'number' ? value : undefined;
@@ -182,6 +192,7 @@ function transitionUpdate(current: ExecutionRecord, next: Execution, extra: Tran
     }
   };
   put('state', next.state);
+  // Undefined (succeeded) removes it: the item leaves the sparse index.
   put('deploymentState', deploymentStateKey(current.deploymentId, next.state));
   put('updatedAt', new Date(extra.at).toISOString());
   for (const field of MUTABLE_FIELDS) put(field, next[field]);
@@ -257,59 +268,113 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     return Item ? executionFromItem(Item) : undefined;
   }
 
+  /** The items at `keys`, in that order (strongly consistent: an index lags its table); missing ones dropped. */
+  async function getMany(keys: readonly Item[]): Promise<ExecutionRecord[]> {
+    const found = new Map<string, Item>();
+    const keyOf = (item: Item): string => `${item.deploymentId}\u0000${item.thingName}`;
+    for (let i = 0; i < keys.length; i += BATCH_GET_MAX) {
+      let pending = keys
+        .slice(i, i + BATCH_GET_MAX)
+        .map(({ deploymentId, thingName }) => ({ deploymentId, thingName }));
+      for (let attempt = 0; pending.length > 0; attempt++) {
+        const out = await db.send(
+          new BatchGetCommand({ RequestItems: { [tableName]: { Keys: pending, ConsistentRead: true } } }),
+        );
+        for (const item of out.Responses?.[tableName] ?? []) found.set(keyOf(item), item);
+        pending = (out.UnprocessedKeys?.[tableName]?.Keys ?? []) as typeof pending;
+        const delay = retryDelays[attempt];
+        if (pending.length > 0 && delay === undefined)
+          throw new Error(
+            `BatchGetItem left ${pending.length} key(s) unprocessed after ${attempt + 1} tries`,
+          );
+        if (pending.length > 0)
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * (delay ?? 0)));
+      }
+    }
+    return keys.flatMap((key) => {
+      const item = found.get(keyOf(key));
+      return item ? [executionFromItem(item)] : [];
+    });
+  }
+
+  /**
+   * One page of a deployment's executions in `state`: through `byDeploymentState` (its partition,
+   * filtered to the state where partitions are shared), or for `succeeded`, which is not indexed,
+   * the table's own partition filtered. A page may hold fewer than `limit` items, even none, and
+   * still have more after it.
+   */
+  async function queryStatePage(
+    deploymentId: string,
+    state: ExecutionState,
+    query: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
+  ): Promise<{ readonly items: Item[]; readonly lastEvaluatedKey?: PageKey }> {
+    const partition = deploymentStateKey(deploymentId, state);
+    const out = await db.send(
+      new QueryCommand({
+        TableName: tableName,
+        ...(partition === undefined
+          ? { KeyConditionExpression: 'deploymentId = :pk' }
+          : { IndexName: byDeploymentState, KeyConditionExpression: 'deploymentState = :pk' }),
+        // `state` and `shard` are DynamoDB reserved words.
+        FilterExpression: ['#state = :state', ...(query.shard !== undefined ? ['#shard = :shard'] : [])].join(
+          ' AND ',
+        ),
+        ExpressionAttributeNames: {
+          '#state': 'state',
+          ...(query.shard !== undefined ? { '#shard': 'shard' } : {}),
+        },
+        ExpressionAttributeValues: {
+          ':pk': partition ?? deploymentId,
+          ':state': state,
+          ...(query.shard !== undefined ? { ':shard': query.shard } : {}),
+        },
+        Limit: query.limit,
+        ...(query.exclusiveStartKey ? { ExclusiveStartKey: query.exclusiveStartKey } : {}),
+      }),
+    );
+    const items = out.Items ?? [];
+    return out.LastEvaluatedKey ? { items, lastEvaluatedKey: out.LastEvaluatedKey as PageKey } : { items };
+  }
+
   async function queryByState(
     deploymentId: string,
     state: ExecutionState,
     query: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
   ): Promise<StatePage> {
-    const out = await db.send(
-      new QueryCommand({
-        TableName: tableName,
-        IndexName: byDeploymentState,
-        KeyConditionExpression: 'deploymentState = :ds',
-        ExpressionAttributeValues: {
-          ':ds': deploymentStateKey(deploymentId, state),
-          ...(query.shard !== undefined ? { ':shard': query.shard } : {}),
-        },
-        // `shard` is a DynamoDB reserved word.
-        ...(query.shard !== undefined
-          ? { FilterExpression: '#shard = :shard', ExpressionAttributeNames: { '#shard': 'shard' } }
-          : {}),
-        Limit: query.limit,
-        ...(query.exclusiveStartKey ? { ExclusiveStartKey: query.exclusiveStartKey } : {}),
-      }),
-    );
-    const items = (out.Items ?? []).map(executionFromItem);
-    return out.LastEvaluatedKey ? { items, lastEvaluatedKey: out.LastEvaluatedKey as PageKey } : { items };
+    const page = await queryStatePage(deploymentId, state, query);
+    const items = page.items.map(executionFromItem);
+    return page.lastEvaluatedKey ? { items, lastEvaluatedKey: page.lastEvaluatedKey } : { items };
   }
 
   async function listForDeployment(
     deploymentId: string,
     query: { readonly state?: ExecutionState; readonly limit: number; readonly nextToken?: string },
   ): Promise<Result<ExecutionPage, InvalidNextToken>> {
-    const keyNames = query.state
+    const indexed = query.state !== undefined && deploymentStateKey(deploymentId, query.state) !== undefined;
+    const keyNames = indexed
       ? ['deploymentId', 'thingName', 'deploymentState']
       : ['deploymentId', 'thingName'];
     const start = query.nextToken === undefined ? undefined : decodePageToken(query.nextToken, keyNames);
     if (query.nextToken !== undefined && start?.key === undefined) return err({ code: 'INVALID_NEXT_TOKEN' });
-    const out = await db.send(
-      new QueryCommand({
-        TableName: tableName,
-        ...(query.state
-          ? {
-              IndexName: byDeploymentState,
-              KeyConditionExpression: 'deploymentState = :pk',
-              ExpressionAttributeValues: { ':pk': deploymentStateKey(deploymentId, query.state) },
-            }
-          : {
-              KeyConditionExpression: 'deploymentId = :pk',
-              ExpressionAttributeValues: { ':pk': deploymentId },
-            }),
-        Limit: query.limit,
-        ...(start?.key ? { ExclusiveStartKey: start.key } : {}),
-      }),
-    );
-    return ok(pageOf(out.Items, out.LastEvaluatedKey));
+    if (query.state === undefined) {
+      const out = await db.send(
+        new QueryCommand({
+          TableName: tableName,
+          KeyConditionExpression: 'deploymentId = :pk',
+          ExpressionAttributeValues: { ':pk': deploymentId },
+          Limit: query.limit,
+          ...(start?.key ? { ExclusiveStartKey: start.key } : {}),
+        }),
+      );
+      return ok(pageOf((out.Items ?? []).map(executionFromItem), out.LastEvaluatedKey));
+    }
+    const page = await queryStatePage(deploymentId, query.state, {
+      limit: query.limit,
+      ...(start?.key ? { exclusiveStartKey: start.key } : {}),
+    });
+    // The index does not copy the device's results the listing shows: read the items themselves.
+    const items = indexed ? await getMany(page.items) : page.items.map(executionFromItem);
+    return ok(pageOf(items, page.lastEvaluatedKey));
   }
 
   async function listForThing(
@@ -332,7 +397,8 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
         ...(start?.key ? { ExclusiveStartKey: start.key } : {}),
       }),
     );
-    return ok(pageOf(out.Items, out.LastEvaluatedKey));
+    // `byThing` holds keys only (a device's executions change often, its history is read rarely).
+    return ok(pageOf(await getMany(out.Items ?? []), out.LastEvaluatedKey));
   }
 
   async function transition(
@@ -388,8 +454,7 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
   return { batchPutQueued, get, queryByState, listForDeployment, listForThing, transition };
 }
 
-function pageOf(items: Item[] | undefined, lastKey: Item | undefined): ExecutionPage {
-  const records = (items ?? []).map(executionFromItem);
+function pageOf(records: ExecutionRecord[], lastKey: Item | undefined): ExecutionPage {
   return lastKey
     ? { items: records, nextToken: encodePageToken({ part: 0, key: lastKey as PageKey }) }
     : { items: records };

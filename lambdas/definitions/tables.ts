@@ -13,8 +13,22 @@ export interface GlobalIndexDefinition {
   readonly indexName: string;
   readonly partitionKey: KeyAttribute;
   readonly sortKey?: KeyAttribute;
-  /** Attributes projected besides the keys; all of them when absent. */
-  readonly nonKeyAttributes?: readonly string[];
+  /**
+   * What the index copies besides the keys: every attribute (`ALL`, the default), none
+   * (`KEYS_ONLY`), or the attributes listed. Each projected attribute a write changes is an index
+   * write DynamoDB bills, so an index copies only what its queries filter or act on.
+   */
+  readonly projection?: 'ALL' | 'KEYS_ONLY' | readonly string[];
+}
+
+/** The index's projection in CreateTable's terms (the stack maps the same three cases). */
+export function projectionOf(index: GlobalIndexDefinition): {
+  readonly ProjectionType: 'ALL' | 'KEYS_ONLY' | 'INCLUDE';
+  readonly NonKeyAttributes?: string[];
+} {
+  const projection = index.projection ?? 'ALL';
+  if (projection === 'ALL' || projection === 'KEYS_ONLY') return { ProjectionType: projection };
+  return { ProjectionType: 'INCLUDE', NonKeyAttributes: [...projection] };
 }
 
 export interface TableDefinition {
@@ -67,9 +81,28 @@ export const deploymentsTable: TableDefinition = {
 
 /**
  * Executions, one item per (deployment, device): pk `deploymentId`, sk `thingName` (ADR 0040).
- * `byThing` serves a device's history; `byDeploymentState` (pk `<deploymentId>#<state>`) serves
- * per-state listings, the fan-out's queued devices and the sweeps. The stream feeds the counters.
+ * `byThing` (keys only) serves a device's history. `byDeploymentState` serves per-state listings,
+ * the fan-out's re-queued devices and the sweeps: pk `<deploymentId>#<state>`, except that the
+ * in-progress states share `<deploymentId>#active` and `succeeded` is not indexed (ADR 0040,
+ * "Index writes"). It copies what sweeps and commands act on, not the device's results. The
+ * stream feeds the counters.
  */
+/** The execution fields `byDeploymentState` copies: everything but `lastResult` and `progress`. */
+export const executionIndexAttributes = [
+  'updateId',
+  'createdAt',
+  'state',
+  'attempt',
+  'shard',
+  'updatedAt',
+  'notifiedAt',
+  'cancelReason',
+  'reportOrder',
+  'reportedAt',
+  'reason',
+  'deadline',
+] as const;
+
 export const executionsTable: TableDefinition = {
   id: 'Executions',
   partitionKey: { name: 'deploymentId', type: 'S' },
@@ -79,11 +112,13 @@ export const executionsTable: TableDefinition = {
       indexName: 'byThing',
       partitionKey: { name: 'thingName', type: 'S' },
       sortKey: { name: 'createdAt', type: 'S' },
+      projection: 'KEYS_ONLY',
     },
     {
       indexName: 'byDeploymentState',
       partitionKey: { name: 'deploymentState', type: 'S' },
       sortKey: { name: 'thingName', type: 'S' },
+      projection: executionIndexAttributes,
     },
   ],
   stream: 'NEW_AND_OLD_IMAGES',

@@ -1,6 +1,6 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { allTables, executionsTable } from '../../lambdas/definitions/tables.ts';
+import { allTables, executionsTable, projectionOf } from '../../lambdas/definitions/tables.ts';
 import { arnWithSuffix, getAtt, keySchemaOf, ref, single, synthTemplate, tableOf } from './stack.ts';
 
 let template: Template;
@@ -157,9 +157,7 @@ describe.each(allTables.map((definition) => [definition.id, definition] as const
         definition.globalIndexes.map((index) => ({
           IndexName: index.indexName,
           KeySchema: keySchemaOf(index),
-          Projection: index.nonKeyAttributes
-            ? { ProjectionType: 'INCLUDE', NonKeyAttributes: index.nonKeyAttributes }
-            : { ProjectionType: 'ALL' },
+          Projection: projectionOf(index),
         })),
       );
       const keys = definition.globalIndexes.flatMap((index) =>
@@ -197,6 +195,20 @@ it('streams the executions table with old and new images (the counters need both
   expect(tableOf(template, executionsTable).properties.StreamSpecification).toEqual({
     StreamViewType: 'NEW_AND_OLD_IMAGES',
   });
+});
+
+it('copies only keys into byThing, and no device results into byDeploymentState (each copied change is a billed index write)', () => {
+  const indexes = tableOf(template, executionsTable).properties.GlobalSecondaryIndexes as {
+    IndexName: string;
+    Projection: { ProjectionType: string; NonKeyAttributes?: string[] };
+  }[];
+  const byName = new Map(indexes.map((index) => [index.IndexName, index.Projection]));
+  expect(byName.get('byThing')).toEqual({ ProjectionType: 'KEYS_ONLY' });
+  const byState = byName.get('byDeploymentState');
+  expect(byState?.ProjectionType).toBe('INCLUDE');
+  expect(byState?.NonKeyAttributes).toEqual(expect.arrayContaining(['state', 'attempt', 'deadline']));
+  expect(byState?.NonKeyAttributes).not.toContain('lastResult');
+  expect(byState?.NonKeyAttributes).not.toContain('progress');
 });
 
 describe('UpdateCatalog signing key', () => {

@@ -6,6 +6,7 @@
  * one); no device is ever marked notified without having been sent the document.
  */
 import type { DeploymentRecord } from '../../adapters/deployment-store.ts';
+import { activeDeploymentStatuses } from '../../adapters/deployment-store.ts';
 import type { ExecutionRecord } from '../../adapters/execution-store.ts';
 import {
   type DesiredDocument,
@@ -77,10 +78,11 @@ async function supersedeExecution(deps: FanoutDeps, execution: ExecutionRecord, 
  */
 async function claimDevice(
   deps: FanoutDeps,
-  deployment: DeploymentRecord,
+  context: DeviceContext,
   execution: ExecutionRecord,
-  deploymentOf: (id: string) => Promise<DeploymentRecord | undefined>,
 ): Promise<{ readonly claimed: boolean; readonly older: readonly ExecutionRecord[] }> {
+  const { deployment, deploymentOf } = context;
+  if (!context.othersActive) return { claimed: true, older: [] };
   const history = await deps.executions.listForThing(execution.thingName, { limit: 10 });
   if (!history.ok) return { claimed: true, older: [] };
   const older: ExecutionRecord[] = [];
@@ -97,6 +99,54 @@ export interface DeviceContext {
   readonly deployment: DeploymentRecord;
   readonly desiredFor: (attempt: number) => DesiredDocument;
   readonly deploymentOf: (id: string) => Promise<DeploymentRecord | undefined>;
+  /**
+   * Another deployment was active when this batch began. When none is, no device can be running
+   * another one, so the per-device history read (an AWS request each) is skipped; a deployment
+   * that starts meanwhile claims its devices itself, and `restoreNewer` repairs the one race left.
+   */
+  readonly othersActive: boolean;
+}
+
+/** True when a deployment other than `deploymentId` is active (one read per status, per batch). */
+export async function othersActive(
+  deps: Pick<FanoutDeps, 'deployments'>,
+  deploymentId: string,
+): Promise<boolean> {
+  for (const status of activeDeploymentStatuses) {
+    const page = await deps.deployments.list({ status, limit: 2 });
+    if (!page.ok || page.value.items.some((d) => d.deploymentId !== deploymentId)) return true;
+  }
+  return false;
+}
+
+/**
+ * A newer deployment claimed the device between this worker's claim and its send, so the send
+ * overwrote the newer document: send the newer deployment's document again (it is what the
+ * device must run, and the same document it was already sent, which the agent treats as one).
+ */
+async function restoreNewer(deps: FanoutDeps, context: DeviceContext, thingName: string): Promise<void> {
+  const history = await deps.executions.listForThing(thingName, { limit: 10 });
+  if (!history.ok) return;
+  const live = history.value.items.find(
+    // The superseder sends before it supersedes, so its own row may still read `queued`.
+    (e) => e.deploymentId !== context.deployment.deploymentId && !isTerminal(e.state),
+  );
+  const owner = live && (await context.deploymentOf(live.deploymentId));
+  if (!live || !owner) return;
+  const document = desiredDocumentFor({
+    deploymentId: owner.deploymentId,
+    attempt: live.attempt,
+    updateId: owner.updateId,
+    manifest: owner.manifest,
+  });
+  if (!document.ok) return;
+  const sent = await deps.shadows.update(thingName, document.value.document);
+  deps.observability.logger.warn('restored a newer deployment’s document after a racing send', {
+    deploymentId: context.deployment.deploymentId,
+    newerDeploymentId: owner.deploymentId,
+    thingName,
+    restored: sent.ok,
+  });
 }
 
 export async function notifyDevice(
@@ -105,7 +155,7 @@ export async function notifyDevice(
   execution: ExecutionRecord,
 ): Promise<DeviceOutcome> {
   const { deployment } = context;
-  const claim = await claimDevice(deps, deployment, execution, context.deploymentOf);
+  const claim = await claimDevice(deps, context, execution);
   if (!claim.claimed) {
     await supersedeExecution(deps, execution, deps.now());
     return 'superseded';
@@ -128,7 +178,9 @@ export async function notifyDevice(
     reason: 'notified',
     deadline: now + deployment.policy.deviceTimeoutSeconds * 1000,
   });
-  return written.ok ? 'notified' : 'changed';
+  if (written.ok) return 'notified';
+  if (written.error.current?.reason === 'superseded') await restoreNewer(deps, context, execution.thingName);
+  return 'changed';
 }
 
 export interface ShardProgress {
@@ -255,6 +307,7 @@ export async function runShard(
     },
     desiredFor: (attempt) => documents(deployment, attempt),
     deploymentOf: makeDeploymentCache(deps),
+    othersActive: true,
   };
   let savedAt = 0;
   let lastGrabAt = Number.NEGATIVE_INFINITY;
@@ -331,8 +384,9 @@ export async function runShard(
       continue;
     }
     const batch = walk.buffer.splice(0, grant.granted);
+    const batchContext = { ...context, othersActive: await othersActive(deps, deployment.deploymentId) };
     const outcomes = await mapWithConcurrency(batch, deps.tuning.concurrency, (execution) =>
-      notifyDevice(deps, context, execution),
+      notifyDevice(deps, batchContext, execution),
     );
     const throttled = batch.filter((_, i) => outcomes[i] === 'throttled');
     progress.notified += outcomes.filter((o) => o === 'notified').length;

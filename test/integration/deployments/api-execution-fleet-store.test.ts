@@ -4,6 +4,7 @@ import {
   CreateThingGroupCommand,
   IoTClient,
 } from '@aws-sdk/client-iot';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   type ExecutionRecord,
@@ -171,6 +172,48 @@ describe('execution store', () => {
     });
     expect(requeued.ok && requeued.value.notifiedAt).toBeUndefined();
     expect(requeued.ok && requeued.value.lastResult).toBeUndefined();
+  });
+
+  it('serves each state from its index partition (in-progress states share one, succeeded has none) with the full records', async () => {
+    const deploymentId = uniqueName('dep');
+    await executions.batchPutQueued(deploymentId, devices(3), t0);
+    const move = async (thingName: string, state: 'notified' | 'downloading' | 'succeeded') => {
+      const current = await mustGet(deploymentId, thingName);
+      const lastResult = { resultCode: 700, extendedResultCode: 0, resultDetails: `${thingName} ${state}` };
+      const moved = await executions.transition(current, { ...current, state }, { at: t0 + 1, lastResult });
+      if (!moved.ok) throw new Error(`${thingName} did not move`);
+    };
+    await move('thing-000', 'notified');
+    await move('thing-001', 'notified');
+    await move('thing-001', 'downloading');
+    await move('thing-002', 'notified');
+    await move('thing-002', 'succeeded');
+
+    const names = async (state: 'queued' | 'notified' | 'downloading' | 'succeeded') => {
+      const listed = await executions.listForDeployment(deploymentId, { state, limit: 50 });
+      if (!listed.ok) throw new Error('bad token');
+      return listed.value.items.map((e) => [e.thingName, e.lastResult?.resultDetails]);
+    };
+    expect(await names('notified')).toEqual([['thing-000', 'thing-000 notified']]);
+    expect(await names('downloading')).toEqual([['thing-001', 'thing-001 downloading']]);
+    expect(await names('succeeded')).toEqual([['thing-002', 'thing-002 succeeded']]);
+    expect(await names('queued')).toEqual([]);
+    const downloading = await executions.queryByState(deploymentId, 'downloading', { limit: 50 });
+    expect(downloading.items.map((e) => [e.thingName, e.attempt, e.createdAt])).toEqual([
+      ['thing-001', 1, new Date(t0).toISOString()],
+    ]);
+
+    // What the index holds, read raw: one shared partition for work in progress, nothing for succeeded.
+    const raw = await executions.get(deploymentId, 'thing-002');
+    expect(raw).toMatchObject({ state: 'succeeded' });
+    const item = await db.send(
+      new GetCommand({ TableName: tables.executions, Key: { deploymentId, thingName: 'thing-001' } }),
+    );
+    expect(item.Item?.deploymentState).toBe(`${deploymentId}#active`);
+    const done = await db.send(
+      new GetCommand({ TableName: tables.executions, Key: { deploymentId, thingName: 'thing-002' } }),
+    );
+    expect(done.Item && 'deploymentState' in done.Item).toBe(false);
   });
 
   it("lists a device's executions across deployments, newest first", async () => {

@@ -273,3 +273,82 @@ describe('fan-out worker: rate, account cap, throttling, supersede', () => {
     });
   });
 });
+
+describe('fan-out worker: the supersede check only while another deployment is active', () => {
+  let lone: DeploymentTables;
+  beforeAll(async () => {
+    lone = await createDeploymentTables(ddb, 'fanout-lone');
+  });
+
+  /** The rig's deps with every device-history read counted. */
+  function countingHistory(made: FanoutRig): { deps: FanoutDeps; reads: () => number } {
+    let reads = 0;
+    const executions: FanoutDeps['executions'] = {
+      ...made.deps.executions,
+      listForThing(thingName, options) {
+        reads++;
+        return made.deps.executions.listForThing(thingName, options);
+      },
+    };
+    return { deps: { ...made.deps, executions }, reads: () => reads };
+  }
+
+  it('reads no device history for a lone deployment, and does once another is active', async () => {
+    const made = fanoutRig(ddb, lone, iot);
+    rigs.push(made);
+    const { deps, reads } = countingHistory(made);
+    const t0 = Date.now();
+    const older = await createDeployment(doc, lone, { target: { things: ['lone-1', 'lone-2'] } }, t0 - 2000);
+    await runAll(deps, older.deploymentId, made.invoker);
+    expect(reads()).toBe(0);
+    expect((await executionsOf(doc, lone, older.deploymentId)).map((r) => r.state)).toEqual([
+      'notified',
+      'notified',
+    ]);
+
+    const newer = await createDeployment(doc, lone, { target: { things: ['lone-1'] } }, t0);
+    await runAll(deps, newer.deploymentId, made.invoker);
+    expect(reads()).toBeGreaterThan(0);
+    const olderRows = await executionsOf(doc, lone, older.deploymentId);
+    expect(olderRows.find((r) => r.thingName === 'lone-1')).toMatchObject({
+      state: 'canceled',
+      reason: 'superseded',
+    });
+  });
+
+  it('sends the newer document again when a newer deployment claimed the device during its own send', async () => {
+    const raceTables = await createDeploymentTables(ddb, 'fanout-race');
+    const made = fanoutRig(ddb, raceTables, iot);
+    rigs.push(made);
+    const t0 = Date.now();
+    const older = await createDeployment(doc, raceTables, { target: { things: ['race-1'] } }, t0 - 2000);
+    const worker = makeFanoutWorker(made.deps);
+    await worker({ deploymentId: older.deploymentId }, budget(30_000));
+    const lane = made.invoker.calls.at(-1)?.payload;
+    if (!lane) throw new Error('no lane started');
+
+    // The older worker has decided to send (no other deployment was active); before its write
+    // lands, a newer deployment claims the device and sends its own document.
+    let newerId = '';
+    const racing: FanoutDeps = {
+      ...made.deps,
+      shadows: {
+        ...made.deps.shadows,
+        async update(thingName, document) {
+          if (!newerId) {
+            const newer = await createDeployment(doc, raceTables, { target: { things: ['race-1'] } }, t0);
+            newerId = newer.deploymentId;
+            await runAll(made.deps, newer.deploymentId, made.invoker);
+          }
+          return made.deps.shadows.update(thingName, document);
+        },
+      },
+    };
+    await makeFanoutWorker(racing)(lane, budget(30_000));
+
+    const [olderRow] = await executionsOf(doc, raceTables, older.deploymentId);
+    expect(olderRow).toMatchObject({ state: 'canceled', reason: 'superseded' });
+    const shadow = iot.shadows.get({ thingName: 'race-1', shadowName: 'ota' }, Buffer.alloc(0));
+    expect(shadow.ok && shadow.body.state).toMatchObject({ desired: { ota: { deploymentId: newerId } } });
+  });
+});
