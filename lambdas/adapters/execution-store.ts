@@ -37,6 +37,11 @@ export interface ExecutionRecord extends Execution {
   readonly deadline?: number;
   readonly lastResult?: LastResult;
   readonly progress?: ReportedProgress;
+  /**
+   * The installed update the device reported last (at `reportedAt`). The device's installed update
+   * is the newest of these and the fleet item's (ADR 0040, "Fleet facts").
+   */
+  readonly installedUpdateId?: UpdateId;
 }
 
 /** A device the fan-out targets; it is written `queued`, or `incompatible` when its compatibility does not match. */
@@ -55,6 +60,7 @@ export interface TransitionExtra {
   readonly deadline?: number;
   readonly lastResult?: LastResult;
   readonly progress?: ReportedProgress;
+  readonly installedUpdateId?: UpdateId;
 }
 
 /** The execution changed since it was read (another report, a sweep, an operator): re-read and decide again. */
@@ -163,6 +169,7 @@ export function executionFromItem(item: Item): ExecutionRecord {
     deadline: optionalNumber(item.deadline),
     lastResult: item.lastResult as LastResult | undefined,
     progress: item.progress as ReportedProgress | undefined,
+    installedUpdateId: item.installedUpdateId as UpdateId | undefined,
   };
   for (const key of Object.keys(record)) if (record[key] === undefined) delete record[key];
   return record as unknown as ExecutionRecord;
@@ -200,6 +207,10 @@ function transitionUpdate(current: ExecutionRecord, next: Execution, extra: Tran
   if (extra.deadline !== undefined) put('deadline', extra.deadline);
   if (extra.lastResult !== undefined) put('lastResult', extra.lastResult);
   if (extra.progress !== undefined) put('progress', extra.progress);
+  if (extra.installedUpdateId !== undefined) {
+    const { provider, name, version } = extra.installedUpdateId;
+    put('installedUpdateId', { provider, name, version });
+  }
   if (next.state === 'queued' && current.state !== 'queued') {
     for (const field of CLEARED_ON_REQUEUE) if (extra[field] === undefined) put(field, undefined);
   }

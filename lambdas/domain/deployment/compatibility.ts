@@ -23,3 +23,12 @@ export function matchesCompatibilitySet(device: DeviceProperties, set: Compatibi
 export function isCompatible(device: DeviceProperties, sets: readonly CompatibilitySet[]): boolean {
   return sets.length === 0 || sets.some((set) => matchesCompatibilitySet(device, set));
 }
+
+/** True when both name the same properties with the same values (order aside). */
+export function sameProperties(a: DeviceProperties, b: DeviceProperties): boolean {
+  const names = Object.keys(a);
+  return (
+    names.length === Object.keys(b).length &&
+    names.every((name) => Object.hasOwn(b, name) && b[name] === a[name])
+  );
+}

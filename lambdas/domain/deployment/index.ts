@@ -21,6 +21,7 @@ export {
   type DeviceProperties,
   isCompatible,
   matchesCompatibilitySet,
+  sameProperties,
 } from './compatibility.ts';
 export {
   applyCounterDeltas,

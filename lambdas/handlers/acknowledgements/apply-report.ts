@@ -20,7 +20,7 @@ import {
   type TransitionReason,
 } from '../../domain/deployment/index.ts';
 import { type Observability, outcome } from '../../observability.ts';
-import { fleetFactsOf } from './fleet-report.ts';
+import { fleetFactsOf, fleetNeedsWrite } from './fleet-report.ts';
 
 /** `desired.ota` as seen with the report: in the shadow as read (reconcile), or not at all (an event). */
 export interface SeenDesired {
@@ -46,7 +46,7 @@ export interface ShadowReport {
 
 export interface AcknowledgeDeps {
   readonly executions: Pick<ExecutionStore, 'get' | 'transition'>;
-  readonly fleet: Pick<FleetStore, 'upsertReport'>;
+  readonly fleet: Pick<FleetStore, 'get' | 'upsertReport'>;
   readonly shadows: Pick<ShadowWriter, 'update' | 'get'>;
   readonly observability: Observability;
 }
@@ -95,6 +95,7 @@ async function settleReport(
       ...(decision.kind === 'transition' ? { reason: decision.transition.reason } : {}),
       ...(ota.lastResult ? { lastResult: ota.lastResult } : {}),
       ...(ota.progress ? { progress: ota.progress } : {}),
+      ...(ota.installedUpdateId ? { installedUpdateId: ota.installedUpdateId } : {}),
     });
     if (written.ok) return { decision, execution: written.value };
     deps.observability.count(outcome.ackConflictRetried);
@@ -171,10 +172,11 @@ export async function applyShadowReport(
     ? await applyToExecution(deps, ota, report, now, ota.deploymentId)
     : undefined;
   const endedNow = settled?.decision.kind === 'transition' && isTerminal(settled.decision.transition.to);
-  // The fleet learns a device's installed update and properties when an execution ends, or from a
-  // report outside any deployment: not from every progress report (a write each would cost more
-  // than the rest of the acknowledgement).
-  if (endedNow || (!settled && (ota.installedUpdateId || ota.compatibility)))
+  // A report outside any deployment is the fleet's only record of it. Within one, the execution
+  // write holds the facts; the fleet item is written when the execution ends and the fleet lacks
+  // what targeting reads (fleetNeedsWrite): never for a progress report.
+  const outside = !settled && (ota.installedUpdateId !== undefined || ota.compatibility !== undefined);
+  if (outside || (endedNow && fleetNeedsWrite(await deps.fleet.get(report.thingName), ota)))
     await deps.fleet.upsertReport(report.thingName, fleetFactsOf(ota, report.reportedAt));
   if (!settled) {
     return ota.deploymentId

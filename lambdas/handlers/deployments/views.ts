@@ -74,6 +74,29 @@ export function executionView(record: ExecutionRecord): Record<string, unknown> 
   });
 }
 
+/**
+ * What the device said last: its executions record the reports made within deployments, the
+ * fleet item those outside (and its first contact); the newest report wins (ADR 0040, "Fleet facts").
+ */
+function latestReport(
+  fleet: FleetItem | undefined,
+  executions: readonly ExecutionRecord[],
+): Pick<FleetItem, 'installedUpdateId' | 'lastReportAt'> {
+  let latest: Pick<FleetItem, 'installedUpdateId' | 'lastReportAt'> = {
+    ...(fleet?.installedUpdateId ? { installedUpdateId: fleet.installedUpdateId } : {}),
+    ...(fleet?.lastReportAt !== undefined ? { lastReportAt: fleet.lastReportAt } : {}),
+  };
+  for (const e of executions) {
+    if (e.reportedAt === undefined || e.reportedAt <= (latest.lastReportAt ?? Number.NEGATIVE_INFINITY))
+      continue;
+    latest = {
+      installedUpdateId: e.installedUpdateId ?? latest.installedUpdateId,
+      lastReportAt: e.reportedAt,
+    };
+  }
+  return latest;
+}
+
 export function deviceView(
   thingName: string,
   fleet: FleetItem | undefined,
@@ -81,11 +104,12 @@ export function deviceView(
 ): Record<string, unknown> {
   // A device runs one deployment at a time (the fan-out supersedes older ones): its newest live one.
   const current = executions.find((e) => !isTerminal(e.state));
+  const latest = latestReport(fleet, executions);
   return compact({
     thingName,
-    installedUpdateId: fleet?.installedUpdateId,
+    installedUpdateId: latest.installedUpdateId,
     compatibility: fleet?.compatibility,
-    lastReportAt: isoOf(fleet?.lastReportAt),
+    lastReportAt: isoOf(latest.lastReportAt),
     current: current ? executionView(current) : undefined,
     executions: executions.map(executionView),
   });

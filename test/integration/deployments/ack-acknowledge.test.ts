@@ -13,6 +13,7 @@ import {
   isReconcileDue,
   reconcileSilentExecutions,
 } from '../../../lambdas/handlers/acknowledgements/reconcile.ts';
+import { deviceView } from '../../../lambdas/handlers/deployments/views.ts';
 import { recordingObservability } from '../../../lambdas/observability.ts';
 import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
 import { documentClient, dynamoDbClient } from '../import/support.ts';
@@ -323,6 +324,42 @@ describe('acknowledgement Lambda behind the device report rule', () => {
     expect(await ack(events[1])).toEqual({ kind: 'no_execution', deploymentId: 'dep-unknown' });
     expect(await ack(events[0])).toEqual({ kind: 'invalid' });
     expect(obs.counts.get('ReportInvalid')).toBe(2);
+  });
+
+  it('ends an execution of a device the fleet knows with no fleet write, and the device view shows the new update', async () => {
+    const d = await device();
+    const properties = { manufacturer: 'Contoso', model: 'Toaster' };
+    const before = { provider: 'Contoso', name: 'Toaster', version: '0.9' };
+    await fleet.upsertReport(d.thingName, {
+      lastReportAt: 1000,
+      installedUpdateId: before,
+      compatibility: properties,
+    });
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+    await d.downloading(job, { compatibility: properties, installedUpdateId: before });
+    await d.succeeded(job, { compatibility: properties });
+    await flushRules();
+
+    expect((await mustGet(deploymentId, d.thingName)).state).toBe('succeeded');
+    // Unchanged properties: the fleet item is as it was (no write), and the view takes the newer report.
+    expect(await fleet.get(d.thingName)).toMatchObject({ lastReportAt: 1000, installedUpdateId: before });
+    const history = await executions.listForThing(d.thingName, { limit: 10 });
+    if (!history.ok) throw new Error('bad token');
+    const view = deviceView(d.thingName, await fleet.get(d.thingName), history.value.items);
+    expect(view).toMatchObject({ installedUpdateId: updateId, compatibility: properties });
+    expect(Date.parse(String(view.lastReportAt))).toBeGreaterThan(1000);
+
+    // Changed properties: the next end writes them (targeting reads them from the fleet).
+    const again = await sendDeployment(d.thingName);
+    const next = await work(d);
+    await d.succeeded(next, { compatibility: { ...properties, model: 'Toaster2' } });
+    await flushRules();
+    expect((await mustGet(again, d.thingName)).state).toBe('succeeded');
+    expect(await fleet.get(d.thingName)).toMatchObject({
+      installedUpdateId: updateId,
+      compatibility: { ...properties, model: 'Toaster2' },
+    });
   });
 
   it('records a device’s compatibility in the fleet even when it reports no deployment', async () => {

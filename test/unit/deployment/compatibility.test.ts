@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isCompatible } from '../../../lambdas/domain/deployment/index.ts';
+import { isCompatible, sameProperties } from '../../../lambdas/domain/deployment/index.ts';
 
 const device = { manufacturer: 'contoso', model: 'toaster', region: 'eu' };
 
@@ -17,5 +17,15 @@ describe('compatibility', () => {
 
   it('does not match inherited properties', () => {
     expect(isCompatible({}, [{ toString: 'x' }])).toBe(false);
+  });
+});
+
+describe('sameProperties', () => {
+  it('is true for the same names and values in any order, false for any difference', () => {
+    expect(sameProperties({ a: '1', b: '2' }, { b: '2', a: '1' })).toBe(true);
+    expect(sameProperties({ a: '1' }, { a: '1', b: '2' })).toBe(false);
+    expect(sameProperties({ a: '1', b: '2' }, { a: '1' })).toBe(false);
+    expect(sameProperties({ a: '1' }, { a: 'A' })).toBe(false);
+    expect(sameProperties({}, {})).toBe(true);
   });
 });
