@@ -5,13 +5,15 @@ import {
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { err, ok, type Result } from '../domain/result.ts';
+import { withoutSdkRequestLog } from './sdk-clients.ts';
 
 /**
  * The document client every handler uses: undefined attributes are dropped rather than refused,
  * since optional fields of our records are often absent. AWS's client when none is given.
  */
 export function documentClient(client?: DynamoDBClient): DynamoDBDocumentClient {
-  return DynamoDBDocumentClient.from(client ?? new DynamoDBClient({}), {
+  // The document client runs on the given client's middleware stack.
+  return DynamoDBDocumentClient.from(withoutSdkRequestLog(client ?? new DynamoDBClient({})), {
     marshallOptions: { removeUndefinedValues: true },
   });
 }

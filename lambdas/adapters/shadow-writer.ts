@@ -9,6 +9,7 @@ import {
 } from '@aws-sdk/client-iot-data-plane';
 import { OTA_SHADOW_NAME, type ShadowUpdateDocument } from '../domain/deployment/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
+import { withoutSdkRequestLog } from './sdk-clients.ts';
 
 /**
  * The `ota` named shadow through the IoT data plane (UpdateThingShadow / GetThingShadow), with
@@ -110,6 +111,7 @@ function messageOf(error: unknown): string {
 const sleepFor = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function makeShadowWriter(options: ShadowWriterOptions): ShadowWriter {
+  withoutSdkRequestLog(options.iotData);
   const shadowName = options.shadowName ?? OTA_SHADOW_NAME;
   const policy = options.backoff ?? defaultBackoff;
   const sleep = options.sleep ?? sleepFor;
