@@ -92,23 +92,11 @@ export interface ExecutionStore {
   /** Writes the executions (BatchWriteItem, unprocessed items retried); rewriting a page writes the same rows. */
   batchPutQueued(deploymentId: string, executions: readonly NewExecution[], now: number): Promise<void>;
   get(deploymentId: string, thingName: string): Promise<ExecutionRecord | undefined>;
-  /**
-   * One page of a deployment's executions in `state`, optionally of one shard, walked by key:
-   * through `byDeploymentState`, or for `queued` and `succeeded` the table's partition (a page
-   * may then hold fewer than `limit`, even none, with more after it).
-   */
+  /** One page of a deployment's executions in `state` (index `byDeploymentState`), optionally of one shard. */
   queryByState(
     deploymentId: string,
     state: ExecutionState,
     options: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
-  ): Promise<StatePage>;
-  /**
-   * Re-queued executions (a retry's new attempt), through the index: they are behind the fan-out
-   * walk's cursor. A first attempt's `queued` is not indexed (the walk finds it).
-   */
-  queryRequeued(
-    deploymentId: string,
-    options: { readonly limit: number; readonly exclusiveStartKey?: PageKey },
   ): Promise<StatePage>;
   /** The API's listing: all of a deployment's executions, or those in one state, by thing name. */
   listForDeployment(
@@ -145,29 +133,16 @@ export interface ExecutionStoreOptions {
 
 type Item = Record<string, unknown>;
 
-/** The `byDeploymentState` partition that holds executions in `state` (the in-progress states share one). */
-function statePartition(deploymentId: string, state: ExecutionState): string {
+/**
+ * The `byDeploymentState` partition of an execution in `state` (ADR 0040, "Index writes"); none
+ * for `succeeded`. The in-progress states share one partition, so a report that moves a device
+ * along rewrites the index item in place instead of moving it; `succeeded`, the bulk of a healthy
+ * rollout, is read from the table itself, so ending well costs no index write but the removal.
+ */
+export function deploymentStateKey(deploymentId: string, state: ExecutionState): string | undefined {
+  if (state === 'succeeded') return undefined;
   return `${deploymentId}#${isInProgress(state) ? 'active' : state}`;
 }
-
-/**
- * The `byDeploymentState` key of an execution (ADR 0040, "Index writes"), or none: `succeeded` is
- * not indexed (ending well costs one index delete), nor is a first attempt's `queued`, which the
- * fan-out's own walk of the table finds (indexing it would cost a put, then a move at `notified`).
- * A re-queued attempt is behind that walk's cursor, so it is indexed. The in-progress states
- * share one partition, so a report that moves a device along rewrites its index item in place.
- */
-export function deploymentStateKey(
-  deploymentId: string,
-  state: ExecutionState,
-  attempt: number,
-): string | undefined {
-  if (state === 'succeeded' || (state === 'queued' && attempt === 1)) return undefined;
-  return statePartition(deploymentId, state);
-}
-
-/** States the index does not hold in full: read from the table's own partition, filtered. */
-const readFromTable = (state: ExecutionState): boolean => state === 'succeeded' || state === 'queued';
 
 /** DynamoDB's BatchWriteItem and BatchGetItem limits. */
 const BATCH_WRITE_MAX = 25;
@@ -225,7 +200,7 @@ function transitionUpdate(current: ExecutionRecord, next: Execution, extra: Tran
   };
   put('state', next.state);
   // Undefined (succeeded) removes it: the item leaves the sparse index.
-  put('deploymentState', deploymentStateKey(current.deploymentId, next.state, next.attempt));
+  put('deploymentState', deploymentStateKey(current.deploymentId, next.state));
   put('updatedAt', new Date(extra.at).toISOString());
   for (const field of MUTABLE_FIELDS) put(field, next[field]);
   if (extra.reason !== undefined) put('reason', extra.reason);
@@ -257,7 +232,7 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
       thingName: execution.thingName,
       updateId: { provider, name, version },
       state: execution.state,
-      deploymentState: deploymentStateKey(deploymentId, execution.state, 1),
+      deploymentState: deploymentStateKey(deploymentId, execution.state),
       attempt: 1,
       shard: execution.shard,
       createdAt: at,
@@ -335,16 +310,16 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
 
   /**
    * One page of a deployment's executions in `state`: through `byDeploymentState` (its partition,
-   * filtered to the state where partitions are shared), or from the table's own partition filtered
-   * (`fromTable`). A page may hold fewer than `limit` items, even none, and still have more after it.
+   * filtered to the state where partitions are shared), or for `succeeded`, which is not indexed,
+   * the table's own partition filtered. A page may hold fewer than `limit` items, even none, and
+   * still have more after it.
    */
   async function queryStatePage(
     deploymentId: string,
     state: ExecutionState,
     query: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
-    fromTable: boolean,
   ): Promise<{ readonly items: Item[]; readonly lastEvaluatedKey?: PageKey }> {
-    const partition = fromTable ? undefined : statePartition(deploymentId, state);
+    const partition = deploymentStateKey(deploymentId, state);
     const out = await db.send(
       new QueryCommand({
         TableName: tableName,
@@ -377,16 +352,7 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     state: ExecutionState,
     query: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
   ): Promise<StatePage> {
-    const page = await queryStatePage(deploymentId, state, query, readFromTable(state));
-    const items = page.items.map(executionFromItem);
-    return page.lastEvaluatedKey ? { items, lastEvaluatedKey: page.lastEvaluatedKey } : { items };
-  }
-
-  async function queryRequeued(
-    deploymentId: string,
-    query: { readonly limit: number; readonly exclusiveStartKey?: PageKey },
-  ): Promise<StatePage> {
-    const page = await queryStatePage(deploymentId, 'queued', query, false);
+    const page = await queryStatePage(deploymentId, state, query);
     const items = page.items.map(executionFromItem);
     return page.lastEvaluatedKey ? { items, lastEvaluatedKey: page.lastEvaluatedKey } : { items };
   }
@@ -395,7 +361,7 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     deploymentId: string,
     query: { readonly state?: ExecutionState; readonly limit: number; readonly nextToken?: string },
   ): Promise<Result<ExecutionPage, InvalidNextToken>> {
-    const indexed = query.state !== undefined && !readFromTable(query.state);
+    const indexed = query.state !== undefined && deploymentStateKey(deploymentId, query.state) !== undefined;
     const keyNames = indexed
       ? ['deploymentId', 'thingName', 'deploymentState']
       : ['deploymentId', 'thingName'];
@@ -413,12 +379,10 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
       );
       return ok(pageOf((out.Items ?? []).map(executionFromItem), out.LastEvaluatedKey));
     }
-    const page = await queryStatePage(
-      deploymentId,
-      query.state,
-      { limit: query.limit, ...(start?.key ? { exclusiveStartKey: start.key } : {}) },
-      !indexed,
-    );
+    const page = await queryStatePage(deploymentId, query.state, {
+      limit: query.limit,
+      ...(start?.key ? { exclusiveStartKey: start.key } : {}),
+    });
     // The index does not copy the device's results the listing shows: read the items themselves.
     const items = indexed ? await getMany(page.items) : page.items.map(executionFromItem);
     return ok(pageOf(items, page.lastEvaluatedKey));
@@ -498,15 +462,7 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     }
   }
 
-  return {
-    batchPutQueued,
-    get,
-    queryByState,
-    queryRequeued,
-    listForDeployment,
-    listForThing,
-    transition,
-  };
+  return { batchPutQueued, get, queryByState, listForDeployment, listForThing, transition };
 }
 
 function pageOf(records: ExecutionRecord[], lastKey: Item | undefined): ExecutionPage {

@@ -125,14 +125,12 @@ export async function cancelExecutions(
   let canceled = 0;
   let cancelRequested = 0;
   let left = budget;
-  // Pages read, matching or not: a large deployment's table partition is not walked in one request.
-  let pagesLeft = Math.max(1, Math.ceil(budget / 10));
   const states: readonly ExecutionState[] = ['queued', ...inProgressStates];
   for (const state of states) {
     let startKey: PageKey | undefined;
-    while (left > 0 && pagesLeft-- > 0) {
-      // Walked page by page: queued devices are read from the table, where a canceled one stays,
-      // and devices at work stay in their partition once asked.
+    while (left > 0) {
+      // Canceled queued devices leave the `queued` partition, so its next batch is always on top;
+      // devices at work stay in theirs once asked, so those partitions are walked page by page.
       const page = await deps.executions.queryByState(deploymentId, state, {
         limit: Math.min(left, 100),
         ...(startKey ? { exclusiveStartKey: startKey } : {}),
@@ -146,10 +144,10 @@ export async function cancelExecutions(
         if (r.ok && r.value.outcome === 'canceled') canceled++;
         if (r.ok && r.value.outcome === 'cancel_requested') cancelRequested++;
       }
-      if (page.lastEvaluatedKey === undefined) break;
-      startKey = page.lastEvaluatedKey;
+      if (state === 'queued' ? todo.length === 0 : page.lastEvaluatedKey === undefined) break;
+      if (state !== 'queued') startKey = page.lastEvaluatedKey;
     }
-    if (left <= 0 || pagesLeft < 0) return { canceled, cancelRequested, remaining: true };
+    if (left <= 0) return { canceled, cancelRequested, remaining: true };
   }
   return { canceled, cancelRequested, remaining: false };
 }

@@ -23,7 +23,7 @@ export interface FanoutDeps {
   >;
   readonly executions: Pick<
     ExecutionStore,
-    'batchPutQueued' | 'get' | 'queryByState' | 'queryRequeued' | 'listForThing' | 'transition'
+    'batchPutQueued' | 'get' | 'queryByState' | 'listForThing' | 'transition'
   >;
   readonly reads: FanoutReads;
   readonly fleet: Pick<FleetStore, 'scanCompatible'>;

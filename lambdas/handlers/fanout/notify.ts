@@ -233,7 +233,9 @@ async function refill(
   }
   // Retried devices were re-queued behind the cursor. The index lags its table, so each candidate
   // is re-read (strongly consistent) before anything is sent to it.
-  const page = await deps.executions.queryRequeued(deployment.deploymentId, { limit: deps.tuning.scanPage });
+  const page = await deps.executions.queryByState(deployment.deploymentId, 'queued', {
+    limit: deps.tuning.scanPage,
+  });
   const mine = page.items.filter((e) => e.shard === shard);
   const fresh = await Promise.all(mine.map((e) => deps.executions.get(e.deploymentId, e.thingName)));
   walk.buffer = fresh.filter((e): e is ExecutionRecord => e?.state === 'queued');
@@ -320,9 +322,7 @@ export async function runShard(
       {
         ...(walk.cursor !== undefined ? { cursor: walk.cursor } : {}),
         ...(walk.bucket ? { bucket: walk.bucket } : {}),
-        // Walked to the end with devices still in hand is not done: a first attempt's queued row is
-        // not indexed, so only the walk (resumed from the cursor) finds it again.
-        done: walk.walked && (walk.fromTail || walk.buffer.length === 0),
+        done: walk.walked,
       },
       { owner: lease.owner, now },
     );

@@ -20,7 +20,7 @@ import type { Observability } from '../../observability.ts';
 
 export interface SweepDeps {
   readonly deployments: Pick<DeploymentStore, 'get' | 'list' | 'end' | 'recordAbort'>;
-  readonly executions: Pick<ExecutionStore, 'get' | 'queryByState' | 'queryRequeued' | 'transition'>;
+  readonly executions: Pick<ExecutionStore, 'get' | 'queryByState' | 'transition'>;
   readonly shadows: Pick<ShadowWriter, 'get' | 'update'>;
   readonly invoker: FunctionInvoker;
   readonly observability: Observability;
@@ -62,7 +62,7 @@ export async function resumeWorkers(deps: SweepDeps, deployment: DeploymentRecor
   }
   const lanes = Array.from({ length: deployment.shards }, (_, i) => String(i));
   // Walked lanes only have retried devices left, found through the index.
-  const queued = await deps.executions.queryRequeued(id, { limit: PAGE });
+  const queued = await deps.executions.queryByState(id, 'queued', { limit: PAGE });
   const shardsWithQueued = new Set(queued.items.map((e) => String(e.shard)));
   const due = lanes.filter(
     (lane) => free(lane) && (!deployment.fanout[lane]?.done || shardsWithQueued.has(lane)),
@@ -151,11 +151,6 @@ export async function abortIfDue(deps: SweepDeps, deployment: DeploymentRecord):
   return ended.ok;
 }
 
-async function anyRequeued(deps: SweepDeps, deploymentId: string): Promise<boolean> {
-  const page = await deps.executions.queryRequeued(deploymentId, { limit: 1 });
-  return page.items.length > 0 || page.lastEvaluatedKey !== undefined;
-}
-
 async function anyInState(deps: SweepDeps, deploymentId: string, state: ExecutionState): Promise<boolean> {
   const page = await deps.executions.queryByState(deploymentId, state, { limit: 1 });
   return page.items.length > 0 || page.lastEvaluatedKey !== undefined;
@@ -171,10 +166,7 @@ export async function completeIfDone(deps: SweepDeps, deployment: DeploymentReco
   const lanes = [EXPAND_LANE, ...Array.from({ length: deployment.shards }, (_, i) => String(i))];
   if (!lanes.every((lane) => deployment.fanout[lane]?.done)) return false;
   if (nonTerminal.some((state) => deployment.counters[state] > 0)) return false;
-  // With every lane walked, only a re-queued device can still be queued (found through the index).
-  if (await anyRequeued(deps, deployment.deploymentId)) return false;
-  for (const state of inProgressStates)
-    if (await anyInState(deps, deployment.deploymentId, state)) return false;
+  for (const state of nonTerminal) if (await anyInState(deps, deployment.deploymentId, state)) return false;
   const ended = await deps.deployments.end(deployment.deploymentId, { status: 'completed' }, deps.now());
   if (ended.ok)
     deps.observability.logger.info('deployment completed', { deploymentId: deployment.deploymentId });
