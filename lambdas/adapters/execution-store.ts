@@ -95,7 +95,7 @@ export interface ExecutionStore {
   /** One page of a deployment's executions in `state` (index `byDeploymentState`), optionally of one shard. */
   queryByState(
     deploymentId: string,
-    state: ExecutionState,
+    state: StateSelector,
     options: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
   ): Promise<StatePage>;
   /** The API's listing: all of a deployment's executions, or those in one state, by thing name. */
@@ -143,6 +143,12 @@ export function deploymentStateKey(deploymentId: string, state: ExecutionState):
   if (state === 'succeeded') return undefined;
   return `${deploymentId}#${isInProgress(state) ? 'active' : state}`;
 }
+
+/**
+ * What a state query selects: one state, or every in-progress state at once (`in_progress`),
+ * which is one walk of their shared partition instead of one filtered walk per state.
+ */
+export type StateSelector = ExecutionState | 'in_progress';
 
 /** DynamoDB's BatchWriteItem and BatchGetItem limits. */
 const BATCH_WRITE_MAX = 25;
@@ -316,28 +322,33 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
    */
   async function queryStatePage(
     deploymentId: string,
-    state: ExecutionState,
+    selector: StateSelector,
     query: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
   ): Promise<{ readonly items: Item[]; readonly lastEvaluatedKey?: PageKey }> {
-    const partition = deploymentStateKey(deploymentId, state);
+    const partition =
+      selector === 'in_progress' ? `${deploymentId}#active` : deploymentStateKey(deploymentId, selector);
+    // `state` and `shard` are DynamoDB reserved words.
+    const filters: [string, string, unknown][] = [
+      ...(selector === 'in_progress' ? [] : [['#state', 'state', selector] as [string, string, unknown]]),
+      ...(query.shard !== undefined ? [['#shard', 'shard', query.shard] as [string, string, unknown]] : []),
+    ];
     const out = await db.send(
       new QueryCommand({
         TableName: tableName,
         ...(partition === undefined
           ? { KeyConditionExpression: 'deploymentId = :pk' }
           : { IndexName: byDeploymentState, KeyConditionExpression: 'deploymentState = :pk' }),
-        // `state` and `shard` are DynamoDB reserved words.
-        FilterExpression: ['#state = :state', ...(query.shard !== undefined ? ['#shard = :shard'] : [])].join(
-          ' AND ',
-        ),
-        ExpressionAttributeNames: {
-          '#state': 'state',
-          ...(query.shard !== undefined ? { '#shard': 'shard' } : {}),
-        },
+        ...(filters.length > 0
+          ? {
+              FilterExpression: filters.map(([name]) => `${name} = :${name.slice(1)}`).join(' AND '),
+              ExpressionAttributeNames: Object.fromEntries(
+                filters.map(([name, attribute]) => [name, attribute]),
+              ),
+            }
+          : {}),
         ExpressionAttributeValues: {
           ':pk': partition ?? deploymentId,
-          ':state': state,
-          ...(query.shard !== undefined ? { ':shard': query.shard } : {}),
+          ...Object.fromEntries(filters.map(([name, , value]) => [`:${name.slice(1)}`, value])),
         },
         Limit: query.limit,
         ...(query.exclusiveStartKey ? { ExclusiveStartKey: query.exclusiveStartKey } : {}),
@@ -349,7 +360,7 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
 
   async function queryByState(
     deploymentId: string,
-    state: ExecutionState,
+    state: StateSelector,
     query: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
   ): Promise<StatePage> {
     const page = await queryStatePage(deploymentId, state, query);

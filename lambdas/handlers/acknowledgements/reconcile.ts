@@ -5,7 +5,6 @@
  * the event would have. A report already applied is a duplicate by its `seq`: no write.
  */
 import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
-import { type ExecutionState, inProgressStates } from '../../domain/deployment/index.ts';
 import { type Observability, outcome } from '../../observability.ts';
 import { type AcknowledgeDeps, type AckOutcome, applyShadowReport } from './apply-report.ts';
 
@@ -119,23 +118,22 @@ export async function reconcileSilentExecutions(deps: ReconcileDeps, now: number
   const summary = (truncated: boolean): ReconcileSummary => ({ ...tally, truncated });
 
   for (const deploymentId of await deps.activeDeploymentIds()) {
-    for (const state of inProgressStates as readonly ExecutionState[]) {
-      let exclusiveStartKey: Parameters<ReconcileDeps['executions']['queryByState']>[2]['exclusiveStartKey'];
-      do {
-        const page = await deps.executions.queryByState(deploymentId, state, {
-          limit: 200,
-          ...(exclusiveStartKey ? { exclusiveStartKey } : {}),
-        });
-        for (const execution of page.items) {
-          tally.examined++;
-          const heard = lastHeardAt(execution);
-          if (heard === undefined || !isReconcileDue(now - heard, silenceMs, sweepIntervalMs)) continue;
-          if (tally.shadowsRead >= maxReads) return summary(true);
-          await reconcileOne(deps, execution, now, tally, obs);
-        }
-        exclusiveStartKey = page.lastEvaluatedKey;
-      } while (exclusiveStartKey);
-    }
+    let exclusiveStartKey: Parameters<ReconcileDeps['executions']['queryByState']>[2]['exclusiveStartKey'];
+    do {
+      // Every device at work, in one walk of the in-progress states' shared index partition.
+      const page = await deps.executions.queryByState(deploymentId, 'in_progress', {
+        limit: 200,
+        ...(exclusiveStartKey ? { exclusiveStartKey } : {}),
+      });
+      for (const execution of page.items) {
+        tally.examined++;
+        const heard = lastHeardAt(execution);
+        if (heard === undefined || !isReconcileDue(now - heard, silenceMs, sweepIntervalMs)) continue;
+        if (tally.shadowsRead >= maxReads) return summary(true);
+        await reconcileOne(deps, execution, now, tally, obs);
+      }
+      exclusiveStartKey = page.lastEvaluatedKey;
+    } while (exclusiveStartKey);
   }
   return summary(false);
 }

@@ -4,15 +4,13 @@
  * sweep got there first, so the command re-reads and decides again.
  */
 import type { DeploymentRecord } from '../../adapters/deployment-store.ts';
-import type { ExecutionRecord } from '../../adapters/execution-store.ts';
+import type { ExecutionRecord, StateSelector } from '../../adapters/execution-store.ts';
 import type { PageKey } from '../../adapters/page-token.ts';
 import {
   buildCancelDocument,
   type CancelReason,
   cancel,
   desiredBelongsTo,
-  type ExecutionState,
-  inProgressStates,
   retry,
 } from '../../domain/deployment/index.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
@@ -125,7 +123,7 @@ export async function cancelExecutions(
   let canceled = 0;
   let cancelRequested = 0;
   let left = budget;
-  const states: readonly ExecutionState[] = ['queued', ...inProgressStates];
+  const states: readonly StateSelector[] = ['queued', 'in_progress'];
   for (const state of states) {
     let startKey: PageKey | undefined;
     while (left > 0) {

@@ -3,7 +3,7 @@
  * acknowledgements and itself: every change is a conditional transition on the state it read.
  */
 import { type DeploymentRecord, type DeploymentStore, EXPAND_LANE } from '../../adapters/deployment-store.ts';
-import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
+import type { ExecutionRecord, ExecutionStore, StateSelector } from '../../adapters/execution-store.ts';
 import type { FunctionInvoker } from '../../adapters/function-invoker.ts';
 import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
 import {
@@ -29,12 +29,14 @@ export interface SweepDeps {
 
 const PAGE = 200;
 const nonTerminal: readonly ExecutionState[] = ['queued', ...inProgressStates];
+/** The same executions as state queries walk them: the in-progress states share one index partition. */
+const unfinishedSelectors: readonly StateSelector[] = ['queued', 'in_progress'];
 
 /** Calls `each` on every execution of a deployment in `state`, page by page, until `stopAt`. */
 async function forEachInState(
   deps: SweepDeps,
   deploymentId: string,
-  state: ExecutionState,
+  state: StateSelector,
   stopAt: number,
   each: (execution: ExecutionRecord) => Promise<void>,
 ): Promise<void> {
@@ -81,18 +83,16 @@ export async function sweepTimeouts(
   // No device can be due before the rollout has run for one timeout: skip the reads until then.
   if (deps.now() < deployment.startAt + timeout * 1000) return 0;
   let timedOut = 0;
-  for (const state of inProgressStates) {
-    await forEachInState(deps, deployment.deploymentId, state, stopAt, async (execution) => {
-      const now = deps.now();
-      const decision = timeOutIfDue(execution, now, timeout);
-      if (decision.kind !== 'transition') return;
-      const written = await deps.executions.transition(execution, decision.next, {
-        at: now,
-        reason: decision.transition.reason,
-      });
-      if (written.ok) timedOut++;
+  await forEachInState(deps, deployment.deploymentId, 'in_progress', stopAt, async (execution) => {
+    const now = deps.now();
+    const decision = timeOutIfDue(execution, now, timeout);
+    if (decision.kind !== 'transition') return;
+    const written = await deps.executions.transition(execution, decision.next, {
+      at: now,
+      reason: decision.transition.reason,
     });
-  }
+    if (written.ok) timedOut++;
+  });
   return timedOut;
 }
 
@@ -119,7 +119,7 @@ export async function cancelRemaining(
   stopAt: number,
 ): Promise<number> {
   let changed = 0;
-  for (const state of nonTerminal) {
+  for (const state of unfinishedSelectors) {
     await forEachInState(deps, deployment.deploymentId, state, stopAt, async (execution) => {
       if (execution.cancelReason) return;
       const decision = cancel(execution, reason);
@@ -151,7 +151,7 @@ export async function abortIfDue(deps: SweepDeps, deployment: DeploymentRecord):
   return ended.ok;
 }
 
-async function anyInState(deps: SweepDeps, deploymentId: string, state: ExecutionState): Promise<boolean> {
+async function anyInState(deps: SweepDeps, deploymentId: string, state: StateSelector): Promise<boolean> {
   const page = await deps.executions.queryByState(deploymentId, state, { limit: 1 });
   return page.items.length > 0 || page.lastEvaluatedKey !== undefined;
 }
@@ -166,7 +166,8 @@ export async function completeIfDone(deps: SweepDeps, deployment: DeploymentReco
   const lanes = [EXPAND_LANE, ...Array.from({ length: deployment.shards }, (_, i) => String(i))];
   if (!lanes.every((lane) => deployment.fanout[lane]?.done)) return false;
   if (nonTerminal.some((state) => deployment.counters[state] > 0)) return false;
-  for (const state of nonTerminal) if (await anyInState(deps, deployment.deploymentId, state)) return false;
+  for (const state of unfinishedSelectors)
+    if (await anyInState(deps, deployment.deploymentId, state)) return false;
   const ended = await deps.deployments.end(deployment.deploymentId, { status: 'completed' }, deps.now());
   if (ended.ok)
     deps.observability.logger.info('deployment completed', { deploymentId: deployment.deploymentId });

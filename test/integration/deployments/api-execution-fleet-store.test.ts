@@ -198,6 +198,12 @@ describe('execution store', () => {
     expect(await names('downloading')).toEqual([['thing-001', 'thing-001 downloading']]);
     expect(await names('succeeded')).toEqual([['thing-002', 'thing-002 succeeded']]);
     expect(await names('queued')).toEqual([]);
+    const atWork = await executions.queryByState(deploymentId, 'in_progress', { limit: 50 });
+    expect(atWork.items.map((e) => [e.thingName, e.state])).toEqual([
+      ['thing-000', 'notified'],
+      ['thing-001', 'downloading'],
+    ]);
+    expect(atWork.lastEvaluatedKey).toBeUndefined();
     const downloading = await executions.queryByState(deploymentId, 'downloading', { limit: 50 });
     expect(downloading.items.map((e) => [e.thingName, e.attempt, e.createdAt])).toEqual([
       ['thing-001', 1, new Date(t0).toISOString()],
