@@ -103,11 +103,28 @@ export async function serveObjectFile(
   }
 }
 
-/** Resolves once the socket has taken `chunk` (its write callback), rejects if the answer was cut. */
-function written(res: ServerResponse, chunk: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
+/** Rejects once the answer is cut (the client went away) before `finish` was called. */
+function cutOff(res: ServerResponse): { readonly cut: Promise<never>; finish(): void } {
+  let done = false;
+  const cut = new Promise<never>((_, reject) => {
+    res.once('close', () => {
+      if (!done) reject(new Error('the client went away'));
+    });
+  });
+  cut.catch(() => undefined);
+  return { cut, finish: () => void (done = true) };
+}
+
+/**
+ * Resolves once the socket has taken `chunk` (its write callback). A socket already destroyed may
+ * never call it back, so the write also ends with the answer being cut.
+ */
+function written(res: ServerResponse, chunk: Buffer, cut: Promise<never>): Promise<void> {
+  if (res.destroyed || res.socket?.destroyed) return Promise.reject(new Error('the client went away'));
+  const taken = new Promise<void>((resolve, reject) => {
     res.write(chunk, (error) => (error ? reject(error) : resolve()));
   });
+  return Promise.race([taken, cut]);
 }
 
 /**
@@ -119,6 +136,7 @@ function written(res: ServerResponse, chunk: Buffer): Promise<void> {
 async function sendRange(res: ServerResponse, fd: number, start: number, end: number): Promise<void> {
   const pool = Array.from({ length: POOL }, () => Buffer.allocUnsafeSlow(readBytes));
   const inFlight: (Promise<void> | undefined)[] = new Array(POOL).fill(undefined);
+  const answer = cutOff(res);
   try {
     let position = start;
     for (let turn = 0; position <= end; turn = (turn + 1) % POOL) {
@@ -127,12 +145,13 @@ async function sendRange(res: ServerResponse, fd: number, start: number, end: nu
       const { bytesRead } = await readFile(fd, buffer, 0, Math.min(readBytes, end + 1 - position), position);
       if (bytesRead === 0) throw new Error('the object file is shorter than it was');
       position += bytesRead;
-      const sent = written(res, buffer.subarray(0, bytesRead));
+      const sent = written(res, buffer.subarray(0, bytesRead), answer.cut);
       // Awaited on this buffer's next turn or at the end; until then a rejection must not count as unhandled.
       sent.catch(() => undefined);
       inFlight[turn] = sent;
     }
     await Promise.all(inFlight);
+    answer.finish();
     res.end();
   } catch (error) {
     // A client that went away, or a file that changed under us: the answer cannot be completed.
