@@ -132,7 +132,8 @@ async function restoreNewer(deps: FanoutDeps, context: DeviceContext, thingName:
     (e) => e.deploymentId !== context.deployment.deploymentId && !isTerminal(e.state),
   );
   const owner = live && (await context.deploymentOf(live.deploymentId));
-  if (!live || !owner) return;
+  // Only a newer deployment still rolling out owns the device's document.
+  if (!live || !owner || owner.status !== 'rolling_out' || !isNewer(owner, context.deployment)) return;
   const document = desiredDocumentFor({
     deploymentId: owner.deploymentId,
     attempt: live.attempt,
@@ -160,17 +161,25 @@ export async function notifyDevice(
     await supersedeExecution(deps, execution, deps.now());
     return 'superseded';
   }
-  const sent = await deps.shadows.update(execution.thingName, context.desiredFor(execution.attempt).document);
+  const { document } = context.desiredFor(execution.attempt);
+  const sendingAt = deps.now();
+  const sent = await deps.shadows.update(execution.thingName, document);
   if (!sent.ok) {
     if (sent.error.code === 'THROTTLED' || sent.error.code === 'UNAVAILABLE') return 'throttled';
     // 409 cannot happen (no version lock) and 413 was ruled out when the document was built.
     throw new Error(`bug: UpdateThingShadow refused the desired document: ${sent.error.message}`);
   }
   const now = deps.now();
+  let overwritten = false;
   for (const older of claim.older) {
     const fresh = await deps.executions.get(older.deploymentId, older.thingName);
-    if (fresh) await supersedeExecution(deps, fresh, now);
+    if (!fresh) continue;
+    // Notified since this send began: the older deployment's send may have landed after ours.
+    if (fresh.notifiedAt !== undefined && fresh.notifiedAt >= sendingAt && !isTerminal(fresh.state))
+      overwritten = true;
+    await supersedeExecution(deps, fresh, now);
   }
+  if (overwritten) await deps.shadows.update(execution.thingName, document);
   const decision = notify(execution, now);
   if (!decision.ok) return 'changed';
   const written = await deps.executions.transition(execution, decision.value.next, {

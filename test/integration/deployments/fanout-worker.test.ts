@@ -316,6 +316,56 @@ describe('fan-out worker: the supersede check only while another deployment is a
     });
   });
 
+  it('sends its document again when an older deployment, blind to it, sent and marked the device during its send', async () => {
+    const raceTables = await createDeploymentTables(ddb, 'fanout-race-older');
+    const made = fanoutRig(ddb, raceTables, iot);
+    rigs.push(made);
+    const t0 = Date.now();
+    const older = await createDeployment(doc, raceTables, { target: { things: ['race-2'] } }, t0 - 2000);
+    const newer = await createDeployment(doc, raceTables, { target: { things: ['race-2'] } }, t0);
+    const worker = makeFanoutWorker(made.deps);
+    await worker({ deploymentId: older.deploymentId }, budget(30_000));
+    await worker({ deploymentId: newer.deploymentId }, budget(30_000));
+    const laneOf = (id: string) =>
+      made.invoker.calls.find((c) => (c.payload as { deploymentId: string }).deploymentId === id)?.payload;
+    const olderLane = laneOf(older.deploymentId);
+    const newerLane = laneOf(newer.deploymentId);
+    if (!olderLane || !newerLane) throw new Error('lanes not started');
+
+    // The older worker's listing of active deployments lags (the index is eventually consistent):
+    // it sees no other deployment, so it reads no device history and sends.
+    const blind: FanoutDeps = {
+      ...made.deps,
+      deployments: { ...made.deps.deployments, list: async () => ({ ok: true, value: { items: [] } }) },
+    };
+    let raced = false;
+    const racing: FanoutDeps = {
+      ...made.deps,
+      shadows: {
+        ...made.deps.shadows,
+        async update(thingName, document) {
+          const result = await made.deps.shadows.update(thingName, document);
+          if (!raced) {
+            raced = true;
+            await makeFanoutWorker(blind)(olderLane, budget(30_000));
+          }
+          return result;
+        },
+      },
+    };
+    await makeFanoutWorker(racing)(newerLane, budget(30_000));
+
+    expect(raced).toBe(true);
+    const [olderRow] = await executionsOf(doc, raceTables, older.deploymentId);
+    const [newerRow] = await executionsOf(doc, raceTables, newer.deploymentId);
+    expect(olderRow).toMatchObject({ state: 'canceled', reason: 'superseded' });
+    expect(newerRow).toMatchObject({ state: 'notified' });
+    const shadow = iot.shadows.get({ thingName: 'race-2', shadowName: 'ota' }, Buffer.alloc(0));
+    expect(shadow.ok && shadow.body.state).toMatchObject({
+      desired: { ota: { deploymentId: newer.deploymentId } },
+    });
+  });
+
   it('sends the newer document again when a newer deployment claimed the device during its own send', async () => {
     const raceTables = await createDeploymentTables(ddb, 'fanout-race');
     const made = fanoutRig(ddb, raceTables, iot);
