@@ -92,6 +92,9 @@ export async function listDeploymentDevices(
 }
 
 /** `GET /devices/{thing}`: installed update, compatibility, current and past executions (newest first). */
+/** Executions read for a device's current state: a device runs one deployment at a time, so its newest few hold it. */
+const RECENT_EXECUTIONS = 10;
+
 export async function getDevice(
   deps: Pick<DeploymentsDeps, 'fleet' | 'executions'>,
   thingName: string,
@@ -104,19 +107,23 @@ export async function getDevice(
   }
   const limit = pageLimit(query);
   if (!limit.ok) return limit;
-  const [fleet, history] = await Promise.all([
+  // The device's current state comes from its newest executions, whichever page is asked for.
+  const firstPageServes = query.nextToken === undefined && limit.value >= RECENT_EXECUTIONS;
+  const [fleet, history, recent] = await Promise.all([
     deps.fleet.get(thingName),
     deps.executions.listForThing(thingName, {
       limit: limit.value,
       ...(query.nextToken !== undefined ? { nextToken: query.nextToken } : {}),
     }),
+    firstPageServes ? undefined : deps.executions.listForThing(thingName, { limit: RECENT_EXECUTIONS }),
   ]);
   if (!history.ok) return err(badToken());
+  const newest = recent?.ok ? recent.value.items : history.value.items;
   if (!fleet && history.value.items.length === 0 && query.nextToken === undefined) {
     return err(problem('DEVICE_NOT_FOUND', `No deployment or report is known for ${thingName}.`));
   }
   return ok({
-    ...deviceView(thingName, fleet, history.value.items),
+    ...deviceView(thingName, fleet, history.value.items, newest),
     ...(history.value.nextToken ? { nextToken: history.value.nextToken } : {}),
   });
 }

@@ -76,35 +76,40 @@ export function executionView(record: ExecutionRecord): Record<string, unknown> 
 
 /**
  * What the device said last: its executions record the reports made within deployments, the
- * fleet item those outside (and its first contact); the newest report wins (ADR 0040, "Fleet facts").
+ * fleet item those outside (and its first contact). The installed update is the one in the newest
+ * report that names one; the last report time is the newest of all (ADR 0040, "Fleet facts").
  */
 function latestReport(
   fleet: FleetItem | undefined,
   executions: readonly ExecutionRecord[],
 ): Pick<FleetItem, 'installedUpdateId' | 'lastReportAt'> {
-  let latest: Pick<FleetItem, 'installedUpdateId' | 'lastReportAt'> = {
-    ...(fleet?.installedUpdateId ? { installedUpdateId: fleet.installedUpdateId } : {}),
-    ...(fleet?.lastReportAt !== undefined ? { lastReportAt: fleet.lastReportAt } : {}),
+  const reports = [
+    ...(fleet?.lastReportAt !== undefined
+      ? [{ at: fleet.lastReportAt, installedUpdateId: fleet.installedUpdateId }]
+      : []),
+    ...executions.flatMap((e) =>
+      e.reportedAt !== undefined ? [{ at: e.reportedAt, installedUpdateId: e.installedUpdateId }] : [],
+    ),
+  ].sort((a, b) => b.at - a.at);
+  const installed =
+    reports.find((r) => r.installedUpdateId !== undefined)?.installedUpdateId ?? fleet?.installedUpdateId;
+  const newest = reports[0]?.at;
+  return {
+    ...(installed ? { installedUpdateId: installed } : {}),
+    ...(newest !== undefined ? { lastReportAt: newest } : {}),
   };
-  for (const e of executions) {
-    if (e.reportedAt === undefined || e.reportedAt <= (latest.lastReportAt ?? Number.NEGATIVE_INFINITY))
-      continue;
-    latest = {
-      installedUpdateId: e.installedUpdateId ?? latest.installedUpdateId,
-      lastReportAt: e.reportedAt,
-    };
-  }
-  return latest;
 }
 
 export function deviceView(
   thingName: string,
   fleet: FleetItem | undefined,
   executions: readonly ExecutionRecord[],
+  /** The device's newest executions, whatever page `executions` is: the current state comes from them. */
+  recent: readonly ExecutionRecord[] = executions,
 ): Record<string, unknown> {
   // A device runs one deployment at a time (the fan-out supersedes older ones): its newest live one.
-  const current = executions.find((e) => !isTerminal(e.state));
-  const latest = latestReport(fleet, executions);
+  const current = recent.find((e) => !isTerminal(e.state));
+  const latest = latestReport(fleet, recent);
   return compact({
     thingName,
     installedUpdateId: latest.installedUpdateId,

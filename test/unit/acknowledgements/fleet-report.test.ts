@@ -51,6 +51,14 @@ describe('deviceView', () => {
       installedUpdateId: v1,
       lastReportAt: new Date(4000).toISOString(),
     });
+    // The newest report without an installed update: the newest one that names it, by report time.
+    expect(
+      deviceView('t', undefined, [execution('a', 5000), execution('b', 1000, v1), execution('c', 3000, v2)]),
+    ).toMatchObject({ installedUpdateId: v2, lastReportAt: new Date(5000).toISOString() });
+    // Another page of history: the current state still comes from the newest executions.
+    const view = deviceView('t', fleet, [execution('old', 1000, v1)], [execution('new', 3000, v2)]);
+    expect(view).toMatchObject({ installedUpdateId: v2, lastReportAt: new Date(3000).toISOString() });
+    expect((view.executions as { deploymentId: string }[]).map((e) => e.deploymentId)).toEqual(['old']);
     // An execution that never heard from the device says nothing.
     expect(deviceView('t', undefined, [execution('quiet', undefined)])).not.toHaveProperty(
       'installedUpdateId',
