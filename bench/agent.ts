@@ -281,9 +281,15 @@ async function run(): Promise<BenchmarkOutcome> {
     const peakMemoryMB = Math.max(...runs.map((r) => r.memoryBundled.peakMemoryMB));
     const peakMemoryMBUnderTsx = Math.max(...runs.map((r) => r.memoryUnderTsx.peakMemoryMB));
     return {
-      targets: { ...targets, peakMemoryMBUnderTsx: targets.peakMemoryMB },
+      targets: {
+        ...targets,
+        throughputToSha256InMemoryRatio: targets.throughputToSha256Ratio,
+        peakMemoryMBUnderTsx: targets.peakMemoryMB,
+      },
       measurements: {
         throughputToSha256Ratio: largest.ratioToSha256,
+        // The stricter reading of "the machine's SHA-256 speed": hashing data already in memory.
+        throughputToSha256InMemoryRatio: round(largest.downloadMBps / cpuSha256MBps, 3),
         peakMemoryMB,
         peakMemoryMBUnderTsx,
         largestArtifactBytes: largest.sizeBytes,
@@ -291,7 +297,7 @@ async function run(): Promise<BenchmarkOutcome> {
         runs,
         notes: [
           'MB = 10^6 bytes. Throughput: artifact size / wall time of downloadFile (GET, hash, write, rename; no fsync: ADR 0050), bundled run.',
-          'SHA-256 yardstick: node:crypto over the same file read in 1 MiB chunks, before and after the downloads; the faster is used.',
+          'SHA-256 yardstick: node:crypto over the same file read in 1 MiB chunks, before and after the downloads; the faster is used. It moves with the machine (520–1,440 MB/s seen: the chunks are fresh memory, which faults in the hypervisor), so the ratio to SHA-256 of data in memory (stable, ~1,450–1,650 MB/s) is reported and judged beside it.',
           "Ceilings on the same bytes: diskWriteMBps (1 MiB buffered writes + fsync, no network, no hash: what the downloader did before ADR 0050 dropped the fsync and writes O_DIRECT) and localS3GetMBps (presigned GET through the gateway, body discarded by the agent's own HTTP client).",
           'Peak memory: the downloading process as a whole (Node itself is about 41 MB), max of RSS sampled every 50 ms and the kernel high-water mark (VmHWM); bundled = esbuild bundle on plain node, underTsx = as agent/bin.js runs it.',
           'The local S3 (gateway + s3rver, one Node thread) runs in the benchmark process on the same machine and competes for its CPUs.',
@@ -299,6 +305,8 @@ async function run(): Promise<BenchmarkOutcome> {
       },
       targetsMet: {
         throughputToSha256Ratio: largest.ratioToSha256 >= targets.throughputToSha256Ratio,
+        throughputToSha256InMemoryRatio:
+          largest.downloadMBps / cpuSha256MBps >= targets.throughputToSha256Ratio,
         peakMemoryMB: peakMemoryMB < targets.peakMemoryMB,
         peakMemoryMBUnderTsx: peakMemoryMBUnderTsx < targets.peakMemoryMB,
       },
