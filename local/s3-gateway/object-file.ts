@@ -112,7 +112,12 @@ function cutOff(res: ServerResponse): { readonly cut: Promise<never>; finish(): 
     });
   });
   cut.catch(() => undefined);
-  return { cut, finish: () => void (done = true) };
+  return {
+    cut,
+    finish: () => {
+      done = true;
+    },
+  };
 }
 
 /**

@@ -275,10 +275,15 @@ describe('fan-out worker: rate, account cap, throttling, supersede', () => {
 });
 
 describe('fan-out worker: the supersede check only while another deployment is active', () => {
-  let lone: DeploymentTables;
-  beforeAll(async () => {
-    lone = await createDeploymentTables(ddb, 'fanout-lone');
-  });
+  /** A rig on tables of its own: no other test's deployment is active there. */
+  async function isolatedRig(
+    name: string,
+  ): Promise<{ readonly tables: DeploymentTables; readonly made: FanoutRig }> {
+    const own = await createDeploymentTables(ddb, name);
+    const made = fanoutRig(ddb, own, iot);
+    rigs.push(made);
+    return { tables: own, made };
+  }
 
   /** The rig's deps with every device-history read counted. */
   function countingHistory(made: FanoutRig): { deps: FanoutDeps; reads: () => number } {
@@ -294,8 +299,7 @@ describe('fan-out worker: the supersede check only while another deployment is a
   }
 
   it('reads no device history for a lone deployment, and does once another is active', async () => {
-    const made = fanoutRig(ddb, lone, iot);
-    rigs.push(made);
+    const { tables: lone, made } = await isolatedRig('fanout-lone');
     const { deps, reads } = countingHistory(made);
     const t0 = Date.now();
     const older = await createDeployment(doc, lone, { target: { things: ['lone-1', 'lone-2'] } }, t0 - 2000);
@@ -317,9 +321,7 @@ describe('fan-out worker: the supersede check only while another deployment is a
   });
 
   it('sends its document again when an older deployment, blind to it, sent and marked the device during its send', async () => {
-    const raceTables = await createDeploymentTables(ddb, 'fanout-race-older');
-    const made = fanoutRig(ddb, raceTables, iot);
-    rigs.push(made);
+    const { tables: raceTables, made } = await isolatedRig('fanout-race-older');
     const t0 = Date.now();
     const older = await createDeployment(doc, raceTables, { target: { things: ['race-2'] } }, t0 - 2000);
     const newer = await createDeployment(doc, raceTables, { target: { things: ['race-2'] } }, t0);
@@ -367,9 +369,7 @@ describe('fan-out worker: the supersede check only while another deployment is a
   });
 
   it('sends the newer document again when a newer deployment claimed the device during its own send', async () => {
-    const raceTables = await createDeploymentTables(ddb, 'fanout-race');
-    const made = fanoutRig(ddb, raceTables, iot);
-    rigs.push(made);
+    const { tables: raceTables, made } = await isolatedRig('fanout-race');
     const t0 = Date.now();
     const older = await createDeployment(doc, raceTables, { target: { things: ['race-1'] } }, t0 - 2000);
     const worker = makeFanoutWorker(made.deps);
