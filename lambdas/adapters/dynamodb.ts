@@ -1,5 +1,6 @@
 import { DynamoDBClient, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
   DynamoDBDocumentClient,
   TransactWriteCommand,
   type TransactWriteCommandInput,
@@ -43,4 +44,54 @@ export async function transactWrite(
     }
     throw error;
   }
+}
+
+/** BatchGetItem's limit on keys per request. */
+const BATCH_GET_MAX = 100;
+
+export interface BatchGetOptions {
+  /** Strongly consistent reads (an index lags its table; a checked read must not). */
+  readonly consistent?: boolean;
+  readonly projection?: string;
+  /** Pauses before retrying unprocessed keys, with full jitter; when they run out, it throws. */
+  readonly retryDelaysMs?: readonly number[];
+}
+
+/**
+ * Reads the items at `keys` with BatchGetItem, 100 keys per request, retrying the keys DynamoDB
+ * leaves unprocessed (it asks for backoff) until none is left. Missing items are simply absent;
+ * the order is DynamoDB's, not the keys'.
+ */
+export async function batchGetItems(
+  db: Pick<DynamoDBDocumentClient, 'send'>,
+  tableName: string,
+  keys: readonly Record<string, unknown>[],
+  options: BatchGetOptions = {},
+): Promise<Record<string, unknown>[]> {
+  const delays = options.retryDelaysMs ?? [50, 100, 200, 400, 800, 1600, 3200];
+  const found: Record<string, unknown>[] = [];
+  for (let i = 0; i < keys.length; i += BATCH_GET_MAX) {
+    let pending = keys.slice(i, i + BATCH_GET_MAX);
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      const out = await db.send(
+        new BatchGetCommand({
+          RequestItems: {
+            [tableName]: {
+              Keys: [...pending],
+              ...(options.consistent ? { ConsistentRead: true } : {}),
+              ...(options.projection ? { ProjectionExpression: options.projection } : {}),
+            },
+          },
+        }),
+      );
+      found.push(...(out.Responses?.[tableName] ?? []));
+      pending = (out.UnprocessedKeys?.[tableName]?.Keys ?? []) as Record<string, unknown>[];
+      if (pending.length === 0) break;
+      const delay = delays[attempt];
+      if (delay === undefined)
+        throw new Error(`BatchGetItem left ${pending.length} key(s) unprocessed after ${attempt + 1} tries`);
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * delay));
+    }
+  }
+  return found;
 }

@@ -1,6 +1,5 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
-  BatchGetCommand,
   BatchWriteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
@@ -19,6 +18,7 @@ import {
 } from '../domain/deployment/index.ts';
 import type { UpdateId } from '../domain/manifest/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
+import { batchGetItems } from './dynamodb.ts';
 import { decodePageToken, encodePageToken, type PageKey } from './page-token.ts';
 
 /**
@@ -92,7 +92,11 @@ export interface ExecutionStore {
   /** Writes the executions (BatchWriteItem, unprocessed items retried); rewriting a page writes the same rows. */
   batchPutQueued(deploymentId: string, executions: readonly NewExecution[], now: number): Promise<void>;
   get(deploymentId: string, thingName: string): Promise<ExecutionRecord | undefined>;
-  /** One page of a deployment's executions in `state` (index `byDeploymentState`), optionally of one shard. */
+  /**
+   * One page of a deployment's executions in `state`, or in any in-progress state (`in_progress`),
+   * optionally of one shard, walked by key: through `byDeploymentState`, or for `succeeded` (not
+   * indexed) the table's partition. Filtered, so a page may be short, even empty, with more after it.
+   */
   queryByState(
     deploymentId: string,
     state: StateSelector,
@@ -150,9 +154,8 @@ export function deploymentStateKey(deploymentId: string, state: ExecutionState):
  */
 export type StateSelector = ExecutionState | 'in_progress';
 
-/** DynamoDB's BatchWriteItem and BatchGetItem limits. */
+/** DynamoDB's BatchWriteItem limit. */
 const BATCH_WRITE_MAX = 25;
-const BATCH_GET_MAX = 100;
 
 const optionalNumber = (value: unknown): number | undefined =>
   typeof value === 'number' ? value : undefined;
@@ -287,27 +290,14 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
 
   /** The items at `keys`, in that order (strongly consistent: an index lags its table); missing ones dropped. */
   async function getMany(keys: readonly Item[]): Promise<ExecutionRecord[]> {
-    const found = new Map<string, Item>();
     const keyOf = (item: Item): string => `${item.deploymentId}\u0000${item.thingName}`;
-    for (let i = 0; i < keys.length; i += BATCH_GET_MAX) {
-      let pending = keys
-        .slice(i, i + BATCH_GET_MAX)
-        .map(({ deploymentId, thingName }) => ({ deploymentId, thingName }));
-      for (let attempt = 0; pending.length > 0; attempt++) {
-        const out = await db.send(
-          new BatchGetCommand({ RequestItems: { [tableName]: { Keys: pending, ConsistentRead: true } } }),
-        );
-        for (const item of out.Responses?.[tableName] ?? []) found.set(keyOf(item), item);
-        pending = (out.UnprocessedKeys?.[tableName]?.Keys ?? []) as typeof pending;
-        const delay = retryDelays[attempt];
-        if (pending.length > 0 && delay === undefined)
-          throw new Error(
-            `BatchGetItem left ${pending.length} key(s) unprocessed after ${attempt + 1} tries`,
-          );
-        if (pending.length > 0)
-          await new Promise((resolve) => setTimeout(resolve, Math.random() * (delay ?? 0)));
-      }
-    }
+    const items = await batchGetItems(
+      db,
+      tableName,
+      keys.map(({ deploymentId, thingName }) => ({ deploymentId, thingName })),
+      { consistent: true, retryDelaysMs: retryDelays },
+    );
+    const found = new Map(items.map((item) => [keyOf(item), item]));
     return keys.flatMap((key) => {
       const item = found.get(keyOf(key));
       return item ? [executionFromItem(item)] : [];
@@ -327,29 +317,27 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
   ): Promise<{ readonly items: Item[]; readonly lastEvaluatedKey?: PageKey }> {
     const partition =
       selector === 'in_progress' ? `${deploymentId}#active` : deploymentStateKey(deploymentId, selector);
-    // `state` and `shard` are DynamoDB reserved words.
-    const filters: [string, string, unknown][] = [
-      ...(selector === 'in_progress' ? [] : [['#state', 'state', selector] as [string, string, unknown]]),
-      ...(query.shard !== undefined ? [['#shard', 'shard', query.shard] as [string, string, unknown]] : []),
-    ];
+    const conditions: string[] = [];
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = { ':pk': partition ?? deploymentId };
+    // Placeholders for the names too: `state` and `shard` are DynamoDB reserved words.
+    const filterOn = (attribute: string, value: unknown): void => {
+      conditions.push(`#${attribute} = :${attribute}`);
+      names[`#${attribute}`] = attribute;
+      values[`:${attribute}`] = value;
+    };
+    if (selector !== 'in_progress') filterOn('state', selector);
+    if (query.shard !== undefined) filterOn('shard', query.shard);
     const out = await db.send(
       new QueryCommand({
         TableName: tableName,
         ...(partition === undefined
           ? { KeyConditionExpression: 'deploymentId = :pk' }
           : { IndexName: byDeploymentState, KeyConditionExpression: 'deploymentState = :pk' }),
-        ...(filters.length > 0
-          ? {
-              FilterExpression: filters.map(([name]) => `${name} = :${name.slice(1)}`).join(' AND '),
-              ExpressionAttributeNames: Object.fromEntries(
-                filters.map(([name, attribute]) => [name, attribute]),
-              ),
-            }
+        ...(conditions.length > 0
+          ? { FilterExpression: conditions.join(' AND '), ExpressionAttributeNames: names }
           : {}),
-        ExpressionAttributeValues: {
-          ':pk': partition ?? deploymentId,
-          ...Object.fromEntries(filters.map(([name, , value]) => [`:${name.slice(1)}`, value])),
-        },
+        ExpressionAttributeValues: values,
         Limit: query.limit,
         ...(query.exclusiveStartKey ? { ExclusiveStartKey: query.exclusiveStartKey } : {}),
       }),

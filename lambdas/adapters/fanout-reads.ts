@@ -1,5 +1,6 @@
-import { BatchGetCommand, type DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { DeviceProperties } from '../domain/deployment/index.ts';
+import { batchGetItems } from './dynamodb.ts';
 import { type ExecutionRecord, executionFromItem } from './execution-store.ts';
 
 /**
@@ -34,9 +35,6 @@ export interface FanoutReadsOptions {
   readonly fleetTable: string;
 }
 
-/** BatchGetItem's limit. */
-const BATCH_GET_MAX = 100;
-
 export function makeFanoutReads(options: FanoutReadsOptions): FanoutReads {
   const { db } = options;
 
@@ -67,36 +65,16 @@ export function makeFanoutReads(options: FanoutReadsOptions): FanoutReads {
     };
   }
 
-  async function getBatch(keys: readonly string[]): Promise<Record<string, unknown>[]> {
-    let pending: Record<string, unknown>[] = keys.map((thingName) => ({ thingName }));
-    const found: Record<string, unknown>[] = [];
-    for (let attempt = 0; pending.length > 0; attempt++) {
-      const out = await db.send(
-        new BatchGetCommand({
-          RequestItems: {
-            [options.fleetTable]: { Keys: pending, ProjectionExpression: 'thingName, compatibility' },
-          },
-        }),
-      );
-      found.push(...(out.Responses?.[options.fleetTable] ?? []));
-      pending = (out.UnprocessedKeys?.[options.fleetTable]?.Keys ?? []) as Record<string, unknown>[];
-      if (pending.length > 0) {
-        if (attempt >= 8) throw new Error(`BatchGetItem left ${pending.length} key(s) unprocessed`);
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 50 * 2 ** attempt));
-      }
-    }
-    return found;
-  }
-
   async function compatibilityOf(thingNames: readonly string[]): Promise<Map<string, DeviceProperties>> {
-    const unique = [...new Set(thingNames)];
+    const keys = [...new Set(thingNames)].map((thingName) => ({ thingName }));
+    const items = await batchGetItems(db, options.fleetTable, keys, {
+      projection: 'thingName, compatibility',
+    });
     const result = new Map<string, DeviceProperties>();
-    for (let i = 0; i < unique.length; i += BATCH_GET_MAX) {
-      for (const item of await getBatch(unique.slice(i, i + BATCH_GET_MAX))) {
-        const compatibility = item.compatibility;
-        if (typeof compatibility === 'object' && compatibility !== null) {
-          result.set(String(item.thingName), compatibility as DeviceProperties);
-        }
+    for (const item of items) {
+      const compatibility = item.compatibility;
+      if (typeof compatibility === 'object' && compatibility !== null) {
+        result.set(String(item.thingName), compatibility as DeviceProperties);
       }
     }
     return result;

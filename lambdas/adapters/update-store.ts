@@ -1,6 +1,5 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
-  BatchGetCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   type TransactWriteCommandInput,
@@ -8,7 +7,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { updateIdKey } from '../domain/manifest/update-id.ts';
 import { err, ok, type Result } from '../domain/result.ts';
-import { transactWrite } from './dynamodb.ts';
+import { batchGetItems, transactWrite } from './dynamodb.ts';
 import { listPartitions } from './partition-listing.ts';
 
 /** The identity ADU gives an update (structurally the domain's `UpdateId`). */
@@ -194,23 +193,9 @@ export function makeUpdateStore({
   }
 
   async function getMany(ids: readonly UpdateIdentity[]): Promise<Map<string, UpdateRecord>> {
-    const found = new Map<string, UpdateRecord>();
     const unique = [...new Map(ids.map((id) => [updateKey(id), id])).values()];
-    // BatchGetItem takes at most 100 keys and may return some unprocessed: loop until none is left.
-    for (let i = 0; i < unique.length; i += 100) {
-      let keys: Item[] = unique.slice(i, i + 100).map(primaryKey);
-      while (keys.length > 0) {
-        const out = await db.send(
-          new BatchGetCommand({ RequestItems: { [tableName]: { Keys: keys, ConsistentRead: true } } }),
-        );
-        for (const item of out.Responses?.[tableName] ?? []) {
-          const record = fromItem(item);
-          found.set(updateKey(record.updateId), record);
-        }
-        keys = (out.UnprocessedKeys?.[tableName]?.Keys ?? []) as Item[];
-      }
-    }
-    return found;
+    const items = await batchGetItems(db, tableName, unique.map(primaryKey), { consistent: true });
+    return new Map(items.map(fromItem).map((record) => [updateKey(record.updateId), record]));
   }
 
   const transact = (input: TransactWriteCommandInput): Promise<Result<void, number[]>> =>

@@ -5,8 +5,7 @@
  * device queued and the next worker sends the identical document again (the agent treats it as
  * one); no device is ever marked notified without having been sent the document.
  */
-import type { DeploymentRecord } from '../../adapters/deployment-store.ts';
-import { activeDeploymentStatuses } from '../../adapters/deployment-store.ts';
+import { activeDeploymentStatuses, type DeploymentRecord } from '../../adapters/deployment-store.ts';
 import type { ExecutionRecord } from '../../adapters/execution-store.ts';
 import {
   type DesiredDocument,
