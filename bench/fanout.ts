@@ -198,7 +198,9 @@ function countRequests(
       args.input.ReturnConsumedCapacity = 'TOTAL';
       try {
         const result = (await next(args)) as { output?: { ConsumedCapacity?: unknown } };
-        bump('#dynamoDbWriteUnits', capacityUnits(result.output?.ConsumedCapacity));
+        const units = capacityUnits(result.output?.ConsumedCapacity);
+        bump('#dynamoDbWriteUnits', units);
+        bump(`#dynamoDbWriteUnits ${name} ${tableOf(args.input)}`, units);
         return result;
       } catch (error) {
         // A refused condition is billed too, but its answer carries no capacity: one unit per item.
@@ -208,6 +210,15 @@ function countRequests(
     },
     { step: 'initialize', name: 'benchCountRequests' },
   );
+}
+
+/** The table a write goes to (the first one, for a batch or a transaction): where its units go. */
+function tableOf(input: Record<string, unknown>): string {
+  if (typeof input.TableName === 'string') return input.TableName;
+  const batch = Object.keys((input.RequestItems ?? {}) as Record<string, unknown>);
+  if (batch.length > 0) return batch.join('+');
+  const first = (input.TransactItems as Record<string, { TableName?: string }>[] | undefined)?.[0];
+  return Object.values(first ?? {})[0]?.TableName ?? 'unknown';
 }
 
 function capacityUnits(consumed: unknown): number {

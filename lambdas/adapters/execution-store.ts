@@ -6,11 +6,13 @@ import {
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { executionsTable } from '../definitions/tables.ts';
 import {
   type CancelReason,
   type Execution,
   type ExecutionState,
+  type ForwardReport,
   isInProgress,
   type LastResult,
   type ReportedProgress,
@@ -121,6 +123,17 @@ export interface ExecutionStore {
     next: Execution,
     extra: TransitionExtra,
   ): Promise<Result<ExecutionRecord, ExecutionConflict>>;
+  /**
+   * A device report's forward move in one request, written on the domain's conditions
+   * (`forwardReport`) instead of on an execution read first. Returns the execution as it was
+   * before the move, or the conflict with the execution as it is (from the same answer), for
+   * `decideReport` to decide on.
+   */
+  applyForwardReport(
+    thingName: string,
+    report: ForwardReport,
+    extra: Omit<TransitionExtra, 'reason' | 'deadline'>,
+  ): Promise<Result<ExecutionRecord, ExecutionConflict>>;
 }
 
 export interface ExecutionStoreOptions {
@@ -196,9 +209,12 @@ interface UpdateParts {
   readonly values: Record<string, unknown>;
 }
 
-function transitionUpdate(current: ExecutionRecord, next: Execution, extra: TransitionExtra): UpdateParts {
+type Put = (field: string, value: unknown) => void;
+
+/** SET for a value, REMOVE for undefined; names and values by placeholder. */
+function updateParts(): { readonly parts: UpdateParts; readonly put: Put } {
   const parts: UpdateParts = { set: [], remove: [], names: {}, values: {} };
-  const put = (field: string, value: unknown): void => {
+  const put: Put = (field, value) => {
     parts.names[`#${field}`] = field;
     if (value === undefined) {
       parts.remove.push(`#${field}`);
@@ -207,11 +223,24 @@ function transitionUpdate(current: ExecutionRecord, next: Execution, extra: Tran
       parts.set.push(`#${field} = :${field}`);
     }
   };
-  put('state', next.state);
-  // Undefined (succeeded) removes it: the item leaves the sparse index.
-  put('deploymentState', deploymentStateKey(current.deploymentId, next.state));
-  put('updatedAt', new Date(extra.at).toISOString());
-  for (const field of MUTABLE_FIELDS) put(field, next[field]);
+  return { parts, put };
+}
+
+function updateExpressionOf(parts: UpdateParts): string {
+  return [
+    `SET ${parts.set.join(', ')}`,
+    ...(parts.remove.length > 0 ? [`REMOVE ${parts.remove.join(', ')}`] : []),
+  ].join(' ');
+}
+
+/** The new state with its index partition (none for succeeded: the item leaves the sparse index), and when. */
+function putState(put: Put, deploymentId: string, state: ExecutionState, at: number): void {
+  put('state', state);
+  put('deploymentState', deploymentStateKey(deploymentId, state));
+  put('updatedAt', new Date(at).toISOString());
+}
+
+function putExtra(put: Put, extra: TransitionExtra): void {
   if (extra.reason !== undefined) put('reason', extra.reason);
   if (extra.deadline !== undefined) put('deadline', extra.deadline);
   if (extra.lastResult !== undefined) put('lastResult', extra.lastResult);
@@ -220,10 +249,75 @@ function transitionUpdate(current: ExecutionRecord, next: Execution, extra: Tran
     const { provider, name, version } = extra.installedUpdateId;
     put('installedUpdateId', { provider, name, version });
   }
+}
+
+function transitionUpdate(current: ExecutionRecord, next: Execution, extra: TransitionExtra): UpdateParts {
+  const { parts, put } = updateParts();
+  putState(put, current.deploymentId, next.state, extra.at);
+  for (const field of MUTABLE_FIELDS) put(field, next[field]);
+  putExtra(put, extra);
   if (next.state === 'queued' && current.state !== 'queued') {
     for (const field of CLEARED_ON_REQUEUE) if (extra[field] === undefined) put(field, undefined);
   }
   return parts;
+}
+
+/** The forward move of a report: the state, the report's order and time, its results; nothing else changes. */
+function forwardReportUpdate(
+  report: ForwardReport,
+  extra: Omit<TransitionExtra, 'reason' | 'deadline'>,
+): UpdateParts {
+  const { parts, put } = updateParts();
+  putState(put, report.deploymentId, report.to, extra.at);
+  put('reportOrder', report.changes.reportOrder);
+  put('reportedAt', report.changes.reportedAt);
+  parts.names['#notifiedAt'] = 'notifiedAt';
+  parts.set.push('#notifiedAt = if_not_exists(#notifiedAt, :reportedAt)');
+  putExtra(put, { ...extra, reason: 'device_report' });
+  return parts;
+}
+
+/** `forwardReport`'s conditions as a ConditionExpression over the stored item. */
+function forwardReportCondition(report: ForwardReport): {
+  readonly expression: string;
+  readonly names: Record<string, string>;
+  readonly values: Record<string, unknown>;
+} {
+  const names: Record<string, string> = {
+    '#cur_state': 'state',
+    '#cur_attempt': 'attempt',
+    '#cur_order': 'reportOrder',
+  };
+  const values: Record<string, unknown> = { ':cur_attempt': report.attempt, ':cur_order': report.order };
+  const states = report.from.map((state, i) => {
+    values[`:cur_from${i}`] = state;
+    return `:cur_from${i}`;
+  });
+  const terms = [
+    `#cur_state IN (${states.join(', ')})`,
+    '#cur_attempt = :cur_attempt',
+    '(attribute_not_exists(#cur_order) OR #cur_order < :cur_order)',
+  ];
+  if (report.updateId) {
+    // Exactly the named update: an equal id spelled otherwise takes the read path (sameUpdateId).
+    Object.assign(names, {
+      '#cur_update': 'updateId',
+      '#cur_provider': 'provider',
+      '#cur_name': 'name',
+      '#cur_version': 'version',
+    });
+    Object.assign(values, {
+      ':cur_provider': report.updateId.provider,
+      ':cur_name': report.updateId.name,
+      ':cur_version': report.updateId.version,
+    });
+    terms.push(
+      '#cur_update.#cur_provider = :cur_provider',
+      '#cur_update.#cur_name = :cur_name',
+      '#cur_update.#cur_version = :cur_version',
+    );
+  }
+  return { expression: terms.join(' AND '), names, values };
 }
 
 export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionStore {
@@ -423,10 +517,7 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
         new UpdateCommand({
           TableName: tableName,
           Key: { deploymentId: current.deploymentId, thingName: current.thingName },
-          UpdateExpression: [
-            `SET ${parts.set.join(', ')}`,
-            ...(parts.remove.length > 0 ? [`REMOVE ${parts.remove.join(', ')}`] : []),
-          ].join(' '),
+          UpdateExpression: updateExpressionOf(parts),
           // Invariant (ADR 0010): a transition applies only to the execution its decision was made
           // on: same state, same attempt, same last applied report. A concurrent report,
           // sweep or operator command that got there first makes this one re-read and decide again.
@@ -446,22 +537,64 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
             ...(sawOrder ? { ':cur_order': current.reportOrder } : {}),
           },
           ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
       return ok(executionFromItem(Attributes ?? {}));
     } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-      const { deploymentId, thingName } = current;
-      return err({
-        code: 'EXECUTION_CONFLICT',
-        deploymentId,
-        thingName,
-        current: await get(deploymentId, thingName),
-      });
+      return err(await conflictOf(error, current.deploymentId, current.thingName));
     }
   }
 
-  return { batchPutQueued, get, queryByState, listForDeployment, listForThing, transition };
+  /** A refused condition's answer carries the item as it is (ReturnValuesOnConditionCheckFailure). */
+  async function conflictOf(
+    error: unknown,
+    deploymentId: string,
+    thingName: string,
+  ): Promise<ExecutionConflict> {
+    if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    // No item in the answer: there is none, or an endpoint that does not return it; a read settles which.
+    const current = error.Item
+      ? executionFromItem(unmarshall(error.Item))
+      : await get(deploymentId, thingName);
+    return { code: 'EXECUTION_CONFLICT', deploymentId, thingName, current };
+  }
+
+  async function applyForwardReport(
+    thingName: string,
+    report: ForwardReport,
+    extra: Omit<TransitionExtra, 'reason' | 'deadline'>,
+  ): Promise<Result<ExecutionRecord, ExecutionConflict>> {
+    const parts = forwardReportUpdate(report, extra);
+    const condition = forwardReportCondition(report);
+    try {
+      const { Attributes } = await db.send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: { deploymentId: report.deploymentId, thingName },
+          UpdateExpression: updateExpressionOf(parts),
+          ConditionExpression: condition.expression,
+          ExpressionAttributeNames: { ...parts.names, ...condition.names },
+          ExpressionAttributeValues: { ...parts.values, ...condition.values },
+          ReturnValues: 'ALL_OLD',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return ok(executionFromItem(Attributes ?? {}));
+    } catch (error) {
+      return err(await conflictOf(error, report.deploymentId, thingName));
+    }
+  }
+
+  return {
+    applyForwardReport,
+    batchPutQueued,
+    get,
+    queryByState,
+    listForDeployment,
+    listForThing,
+    transition,
+  };
 }
 
 function pageOf(records: ExecutionRecord[], lastKey: Item | undefined): ExecutionPage {

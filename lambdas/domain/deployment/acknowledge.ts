@@ -1,7 +1,13 @@
 import { formatUpdateId, type UpdateId, updateIdKey } from '../manifest/index.ts';
 import { type Applied, applyTransition, type Execution } from './execution.ts';
 import type { DeviceReportedState, ReportedOta } from './report.ts';
-import { type ExecutionState, isForward, isTerminal } from './states.ts';
+import {
+  type ExecutionState,
+  executionStates,
+  isAllowedTransition,
+  isForward,
+  isTerminal,
+} from './states.ts';
 
 /** One device report as the acknowledgement handler sees it: the `reported.ota` a device sent. */
 export interface DeviceReport {
@@ -94,7 +100,7 @@ function checkOrder(execution: Execution, report: DeviceReport): ReportIgnored |
   return ignored('stale', 'STALE_REPORT', `report ${order} is older than ${last}`);
 }
 
-function recorded(report: DeviceReport): Partial<Execution> {
+function recorded(report: DeviceReport): { readonly reportOrder: number; readonly reportedAt: number } {
   return { reportOrder: reportOrderOf(report), reportedAt: report.reportedAt };
 }
 
@@ -111,7 +117,9 @@ export function decideReport(execution: Execution, report: DeviceReport): Report
 
   const to = targetState(ota.state, ota, execution);
   const from = execution.state;
-  const changes = recorded(report);
+  // A device can report before the fan-out records that it sent the document (the send comes
+  // first): its clock starts at its first report, or it could never time out.
+  const changes = { ...recorded(report), notifiedAt: execution.notifiedAt ?? report.reportedAt };
 
   if (isTerminal(from)) {
     // A slow device's final word beats our timeout: what it says it did is what happened.
@@ -131,4 +139,53 @@ export function decideReport(execution: Execution, report: DeviceReport): Report
       ? `device reports ${ota.state} but its installed update is ${ota.installedUpdateId ? formatUpdateId(ota.installedUpdateId) : 'not reported'}`
       : undefined;
   return { kind: 'progress', state: from, next: { ...execution, ...changes }, ...(note ? { note } : {}) };
+}
+
+/**
+ * When a report needs no read first (ADR 0040, "One request per report"): the conditions on the
+ * stored execution under which `decideReport` is sure to move it forward to `to` for the device's
+ * own reason. The adapter writes the move on exactly these conditions, so the usual report costs
+ * one conditional write; when they do not hold, the write answers with the execution as it is and
+ * `decideReport` decides from that. Excluded, because the outcome depends on the stored execution
+ * beyond them: idle (no move), `canceled` (its reason is the cancel asked for, if any), and the
+ * late report of a timed-out device.
+ */
+export interface ForwardReport {
+  readonly deploymentId: string;
+  /** The stored attempt must be the report's (an older report is ignored, a newer one is odd). */
+  readonly attempt: number;
+  /** The stored order key must be absent or lower (otherwise: duplicate or stale). */
+  readonly order: number;
+  /** The stored state must be one of these: not terminal, behind `to`. */
+  readonly from: readonly ExecutionState[];
+  readonly to: ExecutionState;
+  /**
+   * A report of success moves to `to` only if it names the execution's update as installed: the
+   * stored update must be exactly this one (a differently spelled but equal id takes the read path).
+   */
+  readonly updateId?: UpdateId;
+  /**
+   * What the move records besides the state (`decideReport`'s changes), and `notifiedAt` =
+   * `reportedAt` where the execution has none yet.
+   */
+  readonly changes: { readonly reportOrder: number; readonly reportedAt: number };
+}
+
+export function forwardReport(report: DeviceReport): ForwardReport | undefined {
+  const { ota } = report;
+  if (ota.deploymentId === undefined || ota.state === 'idle' || ota.state === 'canceled') return undefined;
+  const claimsSuccess = ota.state === 'succeeded' || ota.state === 'skipped';
+  // Without an installed update a success claim waits in `applying` whatever the execution's update.
+  const to: ExecutionState = claimsSuccess && !ota.installedUpdateId ? 'applying' : ota.state;
+  const from = executionStates.filter((state) => isForward(state, to) && isAllowedTransition(state, to));
+  if (from.length === 0) return undefined;
+  return {
+    deploymentId: ota.deploymentId,
+    attempt: ota.attempt,
+    order: reportOrderOf(report),
+    from,
+    to,
+    ...(claimsSuccess && ota.installedUpdateId ? { updateId: ota.installedUpdateId } : {}),
+    changes: recorded(report),
+  };
 }

@@ -7,6 +7,8 @@ export { type AbortDecision, evaluateAbort, failuresOf, finishedDevices } from '
 export {
   type DeviceReport,
   decideReport,
+  type ForwardReport,
+  forwardReport,
   type IgnoreCode,
   type ReportDecision,
   type ReportIgnored,

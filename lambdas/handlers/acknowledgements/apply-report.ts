@@ -13,6 +13,7 @@ import {
   decideReport,
   desiredBelongsTo,
   type ExecutionState,
+  forwardReport,
   isTerminal,
   parseReportedOta,
   type ReportDecision,
@@ -45,7 +46,7 @@ export interface ShadowReport {
 }
 
 export interface AcknowledgeDeps {
-  readonly executions: Pick<ExecutionStore, 'get' | 'transition'>;
+  readonly executions: Pick<ExecutionStore, 'get' | 'transition' | 'applyForwardReport'>;
   readonly fleet: Pick<FleetStore, 'get' | 'upsertReport'>;
   readonly shadows: Pick<ShadowWriter, 'update' | 'get'>;
   readonly observability: Observability;
@@ -78,6 +79,16 @@ interface Settled {
   readonly execution: ExecutionRecord;
 }
 
+/** What a report writes besides the state: when, and what the device said. */
+function reportFacts(ota: ReportedOta, now: number) {
+  return {
+    at: now,
+    ...(ota.lastResult ? { lastResult: ota.lastResult } : {}),
+    ...(ota.progress ? { progress: ota.progress } : {}),
+    ...(ota.installedUpdateId ? { installedUpdateId: ota.installedUpdateId } : {}),
+  };
+}
+
 /** Decides and writes until the write lands or the decision needs no write. */
 async function settleReport(
   deps: AcknowledgeDeps,
@@ -91,11 +102,8 @@ async function settleReport(
     const decision = decideReport(execution, { ota, reportedAt: report.reportedAt });
     if (decision.kind !== 'transition' && decision.kind !== 'progress') return { decision, execution };
     const written = await deps.executions.transition(execution, decision.next, {
-      at: now,
+      ...reportFacts(ota, now),
       ...(decision.kind === 'transition' ? { reason: decision.transition.reason } : {}),
-      ...(ota.lastResult ? { lastResult: ota.lastResult } : {}),
-      ...(ota.progress ? { progress: ota.progress } : {}),
-      ...(ota.installedUpdateId ? { installedUpdateId: ota.installedUpdateId } : {}),
     });
     if (written.ok) return { decision, execution: written.value };
     deps.observability.count(outcome.ackConflictRetried);
@@ -204,6 +212,11 @@ export async function applyShadowReport(
   return { kind: decision.kind, code: decision.code, trimmed };
 }
 
+/**
+ * The usual report moves its execution forward: written at once on the conditions that make it
+ * so (one request, ADR 0040 "One request per report"). Otherwise the refused write answers with
+ * the execution as it is, and the report is decided on that.
+ */
 async function applyToExecution(
   deps: AcknowledgeDeps,
   ota: ReportedOta,
@@ -211,7 +224,19 @@ async function applyToExecution(
   now: number,
   deploymentId: string,
 ): Promise<Settled | undefined> {
-  const execution = await deps.executions.get(deploymentId, report.thingName);
-  if (!execution) return undefined;
-  return settleReport(deps, execution, ota, report, now);
+  const forward = forwardReport({ ota, reportedAt: report.reportedAt });
+  if (!forward) {
+    const execution = await deps.executions.get(deploymentId, report.thingName);
+    return execution && settleReport(deps, execution, ota, report, now);
+  }
+  const written = await deps.executions.applyForwardReport(report.thingName, forward, reportFacts(ota, now));
+  if (!written.ok) {
+    const { current } = written.error;
+    return current && settleReport(deps, current, ota, report, now);
+  }
+  // The same decision the read path makes on the execution as it was (forwardReport's contract).
+  const decision = decideReport(written.value, { ota, reportedAt: report.reportedAt });
+  if (decision.kind !== 'transition' || decision.transition.to !== forward.to)
+    throw new Error(`bug: a forward report to ${forward.to} was decided ${decision.kind} on its execution`);
+  return { decision, execution: { ...written.value, ...decision.next } };
 }

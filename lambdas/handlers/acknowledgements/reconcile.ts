@@ -9,7 +9,7 @@ import { type Observability, outcome } from '../../observability.ts';
 import { type AcknowledgeDeps, type AckOutcome, applyShadowReport } from './apply-report.ts';
 
 export interface ReconcileDeps extends AcknowledgeDeps {
-  readonly executions: Pick<ExecutionStore, 'get' | 'transition' | 'queryByState'>;
+  readonly executions: Pick<ExecutionStore, 'get' | 'transition' | 'applyForwardReport' | 'queryByState'>;
   /** The deployments to sweep (the scheduler's active ones). */
   readonly activeDeploymentIds: () => Promise<readonly string[]>;
   /** An execution is silent when nothing was heard from it for this long. @default 5 minutes */

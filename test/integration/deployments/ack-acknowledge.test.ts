@@ -326,6 +326,109 @@ describe('acknowledgement Lambda behind the device report rule', () => {
     expect(obs.counts.get('ReportInvalid')).toBe(2);
   });
 
+  it('records a usual report with one conditional write and no read, and decides any other on the refused write’s answer', async () => {
+    const counted = dynamoDbClient(inject('ddbEndpoint'));
+    const sent: string[] = [];
+    counted.middlewareStack.add(
+      (next, context) => (args) => {
+        sent.push(context.commandName ?? 'unknown');
+        return next(args);
+      },
+      { step: 'initialize', name: 'countCommands' },
+    );
+    const countedExecutions = makeExecutionStore({
+      db: documentClient(counted),
+      tableName: tables.executions,
+    });
+    ack = makeAcknowledge({ executions: countedExecutions, fleet, shadows, observability: obs });
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+    hold();
+    await d.downloading(job);
+    await d.succeeded(job);
+    await flushRules();
+    const [downloadingEvent, succeededEvent] = events;
+    const commandsOf = async (event: unknown) => {
+      sent.length = 0;
+      const outcome = await ack(event);
+      return { outcome, commands: [...sent] };
+    };
+
+    const downloading = await commandsOf(downloadingEvent);
+    expect(downloading.outcome).toMatchObject({ kind: 'transition', from: 'notified', to: 'downloading' });
+    expect(downloading.commands).toEqual(['UpdateItemCommand']);
+    const succeeded = await commandsOf(succeededEvent);
+    expect(succeeded.outcome).toMatchObject({ kind: 'transition', from: 'downloading', to: 'succeeded' });
+    expect(succeeded.commands).toEqual(['UpdateItemCommand']);
+    // Redelivered and late: the refused write's answer is the execution to decide on; no read.
+    const again = await commandsOf(succeededEvent);
+    expect(again.outcome).toMatchObject({ kind: 'duplicate' });
+    expect(again.commands).toEqual(['UpdateItemCommand']);
+    const late = await commandsOf(downloadingEvent);
+    expect(late.outcome).toMatchObject({ kind: 'stale' });
+    expect(late.commands).toEqual(['UpdateItemCommand']);
+
+    expect(await mustGet(deploymentId, d.thingName)).toMatchObject({
+      state: 'succeeded',
+      reason: 'device_report',
+      installedUpdateId: updateId,
+      attempt: 1,
+    });
+    counted.destroy();
+  });
+
+  it('starts the clock of a device that reports before the fan-out recorded its notification', async () => {
+    const d = await device();
+    const deploymentId = uniqueName('dep');
+    await executions.batchPutQueued(
+      deploymentId,
+      [{ thingName: d.thingName, updateId, state: 'queued', shard: 0 }],
+      Date.now(),
+    );
+    await writeDesired(d.thingName, deploymentId);
+    const job = await work(d);
+    const before = Date.now();
+    await d.downloading(job);
+    await flushRules();
+    const record = await mustGet(deploymentId, d.thingName);
+    expect(record.state).toBe('downloading');
+    expect(record.notifiedAt).toBeGreaterThanOrEqual(before - 1000);
+    expect(record.notifiedAt).toBe(record.reportedAt);
+  });
+
+  it('decides a report with no fast path, or for an execution that is not there, on a read', async () => {
+    const d = await device();
+    const deploymentId = await sendDeployment(d.thingName);
+    const job = await work(d);
+    const stored = await mustGet(deploymentId, d.thingName);
+    // A device's late final word after the sweep timed it out: the refused write carries the execution.
+    const timedOut = await executions.transition(
+      stored,
+      { ...stored, state: 'timed_out' },
+      {
+        at: Date.now(),
+        reason: 'timeout',
+      },
+    );
+    expect(timedOut.ok).toBe(true);
+    await d.failed(job);
+    await flushRules();
+    expect(await mustGet(deploymentId, d.thingName)).toMatchObject({
+      state: 'failed',
+      reason: 'late_report',
+    });
+
+    // A report naming a deployment with no execution for this device.
+    const stranger = await device();
+    await writeDesired(stranger.thingName, uniqueName('dep'));
+    const strangerJob = await work(stranger);
+    hold();
+    await stranger.downloading(strangerJob);
+    await flushRules();
+    expect(await ack(events[0])).toMatchObject({ kind: 'no_execution' });
+  });
+
   it('ends an execution of a device the fleet knows with no fleet write, and the device view shows the new update', async () => {
     const d = await device();
     const properties = { manufacturer: 'Contoso', model: 'Toaster' };

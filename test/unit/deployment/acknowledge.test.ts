@@ -1,11 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import {
   decideReport,
+  deviceReportedStates,
   type Execution,
   type ExecutionState,
+  executionStates,
+  type ForwardReport,
+  forwardReport,
   isAllowedTransition,
   type ReportedOta,
   reportOrderOf,
+  timeOutIfDue,
 } from '../../../lambdas/domain/deployment/index.ts';
 
 const T0 = Date.parse('2030-06-01T12:00:00Z');
@@ -250,5 +255,105 @@ describe('late and cancel reports', () => {
       report({ state: 'succeeded', installedUpdateId: deployed }),
     );
     expect(decision.kind === 'transition' && decision.transition.to).toBe('succeeded');
+  });
+});
+
+describe('a device that reports before its notification is recorded', () => {
+  it('starts its clock at its first report, so it can still time out', () => {
+    const queued = execution('queued', {
+      notifiedAt: undefined,
+      reportOrder: undefined,
+      reportedAt: undefined,
+    });
+    const decision = decideReport(queued, report({ state: 'downloading' }, 1, T0 + 5000));
+    expect(decision.kind === 'transition' && decision.next).toMatchObject({
+      state: 'downloading',
+      notifiedAt: T0 + 5000,
+    });
+    if (decision.kind !== 'transition') return;
+    expect(timeOutIfDue(decision.next, T0 + 5000 + 60_000, 60).kind).toBe('transition');
+  });
+
+  it('keeps the notification time it has', () => {
+    const decision = decideReport(execution('notified'), report({ state: 'downloading' }));
+    expect(decision.kind === 'transition' && decision.next.notifiedAt).toBe(T0);
+  });
+});
+
+describe('a report that needs no read first (forwardReport)', () => {
+  const reportedStates = deviceReportedStates;
+  const installedVariants = [undefined, deployed, previous] as const;
+  const executionVariants: readonly Partial<Execution>[] = [
+    {},
+    { reportOrder: undefined, reportedAt: undefined },
+    { notifiedAt: undefined },
+    { reportOrder: 11 },
+    { reportOrder: 12 },
+    { attempt: 2 },
+    { cancelReason: 'aborted' },
+    { updateId: previous },
+    { updateId: { provider: 'contoso', name: 'TOASTER', version: '1.02' } },
+  ];
+
+  /** What the adapter's condition checks, written out over a domain execution. */
+  function holds(precondition: ForwardReport, e: Execution): boolean {
+    const updateMatches =
+      precondition.updateId === undefined ||
+      (e.updateId.provider === precondition.updateId.provider &&
+        e.updateId.name === precondition.updateId.name &&
+        e.updateId.version === precondition.updateId.version);
+    return (
+      e.deploymentId === precondition.deploymentId &&
+      e.attempt === precondition.attempt &&
+      (e.reportOrder === undefined || e.reportOrder < precondition.order) &&
+      precondition.from.includes(e.state) &&
+      updateMatches
+    );
+  }
+
+  it('moves every execution its conditions hold for exactly as decideReport does, for the device’s reason', () => {
+    let checked = 0;
+    for (const state of reportedStates)
+      for (const installedUpdateId of installedVariants) {
+        const r = report({ state, ...(installedUpdateId ? { installedUpdateId } : {}) });
+        const precondition = forwardReport(r);
+        if (!precondition) continue;
+        for (const from of executionStates)
+          for (const variant of executionVariants) {
+            const e = execution(from, variant);
+            if (!holds(precondition, e)) continue;
+            checked++;
+            expect(decideReport(e, r)).toEqual({
+              kind: 'transition',
+              transition: { from, to: precondition.to, reason: 'device_report' },
+              next: {
+                ...e,
+                ...precondition.changes,
+                notifiedAt: e.notifiedAt ?? precondition.changes.reportedAt,
+                state: precondition.to,
+              },
+            });
+          }
+      }
+    // Enough combinations to mean something: every reported state that has a fast path, from several states.
+    expect(checked).toBeGreaterThan(100);
+  });
+
+  it('offers no fast path where the outcome depends on more than its conditions', () => {
+    expect(forwardReport(report({ state: 'idle' }))).toBeUndefined();
+    expect(forwardReport(report({ state: 'canceled' }))).toBeUndefined();
+    expect(forwardReport(report({ deploymentId: undefined }))).toBeUndefined();
+    // A late report of a timed-out device is decided on the stored execution.
+    expect(forwardReport(report({ state: 'failed' }))?.from).not.toContain('timed_out');
+  });
+
+  it('asks a success claim for the deployed update to name it, and waits in applying without one', () => {
+    expect(forwardReport(report({ state: 'succeeded', installedUpdateId: deployed }))).toEqual(
+      expect.objectContaining({ to: 'succeeded', updateId: deployed }),
+    );
+    const unnamed = forwardReport(report({ state: 'succeeded' }));
+    expect(unnamed?.to).toBe('applying');
+    expect(unnamed?.updateId).toBeUndefined();
+    expect(unnamed?.from).toEqual(['queued', 'notified', 'downloading', 'installing']);
   });
 });
