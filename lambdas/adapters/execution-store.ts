@@ -21,7 +21,7 @@ import {
 import type { UpdateId } from '../domain/manifest/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
 import { batchGetItems } from './dynamodb.ts';
-import { decodePageToken, encodePageToken, type PageKey } from './page-token.ts';
+import { decodePageToken, encodePageToken, type PageKey, type PagePosition } from './page-token.ts';
 
 /**
  * One execution (deployment × device) as stored: the domain's `Execution` plus what status pages
@@ -86,8 +86,8 @@ export interface InvalidNextToken {
 
 export interface StatePage {
   readonly items: readonly ExecutionRecord[];
-  /** Pass back as `exclusiveStartKey`; absent on the last page. */
-  readonly lastEvaluatedKey?: PageKey;
+  /** Pass back as `exclusiveStartKey`; absent on the last page. Opaque (a selector may walk two partitions). */
+  readonly lastEvaluatedKey?: PagePosition;
 }
 
 export interface ExecutionStore {
@@ -95,14 +95,14 @@ export interface ExecutionStore {
   batchPutQueued(deploymentId: string, executions: readonly NewExecution[], now: number): Promise<void>;
   get(deploymentId: string, thingName: string): Promise<ExecutionRecord | undefined>;
   /**
-   * One page of a deployment's executions in `state`, or in any in-progress state (`in_progress`),
-   * optionally of one shard, walked by key: through `byDeploymentState`, or for `succeeded` (not
-   * indexed) the table's partition. Filtered, so a page may be short, even empty, with more after it.
+   * One page of a deployment's executions the selector names, optionally of one shard, walked by
+   * key: through `byDeploymentState`, or for `succeeded` (not indexed) the table's partition.
+   * Filtered, so a page may be short, even empty, with more after it.
    */
   queryByState(
     deploymentId: string,
     state: StateSelector,
-    options: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
+    options: { readonly limit: number; readonly exclusiveStartKey?: PagePosition; readonly shard?: number },
   ): Promise<StatePage>;
   /** The API's listing: all of a deployment's executions, or those in one state, by thing name. */
   listForDeployment(
@@ -152,20 +152,52 @@ type Item = Record<string, unknown>;
 
 /**
  * The `byDeploymentState` partition of an execution in `state` (ADR 0040, "Index writes"); none
- * for `succeeded`. The in-progress states share one partition, so a report that moves a device
- * along rewrites the index item in place instead of moving it; `succeeded`, the bulk of a healthy
+ * for `succeeded`. A first attempt's `queued` and the in-progress states share one partition, so
+ * notifying a device and each report that moves it along rewrite its index item in place instead
+ * of moving it; a retried device waits in its own (`requeued`), where the fan-out finds the few
+ * behind its cursor without reading the devices at work; `succeeded`, the bulk of a healthy
  * rollout, is read from the table itself, so ending well costs no index write but the removal.
  */
-export function deploymentStateKey(deploymentId: string, state: ExecutionState): string | undefined {
+export function deploymentStateKey(
+  deploymentId: string,
+  state: ExecutionState,
+  attempt = 1,
+): string | undefined {
   if (state === 'succeeded') return undefined;
+  if (state === 'queued') return `${deploymentId}#${attempt > 1 ? 'requeued' : 'active'}`;
   return `${deploymentId}#${isInProgress(state) ? 'active' : state}`;
 }
 
 /**
- * What a state query selects: one state, or every in-progress state at once (`in_progress`),
- * which is one walk of their shared partition instead of one filtered walk per state.
+ * What a state query selects: one state; every in-progress state at once (`in_progress`); the
+ * devices re-queued by a retry (`requeued`); or everything not finished, queued or at work
+ * (`unfinished`). Each is one walk of the partitions that hold it.
  */
-export type StateSelector = ExecutionState | 'in_progress';
+export type StateSelector = ExecutionState | 'in_progress' | 'requeued' | 'unfinished';
+
+/** Where a selector's executions are: index partitions in walk order (or the table's), and the state filter. */
+interface StateScan {
+  /** Index partitions; undefined: the table's own partition of the deployment. */
+  readonly partitions: readonly (string | undefined)[];
+  readonly filter?: { readonly state: ExecutionState; readonly negated?: boolean };
+}
+
+function scanOf(deploymentId: string, selector: StateSelector): StateScan {
+  const active = `${deploymentId}#active`;
+  const requeued = `${deploymentId}#requeued`;
+  switch (selector) {
+    case 'in_progress':
+      return { partitions: [active], filter: { state: 'queued', negated: true } };
+    case 'requeued':
+      return { partitions: [requeued] };
+    case 'unfinished':
+      return { partitions: [active, requeued] };
+    case 'queued':
+      return { partitions: [active, requeued], filter: { state: 'queued' } };
+    default:
+      return { partitions: [deploymentStateKey(deploymentId, selector)], filter: { state: selector } };
+  }
+}
 
 /** DynamoDB's BatchWriteItem limit. */
 const BATCH_WRITE_MAX = 25;
@@ -234,9 +266,9 @@ function updateExpressionOf(parts: UpdateParts): string {
 }
 
 /** The new state with its index partition (none for succeeded: the item leaves the sparse index), and when. */
-function putState(put: Put, deploymentId: string, state: ExecutionState, at: number): void {
+function putState(put: Put, deploymentId: string, state: ExecutionState, at: number, attempt: number): void {
   put('state', state);
-  put('deploymentState', deploymentStateKey(deploymentId, state));
+  put('deploymentState', deploymentStateKey(deploymentId, state, attempt));
   put('updatedAt', new Date(at).toISOString());
 }
 
@@ -253,7 +285,7 @@ function putExtra(put: Put, extra: TransitionExtra): void {
 
 function transitionUpdate(current: ExecutionRecord, next: Execution, extra: TransitionExtra): UpdateParts {
   const { parts, put } = updateParts();
-  putState(put, current.deploymentId, next.state, extra.at);
+  putState(put, current.deploymentId, next.state, extra.at, next.attempt);
   for (const field of MUTABLE_FIELDS) put(field, next[field]);
   putExtra(put, extra);
   if (next.state === 'queued' && current.state !== 'queued') {
@@ -268,7 +300,7 @@ function forwardReportUpdate(
   extra: Omit<TransitionExtra, 'reason' | 'deadline'>,
 ): UpdateParts {
   const { parts, put } = updateParts();
-  putState(put, report.deploymentId, report.to, extra.at);
+  putState(put, report.deploymentId, report.to, extra.at, report.attempt);
   put('reportOrder', report.changes.reportOrder);
   put('reportedAt', report.changes.reportedAt);
   parts.names['#notifiedAt'] = 'notifiedAt';
@@ -399,28 +431,27 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
   }
 
   /**
-   * One page of a deployment's executions in `state`: through `byDeploymentState` (its partition,
-   * filtered to the state where partitions are shared), or for `succeeded`, which is not indexed,
-   * the table's own partition filtered. A page may hold fewer than `limit` items, even none, and
-   * still have more after it.
+   * One Query of a deployment's executions the selector names (`scanOf`): a page may hold fewer
+   * than `limit` items, even none, and still have more after it, possibly in the next partition.
    */
   async function queryStatePage(
     deploymentId: string,
     selector: StateSelector,
-    query: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
-  ): Promise<{ readonly items: Item[]; readonly lastEvaluatedKey?: PageKey }> {
-    const partition =
-      selector === 'in_progress' ? `${deploymentId}#active` : deploymentStateKey(deploymentId, selector);
+    query: { readonly limit: number; readonly start?: PagePosition; readonly shard?: number },
+  ): Promise<{ readonly items: Item[]; readonly next?: PagePosition }> {
+    const scan = scanOf(deploymentId, selector);
+    const part = query.start?.part ?? 0;
+    const partition = scan.partitions[part];
     const conditions: string[] = [];
     const names: Record<string, string> = {};
     const values: Record<string, unknown> = { ':pk': partition ?? deploymentId };
     // Placeholders for the names too: `state` and `shard` are DynamoDB reserved words.
-    const filterOn = (attribute: string, value: unknown): void => {
-      conditions.push(`#${attribute} = :${attribute}`);
+    const filterOn = (attribute: string, value: unknown, operator = '='): void => {
+      conditions.push(`#${attribute} ${operator} :${attribute}`);
       names[`#${attribute}`] = attribute;
       values[`:${attribute}`] = value;
     };
-    if (selector !== 'in_progress') filterOn('state', selector);
+    if (scan.filter) filterOn('state', scan.filter.state, scan.filter.negated ? '<>' : '=');
     if (query.shard !== undefined) filterOn('shard', query.shard);
     const out = await db.send(
       new QueryCommand({
@@ -433,33 +464,42 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
           : {}),
         ExpressionAttributeValues: values,
         Limit: query.limit,
-        ...(query.exclusiveStartKey ? { ExclusiveStartKey: query.exclusiveStartKey } : {}),
+        ...(query.start?.key ? { ExclusiveStartKey: query.start.key } : {}),
       }),
     );
     const items = out.Items ?? [];
-    return out.LastEvaluatedKey ? { items, lastEvaluatedKey: out.LastEvaluatedKey as PageKey } : { items };
+    if (out.LastEvaluatedKey) return { items, next: { part, key: out.LastEvaluatedKey as PageKey } };
+    return part + 1 < scan.partitions.length ? { items, next: { part: part + 1 } } : { items };
   }
 
   async function queryByState(
     deploymentId: string,
     state: StateSelector,
-    query: { readonly limit: number; readonly exclusiveStartKey?: PageKey; readonly shard?: number },
+    query: { readonly limit: number; readonly exclusiveStartKey?: PagePosition; readonly shard?: number },
   ): Promise<StatePage> {
-    const page = await queryStatePage(deploymentId, state, query);
+    const page = await queryStatePage(deploymentId, state, {
+      limit: query.limit,
+      ...(query.exclusiveStartKey ? { start: query.exclusiveStartKey } : {}),
+      ...(query.shard !== undefined ? { shard: query.shard } : {}),
+    });
     const items = page.items.map(executionFromItem);
-    return page.lastEvaluatedKey ? { items, lastEvaluatedKey: page.lastEvaluatedKey } : { items };
+    return page.next ? { items, lastEvaluatedKey: page.next } : { items };
   }
 
   async function listForDeployment(
     deploymentId: string,
     query: { readonly state?: ExecutionState; readonly limit: number; readonly nextToken?: string },
   ): Promise<Result<ExecutionPage, InvalidNextToken>> {
-    const indexed = query.state !== undefined && deploymentStateKey(deploymentId, query.state) !== undefined;
+    const scan = query.state === undefined ? undefined : scanOf(deploymentId, query.state);
+    const indexed = scan !== undefined && scan.partitions[0] !== undefined;
     const keyNames = indexed
       ? ['deploymentId', 'thingName', 'deploymentState']
       : ['deploymentId', 'thingName'];
-    const start = query.nextToken === undefined ? undefined : decodePageToken(query.nextToken, keyNames);
-    if (query.nextToken !== undefined && start?.key === undefined) return err({ code: 'INVALID_NEXT_TOKEN' });
+    const start =
+      query.nextToken === undefined
+        ? undefined
+        : decodePageToken(query.nextToken, keyNames, scan?.partitions.length ?? 1);
+    if (query.nextToken !== undefined && start === undefined) return err({ code: 'INVALID_NEXT_TOKEN' });
     if (query.state === undefined) {
       const out = await db.send(
         new QueryCommand({
@@ -474,11 +514,11 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     }
     const page = await queryStatePage(deploymentId, query.state, {
       limit: query.limit,
-      ...(start?.key ? { exclusiveStartKey: start.key } : {}),
+      ...(start ? { start } : {}),
     });
     // The index does not copy the device's results the listing shows: read the items themselves.
     const items = indexed ? await getMany(page.items) : page.items.map(executionFromItem);
-    return ok(pageOf(items, page.lastEvaluatedKey));
+    return ok(page.next ? { items, nextToken: encodePageToken(page.next) } : { items });
   }
 
   async function listForThing(

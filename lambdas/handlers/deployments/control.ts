@@ -4,8 +4,8 @@
  * sweep got there first, so the command re-reads and decides again.
  */
 import type { DeploymentRecord } from '../../adapters/deployment-store.ts';
-import type { ExecutionRecord, StateSelector } from '../../adapters/execution-store.ts';
-import type { PageKey } from '../../adapters/page-token.ts';
+import type { ExecutionRecord } from '../../adapters/execution-store.ts';
+import type { PagePosition } from '../../adapters/page-token.ts';
 import {
   buildCancelDocument,
   type CancelReason,
@@ -123,30 +123,26 @@ export async function cancelExecutions(
   let canceled = 0;
   let cancelRequested = 0;
   let left = budget;
-  const states: readonly StateSelector[] = ['queued', 'in_progress'];
-  for (const state of states) {
-    let startKey: PageKey | undefined;
-    while (left > 0) {
-      // Canceled queued devices leave the `queued` partition, so its next batch is always on top;
-      // devices at work stay in theirs once asked, so those partitions are walked page by page.
-      const page = await deps.executions.queryByState(deploymentId, state, {
-        limit: Math.min(left, 100),
-        ...(startKey ? { exclusiveStartKey: startKey } : {}),
-      });
-      const todo = page.items.filter((e) => state === 'queued' || e.cancelReason === undefined);
-      left -= todo.length;
-      const results = await mapWithConcurrency(todo, deps.tuning.concurrency, (e) =>
-        cancelExecution(deps, e, reason, now),
-      );
-      for (const r of results) {
-        if (r.ok && r.value.outcome === 'canceled') canceled++;
-        if (r.ok && r.value.outcome === 'cancel_requested') cancelRequested++;
-      }
-      if (state === 'queued' ? todo.length === 0 : page.lastEvaluatedKey === undefined) break;
-      if (state !== 'queued') startKey = page.lastEvaluatedKey;
-    }
+  // One walk of what is unfinished, page by page. Canceled queued devices leave it; devices at
+  // work stay once asked, and a later pass (of this request's budget) skips them as it reads.
+  let start: PagePosition | undefined;
+  do {
     if (left <= 0) return { canceled, cancelRequested, remaining: true };
-  }
+    const page = await deps.executions.queryByState(deploymentId, 'unfinished', {
+      limit: Math.min(left, 100),
+      ...(start ? { exclusiveStartKey: start } : {}),
+    });
+    const todo = page.items.filter((e) => e.state === 'queued' || e.cancelReason === undefined);
+    left -= todo.length;
+    const results = await mapWithConcurrency(todo, deps.tuning.concurrency, (e) =>
+      cancelExecution(deps, e, reason, now),
+    );
+    for (const r of results) {
+      if (r.ok && r.value.outcome === 'canceled') canceled++;
+      if (r.ok && r.value.outcome === 'cancel_requested') cancelRequested++;
+    }
+    start = page.lastEvaluatedKey;
+  } while (start);
   return { canceled, cancelRequested, remaining: false };
 }
 

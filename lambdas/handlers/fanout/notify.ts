@@ -241,7 +241,7 @@ async function refill(
   }
   // Retried devices were re-queued behind the cursor. The index lags its table, so each candidate
   // is re-read (strongly consistent) before anything is sent to it.
-  const page = await deps.executions.queryByState(deployment.deploymentId, 'queued', {
+  const page = await deps.executions.queryByState(deployment.deploymentId, 'requeued', {
     limit: deps.tuning.scanPage,
   });
   const mine = page.items.filter((e) => e.shard === shard);
@@ -330,7 +330,9 @@ export async function runShard(
       {
         ...(walk.cursor !== undefined ? { cursor: walk.cursor } : {}),
         ...(walk.bucket ? { bucket: walk.bucket } : {}),
-        done: walk.walked,
+        // Done once the walk's last page is read and sent: devices left in its buffer are found
+        // again by walking on from the cursor (the index only holds retries for the tail pass).
+        done: walk.walked && (walk.fromTail || walk.buffer.length === 0),
       },
       { owner: lease.owner, now },
     );

@@ -5,6 +5,7 @@
 import { type DeploymentRecord, type DeploymentStore, EXPAND_LANE } from '../../adapters/deployment-store.ts';
 import type { ExecutionRecord, ExecutionStore, StateSelector } from '../../adapters/execution-store.ts';
 import type { FunctionInvoker } from '../../adapters/function-invoker.ts';
+import type { PagePosition } from '../../adapters/page-token.ts';
 import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
 import {
   buildCancelDocument,
@@ -29,8 +30,6 @@ export interface SweepDeps {
 
 const PAGE = 200;
 const nonTerminal: readonly ExecutionState[] = ['queued', ...inProgressStates];
-/** The same executions as state queries walk them: the in-progress states share one index partition. */
-const unfinishedSelectors: readonly StateSelector[] = ['queued', 'in_progress'];
 
 /** Calls `each` on every execution of a deployment in `state`, page by page, until `stopAt`. */
 async function forEachInState(
@@ -64,7 +63,7 @@ export async function resumeWorkers(deps: SweepDeps, deployment: DeploymentRecor
   }
   const lanes = Array.from({ length: deployment.shards }, (_, i) => String(i));
   // Walked lanes only have retried devices left, found through the index.
-  const queued = await deps.executions.queryByState(id, 'queued', { limit: PAGE });
+  const queued = await deps.executions.queryByState(id, 'requeued', { limit: PAGE });
   const shardsWithQueued = new Set(queued.items.map((e) => String(e.shard)));
   const due = lanes.filter(
     (lane) => free(lane) && (!deployment.fanout[lane]?.done || shardsWithQueued.has(lane)),
@@ -119,21 +118,19 @@ export async function cancelRemaining(
   stopAt: number,
 ): Promise<number> {
   let changed = 0;
-  for (const state of unfinishedSelectors) {
-    await forEachInState(deps, deployment.deploymentId, state, stopAt, async (execution) => {
-      if (execution.cancelReason) return;
-      const decision = cancel(execution, reason);
-      if (!decision.ok || decision.value.kind === 'unchanged') return;
-      const now = deps.now();
-      const written = await deps.executions.transition(execution, decision.value.next, {
-        at: now,
-        ...(decision.value.kind === 'transition' ? { reason: decision.value.transition.reason } : {}),
-      });
-      if (!written.ok) return;
-      changed++;
-      if (decision.value.kind === 'cancel_requested') await sendCancel(deps, written.value);
+  await forEachInState(deps, deployment.deploymentId, 'unfinished', stopAt, async (execution) => {
+    if (execution.cancelReason) return;
+    const decision = cancel(execution, reason);
+    if (!decision.ok || decision.value.kind === 'unchanged') return;
+    const now = deps.now();
+    const written = await deps.executions.transition(execution, decision.value.next, {
+      at: now,
+      ...(decision.value.kind === 'transition' ? { reason: decision.value.transition.reason } : {}),
     });
-  }
+    if (!written.ok) return;
+    changed++;
+    if (decision.value.kind === 'cancel_requested') await sendCancel(deps, written.value);
+  });
   return changed;
 }
 
@@ -151,9 +148,18 @@ export async function abortIfDue(deps: SweepDeps, deployment: DeploymentRecord):
   return ended.ok;
 }
 
-async function anyInState(deps: SweepDeps, deploymentId: string, state: StateSelector): Promise<boolean> {
-  const page = await deps.executions.queryByState(deploymentId, state, { limit: 1 });
-  return page.items.length > 0 || page.lastEvaluatedKey !== undefined;
+/** Whether any execution is unfinished: the first item found in its partitions, one Query each at most. */
+async function anyUnfinished(deps: SweepDeps, deploymentId: string): Promise<boolean> {
+  let start: PagePosition | undefined;
+  do {
+    const page = await deps.executions.queryByState(deploymentId, 'unfinished', {
+      limit: 1,
+      ...(start ? { exclusiveStartKey: start } : {}),
+    });
+    if (page.items.length > 0) return true;
+    start = page.lastEvaluatedKey;
+  } while (start);
+  return false;
 }
 
 /**
@@ -166,8 +172,7 @@ export async function completeIfDone(deps: SweepDeps, deployment: DeploymentReco
   const lanes = [EXPAND_LANE, ...Array.from({ length: deployment.shards }, (_, i) => String(i))];
   if (!lanes.every((lane) => deployment.fanout[lane]?.done)) return false;
   if (nonTerminal.some((state) => deployment.counters[state] > 0)) return false;
-  for (const state of unfinishedSelectors)
-    if (await anyInState(deps, deployment.deploymentId, state)) return false;
+  if (await anyUnfinished(deps, deployment.deploymentId)) return false;
   const ended = await deps.deployments.end(deployment.deploymentId, { status: 'completed' }, deps.now());
   if (ended.ok)
     deps.observability.logger.info('deployment completed', { deploymentId: deployment.deploymentId });

@@ -9,7 +9,7 @@ import { generateLocalSigningKey, makeLocalKeySigner } from '../../../lambdas/ad
 import { makeShadowWriter, type ShadowWriter } from '../../../lambdas/adapters/shadow-writer.ts';
 import { makeUpdateStore } from '../../../lambdas/adapters/update-store.ts';
 import { apiRoutes } from '../../../lambdas/definitions/api.ts';
-import type { ExecutionState } from '../../../lambdas/domain/deployment/index.ts';
+import { type ExecutionState, retry } from '../../../lambdas/domain/deployment/index.ts';
 import { verifyUpdateManifestSignature } from '../../../lambdas/domain/signing/index.ts';
 import {
   type DeploymentsApiHandler,
@@ -523,7 +523,15 @@ describe('cancel', () => {
       [working]: 'notified',
       [elsewhere]: 'notified',
       done: 'succeeded',
+      r1: 'failed',
     });
+    // A retried device waits in its own index partition: the cancel finds it there too.
+    const failed = await executions.get(deploymentId, 'r1');
+    const retried = failed && retry(failed);
+    if (!failed || !retried?.ok) throw new Error('r1 not retryable');
+    expect(
+      (await executions.transition(failed, retried.value.next, { at: Date.now(), reason: 'retry' })).ok,
+    ).toBe(true);
     await notifyShadow(working, deploymentId);
     // A newer deployment already took this device's shadow: its document must not be touched.
     await notifyShadow(elsewhere, other);
@@ -532,9 +540,10 @@ describe('cancel', () => {
     expect(canceled.status).toBe(200);
     expect(canceled.body).toMatchObject({
       status: 'canceled',
-      cancel: { canceled: 2, cancelRequested: 2, remaining: false },
+      cancel: { canceled: 3, cancelRequested: 2, remaining: false },
     });
     expect((await executions.get(deploymentId, 'q1'))?.state).toBe('canceled');
+    expect(await executions.get(deploymentId, 'r1')).toMatchObject({ state: 'canceled', attempt: 2 });
     expect(await executions.get(deploymentId, working)).toMatchObject({
       state: 'notified',
       cancelReason: 'canceled_by_operator',

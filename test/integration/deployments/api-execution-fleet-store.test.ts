@@ -222,6 +222,98 @@ describe('execution store', () => {
     expect(done.Item && 'deploymentState' in done.Item).toBe(false);
   });
 
+  it('keeps a first attempt queued beside the devices at work and a retried one apart, and walks both where a selector spans them', async () => {
+    const deploymentId = uniqueName('dep');
+    await executions.batchPutQueued(deploymentId, devices(6), t0);
+    const capacity: number[] = [];
+    const counted = dynamoDbClient(inject('ddbEndpoint'));
+    counted.middlewareStack.add(
+      (next) => async (args) => {
+        const input = args.input as Record<string, unknown>;
+        input.ReturnConsumedCapacity = 'TOTAL';
+        const out = await next(args);
+        const consumed = (out.output as { ConsumedCapacity?: { CapacityUnits?: number } }).ConsumedCapacity;
+        capacity.push(consumed?.CapacityUnits ?? Number.NaN);
+        return out;
+      },
+      { step: 'initialize', name: 'consumedCapacity' },
+    );
+    const measured = makeExecutionStore({ db: documentClient(counted), tableName: tables.executions });
+    const stateKeyOf = async (thingName: string) =>
+      (await db.send(new GetCommand({ TableName: tables.executions, Key: { deploymentId, thingName } }))).Item
+        ?.deploymentState;
+    // thing-000 notified: its index item is rewritten in place (the item and one index write).
+    const queued = await mustGet(deploymentId, 'thing-000');
+    expect(await stateKeyOf('thing-000')).toBe(`${deploymentId}#active`);
+    const notified = notify(queued, t0 + 1);
+    if (!notified.ok) throw new Error('not notifiable');
+    expect(
+      (await measured.transition(queued, notified.value.next, { at: t0 + 1, reason: 'notified' })).ok,
+    ).toBe(true);
+    expect(capacity).toEqual([2]);
+    counted.destroy();
+    // thing-001 failed and retried: it waits apart, where the fan-out's tail pass looks.
+    let current = await mustGet(deploymentId, 'thing-001');
+    for (const state of ['notified', 'failed'] as const) {
+      const moved = await executions.transition(current, { ...current, state }, { at: t0 + 2 });
+      if (!moved.ok) throw new Error(`thing-001 did not move to ${state}`);
+      current = moved.value;
+    }
+    const retried = retry(current);
+    if (!retried.ok) throw new Error('not retryable');
+    const requeued = await executions.transition(current, retried.value.next, {
+      at: t0 + 3,
+      reason: 'retry',
+    });
+    expect(requeued.ok && requeued.value).toMatchObject({ state: 'queued', attempt: 2 });
+    expect(await stateKeyOf('thing-001')).toBe(`${deploymentId}#requeued`);
+
+    const names = (page: { items: readonly ExecutionRecord[] }) => page.items.map((e) => e.thingName);
+    expect(names(await executions.queryByState(deploymentId, 'requeued', { limit: 10 }))).toEqual([
+      'thing-001',
+    ]);
+    expect(names(await executions.queryByState(deploymentId, 'in_progress', { limit: 10 }))).toEqual([
+      'thing-000',
+    ]);
+    // Walked page by page, `queued` and `unfinished` reach across both partitions.
+    const walk = async (selector: 'queued' | 'unfinished') => {
+      const found: string[] = [];
+      let start: Parameters<ExecutionStore['queryByState']>[2]['exclusiveStartKey'];
+      do {
+        const page = await executions.queryByState(deploymentId, selector, {
+          limit: 2,
+          ...(start ? { exclusiveStartKey: start } : {}),
+        });
+        found.push(...names(page));
+        start = page.lastEvaluatedKey;
+      } while (start);
+      return found;
+    };
+    expect(await walk('queued')).toEqual(['thing-002', 'thing-003', 'thing-004', 'thing-005', 'thing-001']);
+    expect(await walk('unfinished')).toEqual([
+      'thing-000',
+      'thing-002',
+      'thing-003',
+      'thing-004',
+      'thing-005',
+      'thing-001',
+    ]);
+    // The API's listing pages across them too, with tokens.
+    const listed: string[] = [];
+    let nextToken: string | undefined;
+    do {
+      const page = await executions.listForDeployment(deploymentId, {
+        state: 'queued',
+        limit: 3,
+        ...(nextToken ? { nextToken } : {}),
+      });
+      if (!page.ok) throw new Error('bad token');
+      listed.push(...names(page.value));
+      nextToken = page.value.nextToken;
+    } while (nextToken);
+    expect(listed).toEqual(['thing-002', 'thing-003', 'thing-004', 'thing-005', 'thing-001']);
+  });
+
   it("lists a device's executions across deployments, newest first", async () => {
     const thing = uniqueName('device');
     const older = uniqueName('dep-a');
