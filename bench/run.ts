@@ -11,9 +11,15 @@ import { fileURLToPath } from 'node:url';
 import { agentBenchmark } from './agent.ts';
 import type { Benchmark } from './benchmark.ts';
 import { fanoutBenchmark } from './fanout.ts';
+import { sdkRequestBenchmark } from './sdk-request.ts';
 import { shadowBenchmark } from './shadow.ts';
 
-const benchmarks: readonly Benchmark[] = [shadowBenchmark, fanoutBenchmark, agentBenchmark];
+const benchmarks: readonly Benchmark[] = [
+  shadowBenchmark,
+  fanoutBenchmark,
+  sdkRequestBenchmark,
+  agentBenchmark,
+];
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), 'results');
 
