@@ -152,11 +152,12 @@ type Item = Record<string, unknown>;
 
 /**
  * The `byDeploymentState` partition of an execution in `state` (ADR 0040, "Index writes"); none
- * for `succeeded`. A first attempt's `queued` and the in-progress states share one partition, so
- * notifying a device and each report that moves it along rewrite its index item in place instead
- * of moving it; a retried device waits in its own (`requeued`), where the fan-out finds the few
- * behind its cursor without reading the devices at work; `succeeded`, the bulk of a healthy
- * rollout, is read from the table itself, so ending well costs no index write but the removal.
+ * for `succeeded`. The in-progress states share one partition (`active`), so a report that moves
+ * a device along rewrites its index item in place; the sweeps that walk it (timeouts,
+ * reconciliation) read only devices at work, never a rollout's queued backlog. A retried device
+ * waits apart from the first attempts (`requeued`), where the fan-out finds the few behind its
+ * cursor; `succeeded`, the bulk of a healthy rollout, is read from the table itself, so ending
+ * well costs no index write but the removal.
  */
 export function deploymentStateKey(
   deploymentId: string,
@@ -164,7 +165,7 @@ export function deploymentStateKey(
   attempt = 1,
 ): string | undefined {
   if (state === 'succeeded') return undefined;
-  if (state === 'queued') return `${deploymentId}#${attempt > 1 ? 'requeued' : 'active'}`;
+  if (state === 'queued') return `${deploymentId}#${attempt > 1 ? 'requeued' : 'queued'}`;
   return `${deploymentId}#${isInProgress(state) ? 'active' : state}`;
 }
 
@@ -179,23 +180,25 @@ export type StateSelector = ExecutionState | 'in_progress' | 'requeued' | 'unfin
 interface StateScan {
   /** Index partitions; undefined: the table's own partition of the deployment. */
   readonly partitions: readonly (string | undefined)[];
-  readonly filter?: { readonly state: ExecutionState; readonly negated?: boolean };
+  readonly filter?: ExecutionState;
 }
 
 function scanOf(deploymentId: string, selector: StateSelector): StateScan {
+  const queued = [`${deploymentId}#queued`, `${deploymentId}#requeued`];
   const active = `${deploymentId}#active`;
-  const requeued = `${deploymentId}#requeued`;
   switch (selector) {
     case 'in_progress':
-      return { partitions: [active], filter: { state: 'queued', negated: true } };
+      return { partitions: [active] };
     case 'requeued':
-      return { partitions: [requeued] };
+      return { partitions: [`${deploymentId}#requeued`] };
+    // Queued before active: devices only ever move from the first to the second, so one pass
+    // that walks them in this order meets a device that moves while it walks.
     case 'unfinished':
-      return { partitions: [active, requeued] };
+      return { partitions: [...queued, active] };
     case 'queued':
-      return { partitions: [active, requeued], filter: { state: 'queued' } };
+      return { partitions: queued };
     default:
-      return { partitions: [deploymentStateKey(deploymentId, selector)], filter: { state: selector } };
+      return { partitions: [deploymentStateKey(deploymentId, selector)], filter: selector };
   }
 }
 
@@ -446,12 +449,12 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     const names: Record<string, string> = {};
     const values: Record<string, unknown> = { ':pk': partition ?? deploymentId };
     // Placeholders for the names too: `state` and `shard` are DynamoDB reserved words.
-    const filterOn = (attribute: string, value: unknown, operator = '='): void => {
-      conditions.push(`#${attribute} ${operator} :${attribute}`);
+    const filterOn = (attribute: string, value: unknown): void => {
+      conditions.push(`#${attribute} = :${attribute}`);
       names[`#${attribute}`] = attribute;
       values[`:${attribute}`] = value;
     };
-    if (scan.filter) filterOn('state', scan.filter.state, scan.filter.negated ? '<>' : '=');
+    if (scan.filter) filterOn('state', scan.filter);
     if (query.shard !== undefined) filterOn('shard', query.shard);
     const out = await db.send(
       new QueryCommand({

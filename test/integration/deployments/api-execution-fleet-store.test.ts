@@ -242,15 +242,22 @@ describe('execution store', () => {
     const stateKeyOf = async (thingName: string) =>
       (await db.send(new GetCommand({ TableName: tables.executions, Key: { deploymentId, thingName } }))).Item
         ?.deploymentState;
-    // thing-000 notified: its index item is rewritten in place (the item and one index write).
+    // thing-000 notified, then downloading: moved into the partition of devices at work (the item,
+    // an index delete and put), then rewritten there in place (the item and one index write).
     const queued = await mustGet(deploymentId, 'thing-000');
-    expect(await stateKeyOf('thing-000')).toBe(`${deploymentId}#active`);
+    expect(await stateKeyOf('thing-000')).toBe(`${deploymentId}#queued`);
     const notified = notify(queued, t0 + 1);
     if (!notified.ok) throw new Error('not notifiable');
-    expect(
-      (await measured.transition(queued, notified.value.next, { at: t0 + 1, reason: 'notified' })).ok,
-    ).toBe(true);
-    expect(capacity).toEqual([2]);
+    const marked = await measured.transition(queued, notified.value.next, { at: t0 + 1, reason: 'notified' });
+    if (!marked.ok) throw new Error('not marked');
+    expect(await stateKeyOf('thing-000')).toBe(`${deploymentId}#active`);
+    const working = await measured.transition(
+      marked.value,
+      { ...marked.value, state: 'downloading' },
+      { at: t0 + 2 },
+    );
+    expect(working.ok).toBe(true);
+    expect(capacity).toEqual([3, 2]);
     counted.destroy();
     // thing-001 failed and retried: it waits apart, where the fan-out's tail pass looks.
     let current = await mustGet(deploymentId, 'thing-001');
@@ -272,9 +279,10 @@ describe('execution store', () => {
     expect(names(await executions.queryByState(deploymentId, 'requeued', { limit: 10 }))).toEqual([
       'thing-001',
     ]);
-    expect(names(await executions.queryByState(deploymentId, 'in_progress', { limit: 10 }))).toEqual([
-      'thing-000',
-    ]);
+    // The sweeps' view holds devices at work only, never a queued backlog: one whole page.
+    const atWork = await executions.queryByState(deploymentId, 'in_progress', { limit: 2 });
+    expect(names(atWork)).toEqual(['thing-000']);
+    expect(atWork.lastEvaluatedKey).toBeUndefined();
     // Walked page by page, `queued` and `unfinished` reach across both partitions.
     const walk = async (selector: 'queued' | 'unfinished') => {
       const found: string[] = [];
@@ -291,12 +299,12 @@ describe('execution store', () => {
     };
     expect(await walk('queued')).toEqual(['thing-002', 'thing-003', 'thing-004', 'thing-005', 'thing-001']);
     expect(await walk('unfinished')).toEqual([
-      'thing-000',
       'thing-002',
       'thing-003',
       'thing-004',
       'thing-005',
       'thing-001',
+      'thing-000',
     ]);
     // The API's listing pages across them too, with tokens.
     const listed: string[] = [];
