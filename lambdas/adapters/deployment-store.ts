@@ -93,6 +93,18 @@ export interface DeploymentRecord {
   readonly holdsUpdate: boolean;
   /** SHA-256 of the creating request, when it came with an idempotency key: a replay must match it. */
   readonly requestHash?: string;
+  /** How far cancel has walked the table's queued first attempts (unindexed), once it started. */
+  readonly cancelWalk?: CancelWalk;
+}
+
+/**
+ * The cancel's walk of a deployment's queued first attempts, in thing-name order: the last
+ * thing passed, and whether the walk reached the end. Rows are never added behind it (the
+ * expansion is over before a rollout), so one forward walk meets each once.
+ */
+export interface CancelWalk {
+  readonly cursor?: string;
+  readonly done: boolean;
 }
 
 export interface NewDeployment {
@@ -192,6 +204,8 @@ export interface DeploymentStore {
     checkpoint: { readonly cursor?: string; readonly bucket?: RolloutBucket; readonly done?: boolean },
     lease: Lease & { readonly extendUntil?: number },
   ): Promise<Result<void, DeploymentStoreError>>;
+  /** Moves the cancel's walk forward (never back: racing cancels may save out of order). */
+  saveCancelWalk(deploymentId: string, walk: CancelWalk): Promise<void>;
   /** Adds a stream batch's counter deltas once per (stream shard, last sequence number). */
   addCounters(
     deploymentId: string,
@@ -257,6 +271,13 @@ function deploymentFromItem(item: Item): DeploymentRecord {
     fanout: (item.fanout ?? {}) as Record<string, FanoutLane>,
     holdsUpdate: item.holdsUpdate === true,
     requestHash: typeof item.requestHash === 'string' ? item.requestHash : undefined,
+    cancelWalk:
+      item.cancelWalked === true || typeof item.cancelCursor === 'string'
+        ? {
+            done: item.cancelWalked === true,
+            ...(typeof item.cancelCursor === 'string' ? { cursor: item.cancelCursor } : {}),
+          }
+        : undefined,
   };
   for (const key of Object.keys(record)) if (record[key] === undefined) delete record[key];
   return record as unknown as DeploymentRecord;
@@ -650,6 +671,36 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
     }
   }
 
+  async function saveCancelWalk(deploymentId: string, walk: CancelWalk): Promise<void> {
+    if (walk.done) {
+      await db
+        .send(
+          new UpdateCommand({
+            TableName: tableName,
+            Key: key(deploymentId),
+            UpdateExpression: 'SET cancelWalked = :true',
+            ConditionExpression: 'attribute_exists(deploymentId)',
+            ExpressionAttributeValues: { ':true': true },
+          }),
+        )
+        .catch(ignoreConditionFailure);
+      return;
+    }
+    if (walk.cursor === undefined) return;
+    await db
+      .send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: key(deploymentId),
+          UpdateExpression: 'SET cancelCursor = :cursor',
+          ConditionExpression:
+            'attribute_exists(deploymentId) AND (attribute_not_exists(cancelCursor) OR cancelCursor < :cursor)',
+          ExpressionAttributeValues: { ':cursor': walk.cursor },
+        }),
+      )
+      .catch(ignoreConditionFailure);
+  }
+
   async function addCounters(
     deploymentId: string,
     deltas: CounterDeltas,
@@ -704,6 +755,12 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
     acquireLease,
     releaseLease,
     saveFanoutCheckpoint,
+    saveCancelWalk,
     addCounters,
   };
+}
+
+/** A refused condition is the answer "someone got there first": nothing to do. */
+function ignoreConditionFailure(error: unknown): void {
+  if (!(error instanceof ConditionalCheckFailedException)) throw error;
 }

@@ -152,12 +152,14 @@ type Item = Record<string, unknown>;
 
 /**
  * The `byDeploymentState` partition of an execution in `state` (ADR 0040, "Index writes"); none
- * for `succeeded`. The in-progress states share one partition (`active`), so a report that moves
- * a device along rewrites its index item in place; the sweeps that walk it (timeouts,
- * reconciliation) read only devices at work, never a rollout's queued backlog. A retried device
- * waits apart from the first attempts (`requeued`), where the fan-out finds the few behind its
- * cursor; `succeeded`, the bulk of a healthy rollout, is read from the table itself, so ending
- * well costs no index write but the removal.
+ * for a first attempt's `queued` and for `succeeded`. A first attempt waits unindexed: the lane
+ * that notifies it and the cancel that ends it walk the table (each from its own cursor), so its
+ * creation writes no index item and its notification only puts one. The in-progress states share
+ * one partition (`active`), so a report that moves a device along rewrites its index item in
+ * place, and the sweeps that walk it read devices at work only. A retried device waits in
+ * `requeued`, where the fan-out finds the few behind its cursor; `succeeded`, the bulk of a
+ * healthy rollout, is read from the table itself, so ending well costs no index write but the
+ * removal.
  */
 export function deploymentStateKey(
   deploymentId: string,
@@ -165,16 +167,17 @@ export function deploymentStateKey(
   attempt = 1,
 ): string | undefined {
   if (state === 'succeeded') return undefined;
-  if (state === 'queued') return `${deploymentId}#${attempt > 1 ? 'requeued' : 'queued'}`;
+  if (state === 'queued') return attempt > 1 ? `${deploymentId}#requeued` : undefined;
   return `${deploymentId}#${isInProgress(state) ? 'active' : state}`;
 }
 
 /**
- * What a state query selects: one state; every in-progress state at once (`in_progress`); the
- * devices re-queued by a retry (`requeued`); or everything not finished, queued or at work
- * (`unfinished`). Each is one walk of the partitions that hold it.
+ * What a state query selects: one state (`queued` and `succeeded` from the table, the others
+ * from their index partition); every in-progress state at once (`in_progress`); the devices
+ * re-queued by a retry (`requeued`); or what the index holds of the unfinished (`in_flight`:
+ * retried devices waiting, then devices at work; a first attempt's queued row is not indexed).
  */
-export type StateSelector = ExecutionState | 'in_progress' | 'requeued' | 'unfinished';
+export type StateSelector = ExecutionState | 'in_progress' | 'requeued' | 'in_flight';
 
 /** Where a selector's executions are: index partitions in walk order (or the table's), and the state filter. */
 interface StateScan {
@@ -184,19 +187,20 @@ interface StateScan {
 }
 
 function scanOf(deploymentId: string, selector: StateSelector): StateScan {
-  const queued = [`${deploymentId}#queued`, `${deploymentId}#requeued`];
+  const requeued = `${deploymentId}#requeued`;
   const active = `${deploymentId}#active`;
   switch (selector) {
     case 'in_progress':
       return { partitions: [active] };
     case 'requeued':
-      return { partitions: [`${deploymentId}#requeued`] };
-    // Queued before active: devices only ever move from the first to the second, so one pass
-    // that walks them in this order meets a device that moves while it walks.
-    case 'unfinished':
-      return { partitions: [...queued, active] };
+      return { partitions: [requeued] };
+    // Requeued before active: devices only move from the first to the second, so one pass that
+    // walks them in this order meets a device that moves while it walks.
+    case 'in_flight':
+      return { partitions: [requeued, active] };
     case 'queued':
-      return { partitions: queued };
+    case 'succeeded':
+      return { partitions: [undefined], filter: selector };
     default:
       return { partitions: [deploymentStateKey(deploymentId, selector)], filter: selector };
   }

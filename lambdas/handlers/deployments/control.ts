@@ -5,7 +5,6 @@
  */
 import type { DeploymentRecord } from '../../adapters/deployment-store.ts';
 import type { ExecutionRecord } from '../../adapters/execution-store.ts';
-import type { PagePosition } from '../../adapters/page-token.ts';
 import {
   buildCancelDocument,
   type CancelReason,
@@ -15,6 +14,7 @@ import {
 } from '../../domain/deployment/index.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import { type Problem, problem } from '../../http/problem.ts';
+import { walkUnfinished } from '../fanout/cancel-walk.ts';
 import { mapWithConcurrency } from '../fanout/sharding.ts';
 import type { DeploymentsDeps } from './deps.ts';
 import { renewSignatureIfNeeded } from './renew-signature.ts';
@@ -109,31 +109,22 @@ export interface CancelSweep {
 }
 
 /**
- * Cancels the executions of a deployment that ended `canceled` or `aborted`, up to `budget`:
- * queued devices end at once, devices at work get the cancel action. The fan-out worker and the
- * scheduler call it too, to finish what a request's budget left.
+ * Cancels what is unfinished of a deployment, up to `budget` executions: queued devices end
+ * `canceled` at once, devices at work are sent the cancel action (walkUnfinished's order and
+ * cursor).
  */
 export async function cancelExecutions(
-  deps: Pick<DeploymentsDeps, 'executions' | 'shadows' | 'tuning'>,
-  deploymentId: string,
+  deps: Pick<DeploymentsDeps, 'executions' | 'deployments' | 'shadows' | 'tuning'>,
+  deployment: Pick<DeploymentRecord, 'deploymentId' | 'cancelWalk'>,
   reason: CancelReason,
   now: number,
   budget: number = deps.tuning.executionsPerRequest,
 ): Promise<CancelSweep> {
   let canceled = 0;
   let cancelRequested = 0;
-  let left = budget;
-  // One walk of what is unfinished, page by page. Canceled queued devices leave it; devices at
-  // work stay once asked, and a later pass (of this request's budget) skips them as it reads.
-  let start: PagePosition | undefined;
-  do {
-    if (left <= 0) return { canceled, cancelRequested, remaining: true };
-    const page = await deps.executions.queryByState(deploymentId, 'unfinished', {
-      limit: Math.min(left, 100),
-      ...(start ? { exclusiveStartKey: start } : {}),
-    });
-    const todo = page.items.filter((e) => e.state === 'queued' || e.cancelReason === undefined);
-    left -= todo.length;
+  const walk = await walkUnfinished({ ...deps, now: () => now }, deployment, { budget }, async (page) => {
+    // Devices at work already asked stay unfinished until they confirm: passed over.
+    const todo = page.filter((e) => e.state === 'queued' || e.cancelReason === undefined);
     const results = await mapWithConcurrency(todo, deps.tuning.concurrency, (e) =>
       cancelExecution(deps, e, reason, now),
     );
@@ -141,9 +132,9 @@ export async function cancelExecutions(
       if (r.ok && r.value.outcome === 'canceled') canceled++;
       if (r.ok && r.value.outcome === 'cancel_requested') cancelRequested++;
     }
-    start = page.lastEvaluatedKey;
-  } while (start);
-  return { canceled, cancelRequested, remaining: false };
+    return todo.length;
+  });
+  return { canceled, cancelRequested, remaining: walk.remaining };
 }
 
 async function existing(
@@ -179,7 +170,7 @@ export async function cancelDeployment(
       }
     }
   }
-  const sweep = await cancelExecutions(deps, deploymentId, 'canceled_by_operator', now);
+  const sweep = await cancelExecutions(deps, found.value, 'canceled_by_operator', now);
   // What this request could not reach, the worker finishes (it cancels the executions of a canceled deployment).
   if (sweep.remaining) await startFanout(deps, deploymentId);
   const deployment = (await deps.deployments.get(deploymentId)) ?? found.value;

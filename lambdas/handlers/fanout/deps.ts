@@ -17,6 +17,7 @@ export interface FanoutDeps {
     | 'acquireLease'
     | 'releaseLease'
     | 'saveFanoutCheckpoint'
+    | 'saveCancelWalk'
     | 'list'
     | 'end'
     | 'recordAbort'

@@ -18,9 +18,10 @@ import {
   timeOutIfDue,
 } from '../../domain/deployment/index.ts';
 import type { Observability } from '../../observability.ts';
+import { walkUnfinished } from './cancel-walk.ts';
 
 export interface SweepDeps {
-  readonly deployments: Pick<DeploymentStore, 'get' | 'list' | 'end' | 'recordAbort'>;
+  readonly deployments: Pick<DeploymentStore, 'get' | 'list' | 'end' | 'recordAbort' | 'saveCancelWalk'>;
   readonly executions: Pick<ExecutionStore, 'get' | 'queryByState' | 'transition'>;
   readonly shadows: Pick<ShadowWriter, 'get' | 'update'>;
   readonly invoker: FunctionInvoker;
@@ -118,20 +119,29 @@ export async function cancelRemaining(
   stopAt: number,
 ): Promise<number> {
   let changed = 0;
-  await forEachInState(deps, deployment.deploymentId, 'unfinished', stopAt, async (execution) => {
-    if (execution.cancelReason) return;
-    const decision = cancel(execution, reason);
-    if (!decision.ok || decision.value.kind === 'unchanged') return;
-    const now = deps.now();
-    const written = await deps.executions.transition(execution, decision.value.next, {
-      at: now,
-      ...(decision.value.kind === 'transition' ? { reason: decision.value.transition.reason } : {}),
-    });
-    if (!written.ok) return;
-    changed++;
-    if (decision.value.kind === 'cancel_requested') await sendCancel(deps, written.value);
+  await walkUnfinished(deps, deployment, { stopAt }, async (page) => {
+    for (const execution of page) if (await cancelOne(deps, execution, reason)) changed++;
+    return 0;
   });
   return changed;
+}
+
+async function cancelOne(
+  deps: SweepDeps,
+  execution: ExecutionRecord,
+  reason: CancelReason,
+): Promise<boolean> {
+  if (execution.cancelReason) return false;
+  const decision = cancel(execution, reason);
+  if (!decision.ok || decision.value.kind === 'unchanged') return false;
+  const now = deps.now();
+  const written = await deps.executions.transition(execution, decision.value.next, {
+    at: now,
+    ...(decision.value.kind === 'transition' ? { reason: decision.value.transition.reason } : {}),
+  });
+  if (!written.ok) return false;
+  if (decision.value.kind === 'cancel_requested') await sendCancel(deps, written.value);
+  return true;
 }
 
 /** Aborts when the counters meet a criterion; true when it did. */
@@ -148,11 +158,15 @@ export async function abortIfDue(deps: SweepDeps, deployment: DeploymentRecord):
   return ended.ok;
 }
 
-/** Whether any execution is unfinished: the first item found in its partitions, one Query each at most. */
+/**
+ * Whether the index holds any unfinished execution (retried or at work): the first item found in
+ * its partitions, one Query each at most. Queued first attempts are not indexed; the lanes'
+ * walks account for them (a lane is done once its last page is sent).
+ */
 async function anyUnfinished(deps: SweepDeps, deploymentId: string): Promise<boolean> {
   let start: PagePosition | undefined;
   do {
-    const page = await deps.executions.queryByState(deploymentId, 'unfinished', {
+    const page = await deps.executions.queryByState(deploymentId, 'in_flight', {
       limit: 1,
       ...(start ? { exclusiveStartKey: start } : {}),
     });

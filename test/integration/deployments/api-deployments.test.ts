@@ -11,6 +11,8 @@ import { makeUpdateStore } from '../../../lambdas/adapters/update-store.ts';
 import { apiRoutes } from '../../../lambdas/definitions/api.ts';
 import { type ExecutionState, retry } from '../../../lambdas/domain/deployment/index.ts';
 import { verifyUpdateManifestSignature } from '../../../lambdas/domain/signing/index.ts';
+import { cancelExecutions } from '../../../lambdas/handlers/deployments/control.ts';
+import { defaultTuning } from '../../../lambdas/handlers/deployments/deps.ts';
 import {
   type DeploymentsApiHandler,
   type DeploymentsApiOptions,
@@ -576,6 +578,50 @@ describe('cancel', () => {
     expect(workerEvents).toContainEqual({ deploymentId });
     const left = await call('GET', `/deployments/${deploymentId}/devices?state=queued&limit=100`);
     expect(left.body.devices).toHaveLength(10);
+  });
+});
+
+describe('cancel of a deployment larger than one request', () => {
+  it('continues where the last pass stopped, never reading a canceled row again', async () => {
+    const id = uid(uniqueName('Resumed'));
+    await readyUpdate(id);
+    const deploymentId = await deploy(id);
+    const names = Array.from({ length: 60 }, (_, i) => `big-${String(i).padStart(2, '0')}`);
+    await seedExecutions(deploymentId, id, Object.fromEntries(names.map((n) => [n, 'queued' as const])));
+    await deployments.end(deploymentId, { status: 'canceled' }, Date.now());
+    // Where each read of the queued rows starts: the cursor a pass takes up.
+    const starts: (string | undefined)[] = [];
+    const spied: ExecutionStore = {
+      ...executions,
+      queryByState: (dep, selector, query) => {
+        if (selector === 'queued') starts.push(query.exclusiveStartKey?.key?.thingName);
+        return executions.queryByState(dep, selector, query);
+      },
+    };
+    const deps = { executions: spied, deployments, shadows, tuning: { ...defaultTuning, concurrency: 4 } };
+    const current = async () => {
+      const found = await deployments.get(deploymentId);
+      if (!found) throw new Error('deployment gone');
+      return found;
+    };
+
+    const first = await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 25);
+    expect(first).toEqual({ canceled: 25, cancelRequested: 0, remaining: true });
+    expect((await current()).cancelWalk).toEqual({ cursor: 'big-24', done: false });
+    starts.length = 0;
+    const second = await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 100);
+    expect(second).toEqual({ canceled: 35, cancelRequested: 0, remaining: false });
+    expect(starts).toEqual(['big-24']);
+    expect((await current()).cancelWalk).toMatchObject({ done: true });
+    // A walk that is done reads no queued row at all.
+    starts.length = 0;
+    expect(await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 100)).toEqual({
+      canceled: 0,
+      cancelRequested: 0,
+      remaining: false,
+    });
+    expect(starts).toEqual([]);
+    for (const name of names) expect((await executions.get(deploymentId, name))?.state).toBe('canceled');
   });
 });
 
