@@ -530,7 +530,7 @@ export function makeDeploymentStore(options: DeploymentStoreOptions): Deployment
             TableName: tableName,
             Key: key(deploymentId),
             UpdateExpression:
-              'SET #status = :rolling, updatedAt = :at, holdsUpdate = :true REMOVE endedAt, abortReason',
+              'SET #status = :rolling, updatedAt = :at, holdsUpdate = :true REMOVE endedAt, abortReason, cancelCursor, cancelWalked',
             // Invariant: only an ended deployment that released its update reopens, once, and it
             // takes the update again in the same transaction.
             ConditionExpression: '#status = :was AND holdsUpdate = :false',

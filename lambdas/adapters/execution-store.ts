@@ -463,8 +463,10 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     const out = await db.send(
       new QueryCommand({
         TableName: tableName,
+        // The table's own partition is read strongly consistent (an index cannot be): a cancel's
+        // walk must not pass a row written a moment before.
         ...(partition === undefined
-          ? { KeyConditionExpression: 'deploymentId = :pk' }
+          ? { KeyConditionExpression: 'deploymentId = :pk', ConsistentRead: true }
           : { IndexName: byDeploymentState, KeyConditionExpression: 'deploymentState = :pk' }),
         ...(conditions.length > 0
           ? { FilterExpression: conditions.join(' AND '), ExpressionAttributeNames: names }

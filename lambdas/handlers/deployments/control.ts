@@ -108,6 +108,9 @@ export interface CancelSweep {
   readonly remaining: boolean;
 }
 
+/** How long one cancel request walks the deployment's executions before it answers. */
+const CANCEL_REQUEST_MS = 10_000;
+
 /**
  * Cancels what is unfinished of a deployment, up to `budget` executions: queued devices end
  * `canceled` at once, devices at work are sent the cancel action (walkUnfinished's order and
@@ -115,25 +118,32 @@ export interface CancelSweep {
  */
 export async function cancelExecutions(
   deps: Pick<DeploymentsDeps, 'executions' | 'deployments' | 'shadows' | 'tuning'>,
-  deployment: Pick<DeploymentRecord, 'deploymentId' | 'cancelWalk'>,
+  deployment: Pick<DeploymentRecord, 'deploymentId' | 'fanout' | 'cancelWalk'>,
   reason: CancelReason,
   now: number,
   budget: number = deps.tuning.executionsPerRequest,
 ): Promise<CancelSweep> {
   let canceled = 0;
   let cancelRequested = 0;
-  const walk = await walkUnfinished({ ...deps, now: () => now }, deployment, { budget }, async (page) => {
-    // Devices at work already asked stay unfinished until they confirm: passed over.
-    const todo = page.filter((e) => e.state === 'queued' || e.cancelReason === undefined);
-    const results = await mapWithConcurrency(todo, deps.tuning.concurrency, (e) =>
-      cancelExecution(deps, e, reason, now),
-    );
-    for (const r of results) {
-      if (r.ok && r.value.outcome === 'canceled') canceled++;
-      if (r.ok && r.value.outcome === 'cancel_requested') cancelRequested++;
-    }
-    return todo.length;
-  });
+  // A request answers within API Gateway's 29 s: what it cannot reach, the scheduler finishes.
+  const stopAt = Date.now() + CANCEL_REQUEST_MS;
+  const walk = await walkUnfinished(
+    { ...deps, now: Date.now },
+    deployment,
+    { budget, stopAt },
+    async (page) => {
+      // Devices at work already asked stay unfinished until they confirm: passed over.
+      const todo = page.filter((e) => e.state === 'queued' || e.cancelReason === undefined);
+      const results = await mapWithConcurrency(todo, deps.tuning.concurrency, (e) =>
+        cancelExecution(deps, e, reason, now),
+      );
+      for (const r of results) {
+        if (r.ok && r.value.outcome === 'canceled') canceled++;
+        if (r.ok && r.value.outcome === 'cancel_requested') cancelRequested++;
+      }
+      return todo.length;
+    },
+  );
   return { canceled, cancelRequested, remaining: walk.remaining };
 }
 

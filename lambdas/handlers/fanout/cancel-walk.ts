@@ -6,7 +6,12 @@
  * what is done). Then what the index holds (retried devices waiting, then devices at work) is
  * walked from the top: those partitions only hold what is still unfinished.
  */
-import type { CancelWalk, DeploymentStore } from '../../adapters/deployment-store.ts';
+import {
+  type CancelWalk,
+  type DeploymentStore,
+  EXPAND_LANE,
+  type FanoutLane,
+} from '../../adapters/deployment-store.ts';
 import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
 import type { PagePosition } from '../../adapters/page-token.ts';
 
@@ -31,18 +36,34 @@ const PAGE = 100;
  * it acted on. Stops early when the budget is spent or `stopAt` has come; returns whether work
  * may be left.
  */
+/**
+ * Whether the table's queued first attempts of an ended deployment are final: its expansion
+ * finished, or its lease ran out (an ended deployment's lane cannot be taken again). Until then
+ * an expansion that began before the cancel may still write rows anywhere in thing-name order,
+ * so the walk starts from the top and saves nothing.
+ */
+function rowsFinal(fanout: Readonly<Record<string, FanoutLane>>, now: number): boolean {
+  const expansion = fanout[EXPAND_LANE];
+  return expansion?.done === true || (expansion?.leaseUntil ?? 0) < now;
+}
+
 export async function walkUnfinished(
   deps: CancelWalkDeps,
-  deployment: { readonly deploymentId: string; readonly cancelWalk?: CancelWalk },
+  deployment: {
+    readonly deploymentId: string;
+    readonly fanout: Readonly<Record<string, FanoutLane>>;
+    readonly cancelWalk?: CancelWalk;
+  },
   limits: CancelWalkLimits,
   each: (page: readonly ExecutionRecord[]) => Promise<number>,
 ): Promise<{ readonly remaining: boolean }> {
   const id = deployment.deploymentId;
   let left = limits.budget ?? Number.POSITIVE_INFINITY;
   const due = (): boolean => left <= 0 || (limits.stopAt !== undefined && deps.now() >= limits.stopAt);
+  const final = rowsFinal(deployment.fanout, deps.now());
 
-  if (!deployment.cancelWalk?.done) {
-    const cursor = deployment.cancelWalk?.cursor;
+  if (!(final && deployment.cancelWalk?.done)) {
+    const cursor = final ? deployment.cancelWalk?.cursor : undefined;
     let start: PagePosition | undefined =
       cursor === undefined ? undefined : { part: 0, key: { deploymentId: id, thingName: cursor } };
     do {
@@ -51,13 +72,15 @@ export async function walkUnfinished(
         limit: Math.min(left, PAGE),
         ...(start ? { exclusiveStartKey: start } : {}),
       });
-      left -= await each(page.items);
+      // Retried devices are the `requeued` partition's, walked next.
+      left -= await each(page.items.filter((e) => e.attempt === 1));
       start = page.lastEvaluatedKey;
       const passed = start?.key?.thingName;
-      await deps.deployments.saveCancelWalk(
-        id,
-        passed === undefined ? { done: true } : { cursor: passed, done: false },
-      );
+      if (final)
+        await deps.deployments.saveCancelWalk(
+          id,
+          passed === undefined ? { done: true } : { cursor: passed, done: false },
+        );
     } while (start);
   }
 

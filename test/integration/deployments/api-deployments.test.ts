@@ -625,6 +625,53 @@ describe('cancel of a deployment larger than one request', () => {
   });
 });
 
+describe('cancel while the expansion still runs', () => {
+  it('walks from the top and saves no cursor until the expansion is over, so rows it writes late are canceled too', async () => {
+    const id = uid(uniqueName('Expanding'));
+    await readyUpdate(id);
+    const deploymentId = await deploy(id);
+    const names = Array.from({ length: 30 }, (_, i) => `exp-${String(i).padStart(2, '0')}`);
+    await seedExecutions(deploymentId, id, Object.fromEntries(names.map((n) => [n, 'queued' as const])));
+    const lease = await deployments.acquireLease(
+      deploymentId,
+      'expand',
+      { owner: 'expander', now: Date.now() },
+      Date.now() + 60_000,
+    );
+    expect(lease.ok).toBe(true);
+    await deployments.end(deploymentId, { status: 'canceled' }, Date.now());
+    const deps = { executions, deployments, shadows, tuning: { ...defaultTuning, concurrency: 4 } };
+    const current = async () => {
+      const found = await deployments.get(deploymentId);
+      if (!found) throw new Error('deployment gone');
+      return found;
+    };
+
+    expect(
+      await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 100),
+    ).toMatchObject({
+      canceled: 30,
+      remaining: false,
+    });
+    expect((await current()).cancelWalk).toBeUndefined();
+    // The expansion, still holding its lease, writes one more page: a row among those passed.
+    await executions.batchPutQueued(
+      deploymentId,
+      [{ thingName: 'exp-00a', updateId: id, state: 'queued', shard: 0 }],
+      Date.now(),
+    );
+    await deployments.releaseLease(deploymentId, 'expand', 'expander');
+    expect(
+      await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 100),
+    ).toMatchObject({
+      canceled: 1,
+      remaining: false,
+    });
+    expect((await executions.get(deploymentId, 'exp-00a'))?.state).toBe('canceled');
+    expect((await current()).cancelWalk).toMatchObject({ done: true });
+  });
+});
+
 describe('retry', () => {
   it('re-queues failed and timed-out devices as a new attempt and reopens a completed deployment', async () => {
     const id = uid(uniqueName('Retried'));
