@@ -140,6 +140,18 @@ async function flushRules(): Promise<void> {
   await iot.rulesIdle();
 }
 
+/** A deployment sent to `d`, and its two reports (downloading, succeeded) held back, not delivered. */
+async function heldReports(d: ScriptedDevice) {
+  const deploymentId = await sendDeployment(d.thingName);
+  const job = await work(d);
+  hold();
+  await d.downloading(job);
+  await d.succeeded(job);
+  await flushRules();
+  const [downloadingEvent, succeededEvent] = events;
+  return { deploymentId, downloadingEvent, succeededEvent };
+}
+
 describe('acknowledgement Lambda behind the device report rule', () => {
   it('moves the execution with the device, records results and the installed update, and trims desired at the end', async () => {
     const d = await device();
@@ -242,13 +254,7 @@ describe('acknowledgement Lambda behind the device report rule', () => {
 
   it('applies a redelivered event once and ignores a late, older one', async () => {
     const d = await device();
-    const deploymentId = await sendDeployment(d.thingName);
-    const job = await work(d);
-    hold();
-    await d.downloading(job);
-    await d.succeeded(job);
-    await flushRules();
-    const [downloadingEvent, succeededEvent] = events;
+    const { deploymentId, downloadingEvent, succeededEvent } = await heldReports(d);
 
     expect(await ack(succeededEvent)).toMatchObject({ kind: 'transition', to: 'succeeded', trimmed: true });
     expect(await ack(succeededEvent)).toMatchObject({ kind: 'duplicate', trimmed: false });
@@ -342,13 +348,7 @@ describe('acknowledgement Lambda behind the device report rule', () => {
     });
     ack = makeAcknowledge({ executions: countedExecutions, fleet, shadows, observability: obs });
     const d = await device();
-    const deploymentId = await sendDeployment(d.thingName);
-    const job = await work(d);
-    hold();
-    await d.downloading(job);
-    await d.succeeded(job);
-    await flushRules();
-    const [downloadingEvent, succeededEvent] = events;
+    const { deploymentId, downloadingEvent, succeededEvent } = await heldReports(d);
     const commandsOf = async (event: unknown) => {
       sent.length = 0;
       const outcome = await ack(event);

@@ -581,13 +581,25 @@ describe('cancel', () => {
   });
 });
 
+/** A deployment with `count` queued devices named `<prefix>-NN`. */
+async function queuedDeployment(label: string, prefix: string, count: number) {
+  const id = uid(uniqueName(label));
+  await readyUpdate(id);
+  const deploymentId = await deploy(id);
+  const names = Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(2, '0')}`);
+  await seedExecutions(deploymentId, id, Object.fromEntries(names.map((n) => [n, 'queued' as const])));
+  return { id, deploymentId, names };
+}
+
+async function deploymentNow(deploymentId: string) {
+  const found = await deployments.get(deploymentId);
+  if (!found) throw new Error('deployment gone');
+  return found;
+}
+
 describe('cancel of a deployment larger than one request', () => {
   it('continues where the last pass stopped, never reading a canceled row again', async () => {
-    const id = uid(uniqueName('Resumed'));
-    await readyUpdate(id);
-    const deploymentId = await deploy(id);
-    const names = Array.from({ length: 60 }, (_, i) => `big-${String(i).padStart(2, '0')}`);
-    await seedExecutions(deploymentId, id, Object.fromEntries(names.map((n) => [n, 'queued' as const])));
+    const { deploymentId, names } = await queuedDeployment('Resumed', 'big', 60);
     await deployments.end(deploymentId, { status: 'canceled' }, Date.now());
     // Where each read of the queued rows starts: the cursor a pass takes up.
     const starts: (string | undefined)[] = [];
@@ -599,11 +611,7 @@ describe('cancel of a deployment larger than one request', () => {
       },
     };
     const deps = { executions: spied, deployments, shadows, tuning: { ...defaultTuning, concurrency: 4 } };
-    const current = async () => {
-      const found = await deployments.get(deploymentId);
-      if (!found) throw new Error('deployment gone');
-      return found;
-    };
+    const current = () => deploymentNow(deploymentId);
 
     const first = await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 25);
     expect(first).toEqual({ canceled: 25, cancelRequested: 0, remaining: true });
@@ -627,11 +635,7 @@ describe('cancel of a deployment larger than one request', () => {
 
 describe('cancel while the expansion still runs', () => {
   it('walks from the top and saves no cursor until the expansion is over, so rows it writes late are canceled too', async () => {
-    const id = uid(uniqueName('Expanding'));
-    await readyUpdate(id);
-    const deploymentId = await deploy(id);
-    const names = Array.from({ length: 30 }, (_, i) => `exp-${String(i).padStart(2, '0')}`);
-    await seedExecutions(deploymentId, id, Object.fromEntries(names.map((n) => [n, 'queued' as const])));
+    const { id, deploymentId } = await queuedDeployment('Expanding', 'exp', 30);
     const lease = await deployments.acquireLease(
       deploymentId,
       'expand',
@@ -641,11 +645,7 @@ describe('cancel while the expansion still runs', () => {
     expect(lease.ok).toBe(true);
     await deployments.end(deploymentId, { status: 'canceled' }, Date.now());
     const deps = { executions, deployments, shadows, tuning: { ...defaultTuning, concurrency: 4 } };
-    const current = async () => {
-      const found = await deployments.get(deploymentId);
-      if (!found) throw new Error('deployment gone');
-      return found;
-    };
+    const current = () => deploymentNow(deploymentId);
 
     expect(
       await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 100),
