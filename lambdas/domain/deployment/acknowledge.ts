@@ -6,6 +6,7 @@ import {
   executionStates,
   isAllowedTransition,
   isForward,
+  isInProgress,
   isTerminal,
 } from './states.ts';
 
@@ -156,7 +157,11 @@ export interface ForwardReport {
   readonly attempt: number;
   /** The stored order key must be absent or lower (otherwise: duplicate or stale). */
   readonly order: number;
-  /** The stored state must be one of these: not terminal, behind `to`. */
+  /**
+   * The stored state must be one of these: not terminal, behind `to`, or `to` itself when only a
+   * device's report leads into it (a progress report: `decideReport` keeps the state and records
+   * the report, which is the same write).
+   */
   readonly from: readonly ExecutionState[];
   readonly to: ExecutionState;
   /**
@@ -171,13 +176,25 @@ export interface ForwardReport {
   readonly changes: { readonly reportOrder: number; readonly reportedAt: number };
 }
 
+/**
+ * The in-progress states only a device's report leads into (`notified` is the fan-out's): an
+ * execution in one of them got there for the device's reason, so a further report in the same
+ * state (progress) writes the same record as a move into it would.
+ */
+function reachedByReports(state: ExecutionState): boolean {
+  return isInProgress(state) && state !== 'notified';
+}
+
 export function forwardReport(report: DeviceReport): ForwardReport | undefined {
   const { ota } = report;
   if (ota.deploymentId === undefined || ota.state === 'idle' || ota.state === 'canceled') return undefined;
   const claimsSuccess = ota.state === 'succeeded' || ota.state === 'skipped';
   // Without an installed update a success claim waits in `applying` whatever the execution's update.
   const to: ExecutionState = claimsSuccess && !ota.installedUpdateId ? 'applying' : ota.state;
-  const from = executionStates.filter((state) => isForward(state, to) && isAllowedTransition(state, to));
+  const from = executionStates.filter(
+    (state) =>
+      (isForward(state, to) && isAllowedTransition(state, to)) || (state === to && reachedByReports(to)),
+  );
   if (from.length === 0) return undefined;
   return {
     deploymentId: ota.deploymentId,

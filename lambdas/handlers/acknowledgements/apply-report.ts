@@ -234,9 +234,13 @@ async function applyToExecution(
     const { current } = written.error;
     return current && settleReport(deps, current, ota, report, now);
   }
-  // The same decision the read path makes on the execution as it was (forwardReport's contract).
+  // The same decision the read path makes on the execution as it was (forwardReport's contract):
+  // a move to `to`, or progress in it.
   const decision = decideReport(written.value, { ota, reportedAt: report.reportedAt });
-  if (decision.kind !== 'transition' || decision.transition.to !== forward.to)
-    throw new Error(`bug: a forward report to ${forward.to} was decided ${decision.kind} on its execution`);
+  if (decision.kind !== 'transition' && decision.kind !== 'progress')
+    throw new Error(`bug: a report for ${forward.to} was decided ${decision.kind} on its execution`);
+  const reached = decision.kind === 'transition' ? decision.transition.to : decision.state;
+  if (reached !== forward.to)
+    throw new Error(`bug: a report for ${forward.to} was decided to reach ${reached}`);
   return { decision, execution: { ...written.value, ...decision.next } };
 }

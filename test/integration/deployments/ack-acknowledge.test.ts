@@ -369,6 +369,24 @@ describe('acknowledgement Lambda behind the device report rule', () => {
     expect(late.outcome).toMatchObject({ kind: 'stale' });
     expect(late.commands).toEqual(['UpdateItemCommand']);
 
+    // Progress in the state the device is in costs one write too.
+    const other = await device();
+    const again2 = await sendDeployment(other.thingName);
+    const otherJob = await work(other);
+    holding = false;
+    await other.downloading(otherJob);
+    await flushRules();
+    hold();
+    await other.downloading(otherJob, { progress: { step: 0, bytes: 512, totalBytes: 1024 } });
+    await flushRules();
+    const progress = await commandsOf(events[0]);
+    expect(progress.outcome).toMatchObject({ kind: 'progress', state: 'downloading' });
+    expect(progress.commands).toEqual(['UpdateItemCommand']);
+    expect(await mustGet(again2, other.thingName)).toMatchObject({
+      state: 'downloading',
+      progress: { bytes: 512 },
+    });
+
     expect(await mustGet(deploymentId, d.thingName)).toMatchObject({
       state: 'succeeded',
       reason: 'device_report',

@@ -323,20 +323,42 @@ describe('a report that needs no read first (forwardReport)', () => {
             const e = execution(from, variant);
             if (!holds(precondition, e)) continue;
             checked++;
+            const next = {
+              ...e,
+              ...precondition.changes,
+              notifiedAt: e.notifiedAt ?? precondition.changes.reportedAt,
+              state: precondition.to,
+            };
+            // In its own state, a report is progress: the same record (and the stored reason is
+            // the device's already, as only its reports lead into these states).
+            if (e.state === precondition.to) {
+              expect(decideReport(e, r)).toMatchObject({ kind: 'progress', state: precondition.to, next });
+              continue;
+            }
             expect(decideReport(e, r)).toEqual({
               kind: 'transition',
               transition: { from, to: precondition.to, reason: 'device_report' },
-              next: {
-                ...e,
-                ...precondition.changes,
-                notifiedAt: e.notifiedAt ?? precondition.changes.reportedAt,
-                state: precondition.to,
-              },
+              next,
             });
           }
       }
     // Enough combinations to mean something: every reported state that has a fast path, from several states.
     expect(checked).toBeGreaterThan(100);
+  });
+
+  it('covers progress in the state a device report led into, never a device going back or the fan-out’s notified', () => {
+    expect(forwardReport(report({ state: 'installing' }))?.from).toEqual([
+      'queued',
+      'notified',
+      'downloading',
+      'installing',
+    ]);
+    expect(forwardReport(report({ state: 'downloading' }))?.from).toEqual([
+      'queued',
+      'notified',
+      'downloading',
+    ]);
+    expect(forwardReport(report({ state: 'failed' }))?.from).not.toContain('failed');
   });
 
   it('offers no fast path where the outcome depends on more than its conditions', () => {
@@ -354,6 +376,6 @@ describe('a report that needs no read first (forwardReport)', () => {
     const unnamed = forwardReport(report({ state: 'succeeded' }));
     expect(unnamed?.to).toBe('applying');
     expect(unnamed?.updateId).toBeUndefined();
-    expect(unnamed?.from).toEqual(['queued', 'notified', 'downloading', 'installing']);
+    expect(unnamed?.from).toEqual(['queued', 'notified', 'downloading', 'installing', 'applying']);
   });
 });
