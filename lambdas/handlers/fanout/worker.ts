@@ -5,7 +5,7 @@
  * batch is due soon; otherwise the scheduler resumes it.
  */
 import { randomUUID } from 'node:crypto';
-import { type DeploymentRecord, EXPAND_LANE } from '../../adapters/deployment-store.ts';
+import { type DeploymentRecord, EXPAND_LANE, isActiveStatus } from '../../adapters/deployment-store.ts';
 import type { FanoutDeps, FanoutEvent, TimeBudget } from './deps.ts';
 import { compatibilityOf } from './desired.ts';
 import { decodeExpansionCursor, encodeExpansionCursor, expandOnePage } from './expand.ts';
@@ -78,6 +78,10 @@ async function expand(
         if (!saved.ok) return { kind: 'skipped', reason: saved.error.code };
         if (!step.next) break;
         cursor = step.next;
+        // A deployment canceled while it expands stops here: its cancel walks the rows written.
+        const current = await deps.deployments.get(id);
+        if (!current || !isActiveStatus(current.status))
+          return { kind: 'skipped', reason: `deployment is ${current?.status ?? 'gone'}` };
       }
     }
     const rolling = await deps.deployments.setStatus(id, 'rolling_out', deps.now());

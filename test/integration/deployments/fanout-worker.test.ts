@@ -99,6 +99,36 @@ describe('fan-out worker: expansion', () => {
   });
 });
 
+describe('fan-out worker: expansion of a canceled deployment', () => {
+  it('stops expanding after the page during which the deployment was canceled', async () => {
+    const { deps, iotClient } = rig({ groupPageSize: 3 });
+    const members = things('grp-c', 9);
+    await registerGroup(iotClient, 'fanout-group-c', members);
+    const deployment = await createDeployment(doc, tables, { target: { thingGroups: ['fanout-group-c'] } });
+    let pages = 0;
+    const canceling: FanoutDeps = {
+      ...deps,
+      registry: {
+        async listThingsInGroup(group, nextToken) {
+          const page = await deps.registry.listThingsInGroup(group, nextToken);
+          if (++pages === 1)
+            await deps.deployments.end(deployment.deploymentId, { status: 'canceled' }, Date.now());
+          return page;
+        },
+      },
+    };
+
+    const outcome = await makeFanoutWorker(canceling)(
+      { deploymentId: deployment.deploymentId },
+      budget(30_000),
+    );
+
+    expect(outcome).toMatchObject({ kind: 'skipped', reason: 'deployment is canceled' });
+    expect(pages).toBe(1);
+    expect(await executionsOf(doc, tables, deployment.deploymentId)).toHaveLength(3);
+  });
+});
+
 describe('fan-out worker: notification', () => {
   it('resumes after a crash and after running out of time: every device notified once, one identical desired document', async () => {
     // Small batches, one at a time: a 120 ms budget then runs out long before 40 devices are done.
