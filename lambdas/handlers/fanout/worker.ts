@@ -79,6 +79,8 @@ async function expand(
         if (!step.next) break;
         cursor = step.next;
         // A deployment canceled while it expands stops here: its cancel walks the rows written.
+        // The lane stays undone, which is final: a canceled deployment is never reopened, and an
+        // aborted one was rolling out (abort needs finished devices), so it had expanded.
         const current = await deps.deployments.get(id);
         if (!current || !isActiveStatus(current.status))
           return { kind: 'skipped', reason: `deployment is ${current?.status ?? 'gone'}` };
