@@ -179,6 +179,14 @@ export function deploymentStateKey(
  */
 export type StateSelector = ExecutionState | 'in_progress' | 'requeued' | 'in_flight';
 
+/**
+ * Where a walk of the table's own partition (`queued`, `succeeded`) continues after `thingName`:
+ * the cursor a lane or a cancel keeps as a thing name.
+ */
+export function afterThing(deploymentId: string, thingName: string): PagePosition {
+  return { part: 0, key: { deploymentId, thingName } };
+}
+
 /** Where a selector's executions are: index partitions in walk order (or the table's), and the state filter. */
 interface StateScan {
   /** Index partitions; undefined: the table's own partition of the deployment. */

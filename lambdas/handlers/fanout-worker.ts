@@ -100,7 +100,7 @@ export function fanoutDepsFromConfig(
       updatesTableName: config.updatesTable,
     }),
     executions: makeExecutionStore({ db, tableName: config.executionsTable }),
-    reads: makeFanoutReads({ db, executionsTable: config.executionsTable, fleetTable: config.fleetTable }),
+    reads: makeFanoutReads({ db, fleetTable: config.fleetTable }),
     fleet: makeFleetStore({ db, tableName: config.fleetTable }),
     registry: makeThingRegistry({ iot: clients.iot ?? new IoTClient({}) }),
     shadows: makeShadowWriter({ iotData, ...overrides.shadowWriter }),

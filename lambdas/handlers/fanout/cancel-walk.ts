@@ -12,7 +12,7 @@ import {
   EXPAND_LANE,
   type FanoutLane,
 } from '../../adapters/deployment-store.ts';
-import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
+import { afterThing, type ExecutionRecord, type ExecutionStore } from '../../adapters/execution-store.ts';
 import type { PagePosition } from '../../adapters/page-token.ts';
 
 export interface CancelWalkDeps {
@@ -32,11 +32,6 @@ export interface CancelWalkLimits {
 const PAGE = 100;
 
 /**
- * Hands `each` the unfinished executions of `deployment`, page by page; `each` answers how many
- * it acted on. Stops early when the budget is spent or `stopAt` has come; returns whether work
- * may be left.
- */
-/**
  * Whether the table's queued first attempts of an ended deployment are final: its expansion
  * finished, or its lease ran out (an ended deployment's lane cannot be taken again). Until then
  * an expansion that began before the cancel may still write rows anywhere in thing-name order,
@@ -47,6 +42,11 @@ function rowsFinal(fanout: Readonly<Record<string, FanoutLane>>, now: number): b
   return expansion?.done === true || (expansion?.leaseUntil ?? 0) < now;
 }
 
+/**
+ * Hands `each` the unfinished executions of `deployment`, page by page; `each` answers how many
+ * it acted on. Stops early when the budget is spent or `stopAt` has come; returns whether work
+ * may be left.
+ */
 export async function walkUnfinished(
   deps: CancelWalkDeps,
   deployment: {
@@ -60,39 +60,40 @@ export async function walkUnfinished(
   const id = deployment.deploymentId;
   let left = limits.budget ?? Number.POSITIVE_INFINITY;
   const due = (): boolean => left <= 0 || (limits.stopAt !== undefined && deps.now() >= limits.stopAt);
-  const final = rowsFinal(deployment.fanout, deps.now());
+  /** Walks `selector` from `start` to its end; false when the budget or the time ran out first. */
+  const walk = async (
+    selector: 'queued' | 'in_flight',
+    start: PagePosition | undefined,
+    afterPage: (next: PagePosition | undefined) => Promise<void> = async () => {},
+  ): Promise<boolean> => {
+    let position = start;
+    do {
+      if (due()) return false;
+      const page = await deps.executions.queryByState(id, selector, {
+        limit: Math.min(left, PAGE),
+        ...(position ? { exclusiveStartKey: position } : {}),
+      });
+      // Retried devices waiting are the `requeued` partition's, walked second.
+      left -= await each(selector === 'queued' ? page.items.filter((e) => e.attempt === 1) : page.items);
+      position = page.lastEvaluatedKey;
+      await afterPage(position);
+    } while (position);
+    return true;
+  };
 
+  const final = rowsFinal(deployment.fanout, deps.now());
   if (!(final && deployment.cancelWalk?.done)) {
     const cursor = final ? deployment.cancelWalk?.cursor : undefined;
-    let start: PagePosition | undefined =
-      cursor === undefined ? undefined : { part: 0, key: { deploymentId: id, thingName: cursor } };
-    do {
-      if (due()) return { remaining: true };
-      const page = await deps.executions.queryByState(id, 'queued', {
-        limit: Math.min(left, PAGE),
-        ...(start ? { exclusiveStartKey: start } : {}),
-      });
-      // Retried devices are the `requeued` partition's, walked next.
-      left -= await each(page.items.filter((e) => e.attempt === 1));
-      start = page.lastEvaluatedKey;
-      const passed = start?.key?.thingName;
-      if (final)
-        await deps.deployments.saveCancelWalk(
-          id,
-          passed === undefined ? { done: true } : { cursor: passed, done: false },
-        );
-    } while (start);
+    const saveProgress = async (next: PagePosition | undefined): Promise<void> => {
+      if (!final) return;
+      const passed = next?.key?.thingName;
+      await deps.deployments.saveCancelWalk(
+        id,
+        passed === undefined ? { done: true } : { cursor: passed, done: false },
+      );
+    };
+    if (!(await walk('queued', cursor === undefined ? undefined : afterThing(id, cursor), saveProgress)))
+      return { remaining: true };
   }
-
-  let start: PagePosition | undefined;
-  do {
-    if (due()) return { remaining: true };
-    const page = await deps.executions.queryByState(id, 'in_flight', {
-      limit: Math.min(left, PAGE),
-      ...(start ? { exclusiveStartKey: start } : {}),
-    });
-    left -= await each(page.items);
-    start = page.lastEvaluatedKey;
-  } while (start);
-  return { remaining: false };
+  return { remaining: !(await walk('in_flight', undefined)) };
 }

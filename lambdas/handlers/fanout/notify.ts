@@ -6,7 +6,7 @@
  * one); no device is ever marked notified without having been sent the document.
  */
 import { activeDeploymentStatuses, type DeploymentRecord } from '../../adapters/deployment-store.ts';
-import type { ExecutionRecord } from '../../adapters/execution-store.ts';
+import { afterThing, type ExecutionRecord } from '../../adapters/execution-store.ts';
 import {
   type DesiredDocument,
   isTerminal,
@@ -226,17 +226,19 @@ async function refill(
   walk: Walk,
 ): Promise<void> {
   if (!walk.walked) {
-    const page = await deps.reads.queuedAfter(
-      deployment.deploymentId,
+    // The table, strongly consistent: a device the walk has just notified is never read as queued again.
+    const id = deployment.deploymentId;
+    const page = await deps.executions.queryByState(id, 'queued', {
+      limit: deps.tuning.scanPage,
       shard,
-      walk.cursor,
-      deps.tuning.scanPage,
-    );
+      ...(walk.cursor !== undefined ? { exclusiveStartKey: afterThing(id, walk.cursor) } : {}),
+    });
+    const lastThingName = page.lastEvaluatedKey?.key?.thingName;
     walk.buffer = [...page.items];
-    walk.pageEnd = page.lastThingName;
-    walk.walked = page.exhausted;
+    walk.pageEnd = lastThingName;
+    walk.walked = page.lastEvaluatedKey === undefined;
     walk.fromTail = false;
-    if (walk.buffer.length === 0 && page.lastThingName) walk.cursor = page.lastThingName;
+    if (walk.buffer.length === 0 && lastThingName) walk.cursor = lastThingName;
     return;
   }
   // Retried devices were re-queued behind the cursor. The index lags its table, so each candidate
