@@ -188,29 +188,30 @@ interface PricedFigures {
   readonly dynamoDbWriteUnits: number;
   readonly dynamoDbReadRequests: number;
   readonly lambdaInvocations: number;
+  /** Billed duration × memory, per device: ms × GB. */
+  readonly lambdaGbMs: number;
 }
 
-/** The cost per million device updates by what it pays for (USD), both phases together. */
-function costByKind(
-  phases: readonly PricedFigures[],
-  billedMs: { readonly fanout: number; readonly acknowledgement: number },
-): Record<string, number> {
-  const sum = (pick: (f: PricedFigures) => number) => phases.reduce((total, f) => total + pick(f), 0);
-  const iot =
-    sum((f) => f.shadowOps) * prices.shadowOpPerMillion +
-    sum((f) => f.messages) * prices.messagePerMillion +
-    sum((f) => f.ruleTriggers) * prices.ruleTriggerPerMillion +
-    sum((f) => f.ruleActions) * prices.ruleActionPerMillion;
-  const gbMs =
-    billedMs.fanout * memoryGbOf('fanoutWorker') + billedMs.acknowledgement * memoryGbOf('acknowledge');
+type CostByKind = Readonly<
+  Record<'iot' | 'dynamoDbWrites' | 'dynamoDbReads' | 'lambdaRequests' | 'lambdaDuration', number>
+>;
+
+/** The cost per million device updates of per-device figures, by what it pays for (USD). */
+function costOf(f: PricedFigures): CostByKind {
   return {
-    iot: round(iot, 2),
-    dynamoDbWrites: round(sum((f) => f.dynamoDbWriteUnits) * prices.dynamoDbWritePerMillion, 2),
-    dynamoDbReads: round(sum((f) => f.dynamoDbReadRequests) * prices.dynamoDbReadPerMillion, 2),
-    lambdaRequests: round(sum((f) => f.lambdaInvocations) * prices.lambdaRequestPerMillion, 2),
-    lambdaDuration: round((gbMs / 1000) * prices.lambdaGbSecond * 1e6, 2),
+    iot:
+      f.shadowOps * prices.shadowOpPerMillion +
+      f.messages * prices.messagePerMillion +
+      f.ruleTriggers * prices.ruleTriggerPerMillion +
+      f.ruleActions * prices.ruleActionPerMillion,
+    dynamoDbWrites: f.dynamoDbWriteUnits * prices.dynamoDbWritePerMillion,
+    dynamoDbReads: f.dynamoDbReadRequests * prices.dynamoDbReadPerMillion,
+    lambdaRequests: f.lambdaInvocations * prices.lambdaRequestPerMillion,
+    lambdaDuration: (f.lambdaGbMs / 1000) * prices.lambdaGbSecond * 1e6,
   };
 }
+
+const totalCost = (cost: CostByKind): number => Object.values(cost).reduce((sum, usd) => sum + usd, 0);
 
 /** Requests a phase sent (every command counted, not the derived `#` tallies). */
 function requestTotal(counts: Counts): number {
@@ -738,26 +739,6 @@ async function run(): Promise<BenchmarkOutcome> {
     const lambdaDurationPerDeviceMs = handlerWallMs / settings.devices;
     const ackLambdaDurationPerDeviceMs = ack.lambdaWallMs / settings.devices;
     const ackCpuMsPerDevice = ack.cpuMs / settings.devices;
-    const costPerMillion = (figures: {
-      shadowOps: number;
-      messages: number;
-      ruleTriggers: number;
-      ruleActions: number;
-      dynamoDbWriteUnits: number;
-      dynamoDbReadRequests: number;
-      lambdaInvocations: number;
-      /** Billed duration × memory: ms × GB. */
-      lambdaGbMs: number;
-    }): number =>
-      figures.shadowOps * prices.shadowOpPerMillion +
-      figures.messages * prices.messagePerMillion +
-      figures.ruleTriggers * prices.ruleTriggerPerMillion +
-      figures.ruleActions * prices.ruleActionPerMillion +
-      figures.dynamoDbWriteUnits * prices.dynamoDbWritePerMillion +
-      figures.dynamoDbReadRequests * prices.dynamoDbReadPerMillion +
-      figures.lambdaInvocations * prices.lambdaRequestPerMillion +
-      // Lambda duration: wall time (billed) at each function's memory size as the stack deploys it.
-      (figures.lambdaGbMs / 1000) * prices.lambdaGbSecond * 1e6;
     // One worker per shard, each bound by its CPU: what the shards sustain in AWS (each its own
     // Lambda, whose CPU share is its memory over the 1,769 MB of one vCPU).
     const projectedPerSecond = Math.min(
@@ -773,23 +754,31 @@ async function run(): Promise<BenchmarkOutcome> {
         ackCpuMsPerDevice / vcpuShareOf('acknowledge') +
         perDevice(requestTotal(ack.counts)) * AWAITED_REQUEST_MS,
     };
-    const fanoutCost = costPerMillion({
+    const fanoutCosts = costOf({
       ...fanout,
       lambdaGbMs: billedMsPerDevice.fanout * memoryGbOf('fanoutWorker'),
     });
     // The acknowledge and counters-stream functions have the same memory size (checked at load).
-    const acknowledgementCost = costPerMillion({
+    const acknowledgementCosts = costOf({
       ...acknowledgement,
       lambdaGbMs: billedMsPerDevice.acknowledgement * memoryGbOf('acknowledge'),
     });
+    const fanoutCost = totalCost(fanoutCosts);
+    const acknowledgementCost = totalCost(acknowledgementCosts);
+    const costByKind = Object.fromEntries(
+      Object.entries(fanoutCosts).map(([kind, usd]) => [
+        kind,
+        round(usd + acknowledgementCosts[kind as keyof CostByKind], 2),
+      ]),
+    );
     // The same at the local stack's wall time: an upper bound (workers queue for 2 shared cores).
-    const durationCostAt = (fanoutMs: number, ackMs: number): number =>
-      ((fanoutMs * memoryGbOf('fanoutWorker') + ackMs * memoryGbOf('acknowledge')) / 1000) *
-      prices.lambdaGbSecond *
-      1e6;
     const localWallDurationExtra =
-      durationCostAt(lambdaDurationPerDeviceMs, ackLambdaDurationPerDeviceMs) -
-      durationCostAt(billedMsPerDevice.fanout, billedMsPerDevice.acknowledgement);
+      costOf({ ...fanout, lambdaGbMs: lambdaDurationPerDeviceMs * memoryGbOf('fanoutWorker') })
+        .lambdaDuration +
+      costOf({ ...acknowledgement, lambdaGbMs: ackLambdaDurationPerDeviceMs * memoryGbOf('acknowledge') })
+        .lambdaDuration -
+      fanoutCosts.lambdaDuration -
+      acknowledgementCosts.lambdaDuration;
     const total = {
       shadowOps: round(fanout.shadowOps + acknowledgement.shadowOps),
       messages: round(fanout.messages + acknowledgement.messages),
@@ -835,7 +824,7 @@ async function run(): Promise<BenchmarkOutcome> {
         fanoutMeasured: round(fanoutCost, 2),
         acknowledgementMeasured: round(acknowledgementCost, 2),
         total: round(fanoutCost + acknowledgementCost, 2),
-        byKind: costByKind([fanout, acknowledgement], billedMsPerDevice),
+        byKind: costByKind,
         totalWithLocalWallDuration: round(fanoutCost + acknowledgementCost + localWallDurationExtra, 2),
         awsIotJobsForComparison: 3000,
       },

@@ -99,8 +99,8 @@ export interface DeploymentRecord {
 
 /**
  * The cancel's walk of a deployment's queued first attempts, in thing-name order: the last
- * thing passed, and whether the walk reached the end. Rows are never added behind it (the
- * expansion is over before a rollout), so one forward walk meets each once.
+ * thing passed, and whether the walk reached the end. It is saved only once no expansion can add
+ * rows (walkUnfinished's `rowsFinal`), so one forward walk meets each once.
  */
 export interface CancelWalk {
   readonly cursor?: string;
