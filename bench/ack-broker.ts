@@ -5,15 +5,21 @@
  * the broker's own work stays here. The devices are simulated here too, through the in-process
  * shadow service (no MQTT connections), and this process counts what AWS would meter on their side.
  *
- * IPC: sends `{ type: 'ready', endpoints }`; sends `{ type: 'invoke', id, event }` per rule action
- * and expects `{ type: 'invoked', id, error? }`; answers `{ type: 'report', things, stage }` (each thing's
- * `downloading` or `succeeded` report) with `{ type: 'reported' }`, `{ type: 'settle' }` (rule actions idle) with
- * `{ type: 'settled' }`, `{ type: 'counts' }` with `{ type: 'counts', counts }`; stops on `stop`.
+ * Both of the service's device-facing rules run here: the acknowledgement rule and the download
+ * rule, whose Lambda action (the real download authorizer, in the parent) answers each device's
+ * download request through the data plane, as in AWS.
+ *
+ * IPC: sends `{ type: 'ready', endpoints }`; sends `{ type: 'invoke', id, function, event }` per rule
+ * action and expects `{ type: 'invoked', id, error? }`; answers `{ type: 'report', things, stage }` (each
+ * thing's `downloading` report and download request, or its `succeeded` report) with `{ type: 'reported' }`,
+ * `{ type: 'settle' }` (rule actions idle) with `{ type: 'settled' }`, `{ type: 'counts' }` with
+ * `{ type: 'counts', counts }`; stops on `stop`.
  */
 import { desiredFromDelta } from '../agent/desired.ts';
 import { buildReportedOta, terminalReport } from '../agent/report.ts';
-import { topicRules } from '../lambdas/definitions/rules.ts';
+import { downloadTopics, topicRules } from '../lambdas/definitions/rules.ts';
 import type { UpdateId } from '../lambdas/domain/manifest/index.ts';
+import { sampleDeviceCompatibility } from '../local/demo/sample-update.ts';
 import { startLocalIotCore } from '../local/iot/index.ts';
 
 export type BrokerRequest =
@@ -25,6 +31,22 @@ export type BrokerRequest =
 
 /** What the simulated devices and the rules engine did, as AWS would meter it. */
 export interface DeviceSideCounts {
+  /**
+   * Shadow operations as AWS meters them: each request in 1 KB units of its document (ADR 0060),
+   * device reports and GETs alike.
+   */
+  deviceShadowOpUnits: number;
+  /** Every message below as AWS meters it: in 5 KB units of payload plus topic. */
+  messageUnits: number;
+  /** Download requests devices published (`ota/things/<thing>/downloads/request`). */
+  downloadRequests: number;
+  /** Download answers delivered to devices (`accepted` or `rejected`), published by the authorizer. */
+  downloadAnswersToDevices: number;
+  /** Of those, `rejected` ones: the benchmark expects none. */
+  downloadRejections: number;
+  /** Messages on the download rule's topic (each a rule triggered) and its actions run. */
+  downloadRuleTriggers: number;
+  downloadRuleActions: number;
   /** GetThingShadow by devices (the agent reads the document when a delta is not a whole document, ADR 0050). */
   deviceShadowGets: number;
   /** UpdateThingShadow by devices (their reports). */
@@ -46,6 +68,13 @@ export interface DeviceSideCounts {
 }
 
 const counts: DeviceSideCounts = {
+  deviceShadowOpUnits: 0,
+  messageUnits: 0,
+  downloadRequests: 0,
+  downloadAnswersToDevices: 0,
+  downloadRejections: 0,
+  downloadRuleTriggers: 0,
+  downloadRuleActions: 0,
   deviceShadowGets: 0,
   deviceShadowUpdates: 0,
   messagesFromDevices: 0,
@@ -56,25 +85,48 @@ const counts: DeviceSideCounts = {
   rejectedDeviceRequests: 0,
 };
 
-const acknowledgementRule = topicRules.find((rule) => rule.name === 'shadow_ota_acknowledgements');
-if (!acknowledgementRule) throw new Error('the acknowledgement rule is not defined');
-// Deltas reach the simulated devices through the rules engine instead of 10,000 MQTT clients,
-// and every message on the acknowledgement rule's topic is counted: bench-only rules, not billed.
-const deltaCounter = {
-  name: 'bench_deliver_deltas',
-  sql: "SELECT *, topic(3) AS thingName FROM '$aws/things/+/shadow/name/ota/update/delta'",
-  awsIotSqlVersion: '2016-03-23',
-  actions: [{ lambda: { function: 'benchDeliverDelta' } }],
-} as const;
-const acknowledgementTopic = /FROM '([^']+)'/.exec(acknowledgementRule.sql)?.[1];
-if (!acknowledgementTopic) throw new Error('the acknowledgement rule has no topic');
-// Every message on the rule's topic is a trigger to AWS, whether or not its WHERE holds.
-const triggerCounter = {
-  name: 'bench_count_acknowledgement_triggers',
-  sql: `SELECT * FROM '${acknowledgementTopic}'`,
-  awsIotSqlVersion: '2016-03-23',
-  actions: [{ lambda: { function: 'benchCountTriggers' } }],
-} as const;
+const ruleNamed = (name: string) => {
+  const rule = topicRules.find((r) => r.name === name);
+  if (!rule) throw new Error(`the ${name} rule is not defined`);
+  return rule;
+};
+const acknowledgementRule = ruleNamed('shadow_ota_acknowledgements');
+const downloadRule = ruleNamed('shadow_ota_download_requests');
+const topicOf = (rule: { sql: string }): string => {
+  const topic = /FROM '([^']+)'/.exec(rule.sql)?.[1];
+  if (!topic) throw new Error(`rule has no topic: ${rule.sql}`);
+  return topic;
+};
+
+/** AWS meters a shadow operation per 1 KB of its document, a message per 5 KB of payload and topic. */
+const SHADOW_OP_UNIT_BYTES = 1024;
+const MESSAGE_UNIT_BYTES = 5 * 1024;
+const unitsOf = (bytes: number, unit: number): number => Math.max(1, Math.ceil(bytes / unit));
+const meterMessage = (topic: string, payloadBytes: number): void => {
+  counts.messageUnits += unitsOf(Buffer.byteLength(topic) + payloadBytes, MESSAGE_UNIT_BYTES);
+};
+/** A message's payload size from the event a `SELECT *, topic() AS benchTopic, ...` rule received. */
+function deliveredBytes(event: Record<string, unknown>): { topic: string; bytes: number } {
+  const { benchTopic, thingName: _thing, ...payload } = event;
+  return { topic: String(benchTopic), bytes: Buffer.byteLength(JSON.stringify(payload)) };
+}
+
+// Messages delivered to the simulated devices are seen through the rules engine instead of 10,000
+// MQTT clients, and every message on a service rule's topic is counted: bench-only rules, not billed.
+const benchRule = (name: string, topic: string, fn: string) =>
+  ({
+    name,
+    sql: `SELECT *, topic() AS benchTopic, topic(3) AS thingName FROM '${topic}'`,
+    awsIotSqlVersion: '2016-03-23',
+    actions: [{ lambda: { function: fn } }],
+  }) as const;
+const benchRules = [
+  benchRule('bench_deliver_deltas', '$aws/things/+/shadow/name/ota/update/delta', 'benchDeliverDelta'),
+  // Every message on a rule's topic is a trigger to AWS, whether or not its WHERE holds.
+  benchRule('bench_count_acknowledgement_triggers', topicOf(acknowledgementRule), 'benchCountAckTriggers'),
+  benchRule('bench_count_download_triggers', topicOf(downloadRule), 'benchCountDownloadTriggers'),
+  benchRule('bench_deliver_download_answers', 'ota/things/+/downloads/+', 'benchDeliverDownloadAnswer'),
+];
 
 /** The latest delta each device received (`state.ota` and the version), as the agent keeps it. */
 const deltas = new Map<string, { ota: unknown; version: number }>();
@@ -82,32 +134,47 @@ const deltas = new Map<string, { ota: unknown; version: number }>();
 function deliverDelta(event: unknown): void {
   counts.deltasToDevices++;
   const delta = event as { thingName?: string; version?: number; state?: { ota?: unknown } };
+  const { topic, bytes } = deliveredBytes(event as Record<string, unknown>);
+  meterMessage(topic, bytes);
   if (delta.thingName) deltas.set(delta.thingName, { ota: delta.state?.ota, version: delta.version ?? 0 });
+}
+
+/** The authorizer's answer reaching the device, which subscribes to its `accepted` and `rejected` topics. */
+function deliverDownloadAnswer(event: unknown): void {
+  const { topic, bytes } = deliveredBytes(event as Record<string, unknown>);
+  if (topic.endsWith('/downloads/request')) return;
+  counts.downloadAnswersToDevices++;
+  if (topic.endsWith('/downloads/rejected')) counts.downloadRejections++;
+  meterMessage(topic, bytes);
 }
 
 const waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
 let nextId = 0;
 
-function forwardToParent(event: unknown): Promise<void> {
-  counts.acknowledgementRuleActions++;
+function forwardToParent(fn: 'acknowledge' | 'downloadAuthorizer', event: unknown): Promise<void> {
+  if (fn === 'acknowledge') counts.acknowledgementRuleActions++;
+  else counts.downloadRuleActions++;
   const id = nextId++;
   return new Promise<void>((resolve, reject) => {
     waiting.set(id, { resolve, reject });
-    process.send?.({ type: 'invoke', id, event });
+    process.send?.({ type: 'invoke', id, function: fn, event });
   });
 }
 
 const iot = await startLocalIotCore({
-  rules: [acknowledgementRule, deltaCounter, triggerCounter],
+  rules: [acknowledgementRule, downloadRule, ...benchRules],
   resolveLambda: (name) => {
-    if (name === 'acknowledge') return forwardToParent;
+    if (name === 'acknowledge' || name === 'downloadAuthorizer')
+      return (event: unknown) => forwardToParent(name, event);
     if (name === 'benchDeliverDelta') return deliverDelta;
-    if (name === 'benchCountTriggers') return () => void counts.acknowledgementRuleTriggers++;
+    if (name === 'benchDeliverDownloadAnswer') return deliverDownloadAnswer;
+    if (name === 'benchCountAckTriggers') return () => void counts.acknowledgementRuleTriggers++;
+    if (name === 'benchCountDownloadTriggers') return () => void counts.downloadRuleTriggers++;
     return undefined;
   },
 });
 
-const compatibility = { manufacturer: 'contoso', model: 'toaster' };
+const compatibility = sampleDeviceCompatibility;
 const encode = (value: unknown): Uint8Array => Buffer.from(JSON.stringify(value));
 
 interface DesiredIds {
@@ -129,8 +196,14 @@ function readDesired(thingName: string): { ids: DesiredIds; version: number } | 
   }
   counts.deviceShadowGets++;
   counts.messagesFromDevices++;
+  const getTopic = `$aws/things/${thingName}/shadow/name/ota/get`;
+  meterMessage(getTopic, 2);
   const reply = iot.shadows.get({ thingName, shadowName: 'ota' }, encode({}));
   counts.repliesToDevices++;
+  const replyBytes = Buffer.byteLength(JSON.stringify(reply.body));
+  // A GET is metered by the document it returns.
+  counts.deviceShadowOpUnits += unitsOf(replyBytes, SHADOW_OP_UNIT_BYTES);
+  meterMessage(`${getTopic}/${reply.ok ? 'accepted' : 'rejected'}`, replyBytes);
   if (!reply.ok) {
     counts.rejectedDeviceRequests++;
     return undefined;
@@ -171,20 +244,27 @@ function reportAsDevice(
     ? { state: { ...reported, desired: { ota: null } }, version: device.version, clientToken: 'c' }
     : { state: reported, clientToken: 'c' };
   const payload = Buffer.from(JSON.stringify(request));
+  const topic = `$aws/things/${thingName}/shadow/name/ota/update`;
   counts.deviceShadowUpdates++;
+  counts.deviceShadowOpUnits += unitsOf(payload.length, SHADOW_OP_UNIT_BYTES);
   counts.messagesFromDevices++;
+  meterMessage(topic, payload.length);
   const reply = iot.shadows.update({ thingName, shadowName: 'ota' }, payload);
   if (reply.ok) {
     device.version++;
   } else {
     counts.rejectedDeviceRequests++;
     counts.repliesToDevices++;
+    meterMessage(`${topic}/rejected`, Buffer.byteLength(JSON.stringify(reply.body)));
   }
   iot.shadows.publishNotifications(reply);
-  iot.routeToRules(`$aws/things/${thingName}/shadow/name/ota/update`, payload, thingName);
+  iot.routeToRules(topic, payload, thingName);
 }
 
-/** The agent on the delta: takes the document (reading the shadow only if it must), reports `downloading` once. */
+/**
+ * The agent on the delta: takes the document (reading the shadow only if it must), reports
+ * `downloading` once, then asks for download authorization (agent/authorization.ts) for every file.
+ */
 function startDownload(thingName: string): void {
   const desired = readDesired(thingName);
   if (!desired) return;
@@ -196,6 +276,17 @@ function startDownload(thingName: string): void {
     buildReportedOta({ state: 'downloading', ...desired.ids, compatibility, progress: { step: 1 } }),
     false,
   );
+  requestDownload(thingName, device.ids.deploymentId);
+}
+
+/** A download-authorization request, as the agent publishes it: QoS 1, no files named (all of them). */
+function requestDownload(thingName: string, deploymentId: string): void {
+  const topic = downloadTopics.request(thingName);
+  const payload = encode({ clientToken: `${thingName}-1`, deploymentId });
+  counts.downloadRequests++;
+  counts.messagesFromDevices++;
+  meterMessage(topic, payload.length);
+  iot.routeToRules(topic, Buffer.from(payload), thingName);
 }
 
 /** The agent after installing: the terminal report, with the update it now runs, clearing desired. */

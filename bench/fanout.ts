@@ -26,10 +26,10 @@ import {
   IoTClient,
 } from '@aws-sdk/client-iot';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
-import { BatchWriteCommand, DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { makeDeploymentStore } from '../lambdas/adapters/deployment-store.ts';
 import type { FunctionInvoker } from '../lambdas/adapters/function-invoker.ts';
-import { updateItemKey } from '../lambdas/adapters/update-store.ts';
 import {
   type BackgroundFunctionId,
   backgroundFunctions,
@@ -42,26 +42,28 @@ import {
   fleetTable,
   updatesTable,
 } from '../lambdas/definitions/tables.ts';
-import { parseDeploymentRequest } from '../lambdas/domain/deployment/index.ts';
-import {
-  canonicalJson,
-  deriveUpdateManifest,
-  parseImportManifest,
-} from '../lambdas/domain/manifest/index.ts';
 import { acknowledgeDepsFromConfig, makeAcknowledge } from '../lambdas/handlers/acknowledge.ts';
+import type { Environment } from '../lambdas/handlers/config.ts';
 import { makeCountersStreamFromConfig } from '../lambdas/handlers/counters-stream.ts';
+import {
+  downloadAuthorizerConfigFromEnv,
+  makeDownloadAuthorizerFromConfig,
+} from '../lambdas/handlers/download-authorizer.ts';
 import { shardCountFor } from '../lambdas/handlers/fanout/sharding.ts';
 import { fanoutDepsFromConfig, makeFanoutWorker } from '../lambdas/handlers/fanout-worker.ts';
 import { recordingObservability } from '../lambdas/observability.ts';
+import { sampleDeviceCompatibility } from '../local/demo/sample-update.ts';
 import { startDynamoDbLocal } from '../local/dynamodb.ts';
 import type { LocalIotCoreEndpoints } from '../local/iot/index.ts';
 import { startStreamPoller } from '../local/streams.ts';
 import { ensureTable } from '../local/tables.ts';
 import type { BrokerRequest, DeviceSideCounts } from './ack-broker.ts';
 import type { Benchmark, BenchmarkOutcome } from './benchmark.ts';
+import { deploySampleUpdate } from './fanout-setup.ts';
 
 const settings = {
-  devices: 10_000,
+  // A smaller fleet only to try the benchmark out; results are for 10,000.
+  devices: Number(process.env.BENCH_FANOUT_DEVICES ?? 10_000),
   ratePerMinute: 240_000,
   accountCapPerSecond: 4000,
   registryConcurrency: 64,
@@ -94,9 +96,12 @@ const prices = {
   lambdaGbSecond: 0.0000166667,
 } as const;
 
+/** The functions the IoT Core process's rules invoke (their actions are forwarded here). */
+type RuleFunction = 'acknowledge' | 'downloadAuthorizer';
+
 type BrokerMessage =
   | { type: 'ready'; endpoints: LocalIotCoreEndpoints }
-  | { type: 'invoke'; id: number; event: unknown }
+  | { type: 'invoke'; id: number; function: RuleFunction; event: unknown }
   | { type: 'reported' }
   | { type: 'settled' }
   | { type: 'counts'; counts: DeviceSideCounts };
@@ -111,7 +116,7 @@ class IotProcess {
   ) {
     child.on('message', (message: BrokerMessage) => {
       if (message.type === 'invoke')
-        void this.onInvoke(message.event).then(
+        void this.onInvoke(message.function, message.event).then(
           () => child.send({ type: 'invoked', id: message.id }),
           (error: unknown) => child.send({ type: 'invoked', id: message.id, error: String(error) }),
         );
@@ -119,8 +124,8 @@ class IotProcess {
     });
   }
 
-  /** The rule's Lambda action: set by the benchmark before any rule can fire. */
-  onInvoke: (event: unknown) => Promise<unknown> = () => Promise.resolve();
+  /** A rule's Lambda action: set by the benchmark before any rule can fire. */
+  onInvoke: (fn: RuleFunction, event: unknown) => Promise<unknown> = () => Promise.resolve();
 
   static async start(): Promise<IotProcess> {
     const child = fork(join(dirname(fileURLToPath(import.meta.url)), 'ack-broker.ts'), [], {
@@ -218,9 +223,12 @@ function requestTotal(counts: Counts): number {
   return [...counts.entries()].filter(([name]) => !name.startsWith('#')).reduce((sum, [, n]) => sum + n, 0);
 }
 
-if (memoryGbOf('acknowledge') !== memoryGbOf('countersStream'))
+if (
+  memoryGbOf('acknowledge') !== memoryGbOf('countersStream') ||
+  memoryGbOf('acknowledge') !== memoryGbOf('downloadAuthorizer')
+)
   throw new Error(
-    'the acknowledgement side is priced at one memory size: keep acknowledge and countersStream equal',
+    'the device side is priced at one memory size: keep acknowledge, countersStream and downloadAuthorizer equal',
   );
 
 type Counts = Map<string, number>;
@@ -242,6 +250,13 @@ function countRequests(
     (next, context) => async (args) => {
       const name = context.commandName ?? 'unknown';
       bump(name, 1);
+      meterIotRequest(name, args.input, bump);
+      if (name === 'GetThingShadowCommand') {
+        // A GET is metered by the document it returns.
+        const result = (await next(args)) as { output?: { payload?: unknown } };
+        bump('#shadowOpUnits', unitsOf(byteLengthOf(result.output?.payload), SHADOW_OP_UNIT_BYTES));
+        return result;
+      }
       const writes = writeUnits(name, args.input);
       if (writes === 0) return next(args);
       bump('#dynamoDbWrites', writes);
@@ -261,6 +276,32 @@ function countRequests(
     },
     { step: 'initialize', name: 'benchCountRequests' },
   );
+}
+
+/** AWS meters a shadow operation per 1 KB of its document, a message per 5 KB of payload and topic. */
+const SHADOW_OP_UNIT_BYTES = 1024;
+const MESSAGE_UNIT_BYTES = 5 * 1024;
+const unitsOf = (bytes: number, unit: number): number => Math.max(1, Math.ceil(bytes / unit));
+const byteLengthOf = (payload: unknown): number =>
+  payload instanceof Uint8Array ? payload.length : Buffer.byteLength(String(payload ?? ''));
+
+/**
+ * The service's data-plane requests as AWS meters them: `#shadowOpUnits` (UpdateThingShadow by the
+ * size of its document) and `#messageUnits` (Publish by payload and topic; delivering it to the
+ * subscribed device is counted on the device side).
+ */
+function meterIotRequest(
+  command: string,
+  input: Record<string, unknown>,
+  bump: (key: string, by: number) => void,
+): void {
+  if (command === 'UpdateThingShadowCommand')
+    bump('#shadowOpUnits', unitsOf(byteLengthOf(input.payload), SHADOW_OP_UNIT_BYTES));
+  if (command === 'PublishCommand')
+    bump(
+      '#messageUnits',
+      unitsOf(byteLengthOf(input.payload) + byteLengthOf(input.topic), MESSAGE_UNIT_BYTES),
+    );
 }
 
 /** The table a write goes to (the first one, for a batch or a transaction): where its units go. */
@@ -316,8 +357,8 @@ async function knownFleet(
   table: string,
   things: readonly string[],
 ): Promise<void> {
-  const installedUpdateId = { provider: 'Contoso', name: 'Toaster', version: '1.0' };
-  const compatibility = { manufacturer: 'contoso', model: 'toaster' };
+  const installedUpdateId = { provider: 'Contoso', name: 'Demo-Gateway', version: '1.0' };
+  const compatibility = sampleDeviceCompatibility;
   const lastReportAt = Date.now() - 86_400_000;
   const batches = Array.from({ length: Math.ceil(things.length / 25) }, (_, i) =>
     things.slice(i * 25, i * 25 + 25),
@@ -331,33 +372,6 @@ async function knownFleet(
       pending = (out.UnprocessedItems?.[table] ?? []) as Record<string, unknown>[];
     }
   });
-}
-
-function manifestText(): string {
-  const updateId = { provider: 'Contoso', name: 'Toaster', version: '2.0' };
-  const parsed = parseImportManifest({
-    updateId,
-    isDeployable: true,
-    compatibility: [{ manufacturer: 'contoso', model: 'toaster' }],
-    instructions: {
-      steps: [
-        { handler: 'microsoft/script:1', files: ['fw.bin'], handlerProperties: { installedCriteria: '2.0' } },
-      ],
-    },
-    files: [
-      {
-        filename: 'fw.bin',
-        sizeInBytes: 2,
-        hashes: { sha256: 'Z/2MmMvsXvYmXs/I3nbzNfUA8TCLoNoHuj0lG1ws9Pk=' },
-      },
-    ],
-    createdDateTime: '2026-11-01T10:00:00Z',
-    manifestVersion: '5.0',
-  });
-  if (!parsed.ok) throw new Error(`bench manifest invalid: ${JSON.stringify(parsed.error)}`);
-  const derived = deriveUpdateManifest(parsed.value);
-  if (!derived.ok) throw new Error('bench manifest not derivable');
-  return canonicalJson(derived.value);
 }
 
 const round = (value: number, digits = 3): number => Number(value.toFixed(digits));
@@ -391,6 +405,26 @@ function limitConcurrency(limit: number): {
     busy: () => running + queue.length,
   };
 }
+
+/**
+ * The S3 client the authorizer presigns with. In Lambda that is the function role's temporary
+ * credentials, whose session token every presigned URL carries (X-Amz-Security-Token), so the
+ * answer a device receives is as long as in AWS only with a token of that length. Presigning
+ * sends no request: the key is never used against a server.
+ */
+function presigningS3(region: string): S3Client {
+  return new S3Client({
+    region,
+    credentials: {
+      accessKeyId: 'ASIABENCHAUTHORIZER0',
+      secretAccessKey: 'bench-authorizer-secret-access-key-0000',
+      sessionToken: 'T'.repeat(LAMBDA_SESSION_TOKEN_CHARS),
+    },
+  });
+}
+
+/** A Lambda role session token's length in characters (they run to about 1,000–1,300): an assumption. */
+const LAMBDA_SESSION_TOKEN_CHARS = 1100;
 
 /** Sends the devices' reports in chunks, no faster than the acknowledgements keep up. */
 async function reportInChunks(
@@ -428,6 +462,8 @@ interface AcknowledgementRun {
   readonly lambdaWallMs: number;
   readonly acknowledgeInvocations: number;
   readonly acknowledgeInvocationsForFanoutDocuments: number;
+  readonly authorizerInvocations: number;
+  readonly authorizerAnswers: Record<string, number>;
   readonly counterBatches: number;
   readonly outcomes: Record<string, number>;
   readonly counts: Counts;
@@ -448,6 +484,8 @@ async function measureAcknowledgements(input: {
   readonly aws: { region: string; credentials: { accessKeyId: string; secretAccessKey: string } };
   readonly ddbEndpoint: string;
   readonly concurrency: number;
+  /** The functions' environment (tables, bucket, role) as the deployment was made with. */
+  readonly environment: Environment;
 }): Promise<AcknowledgementRun> {
   const { iotCore, aws, tables } = input;
   const counts: Counts = new Map();
@@ -464,6 +502,11 @@ async function measureAcknowledgements(input: {
       recordingObservability(),
     ),
   );
+  const authorize = makeDownloadAuthorizerFromConfig(
+    downloadAuthorizerConfigFromEnv(input.environment),
+    { dynamodb, iotData, s3: presigningS3(aws.region) },
+    recordingObservability(),
+  );
   const countersStream = makeCountersStreamFromConfig(
     { deploymentsTable: tables.deployments, updatesTable: tables.updates },
     { dynamodb },
@@ -471,7 +514,9 @@ async function measureAcknowledgements(input: {
   );
   const slots = limitConcurrency(input.concurrency);
   const outcomes: Record<string, number> = {};
+  const authorizerAnswers: Record<string, number> = {};
   let acknowledgeInvocations = 0;
+  let authorizerInvocations = 0;
   let counterBatches = 0;
   let lambdaWallMs = 0;
   const timed = async <T>(work: () => Promise<T>): Promise<T> => {
@@ -489,10 +534,18 @@ async function measureAcknowledgements(input: {
       outcomes[result.kind] = (outcomes[result.kind] ?? 0) + 1;
       return result;
     });
+  const runAuthorizer = (event: unknown): Promise<unknown> =>
+    slots.run(async () => {
+      authorizerInvocations++;
+      const result = await timed(() => authorize(event));
+      const answer = result.answered === 'rejected' ? `rejected ${result.code}` : result.answered;
+      authorizerAnswers[answer] = (authorizerAnswers[answer] ?? 0) + 1;
+      return result;
+    });
 
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
-  iotCore.onInvoke = runAcknowledge;
+  iotCore.onInvoke = (fn, event) => (fn === 'acknowledge' ? runAcknowledge(event) : runAuthorizer(event));
   for (const invocation of input.held) invocation.done(runAcknowledge(invocation.event));
   const poller = await startStreamPoller({
     streams,
@@ -531,6 +584,8 @@ async function measureAcknowledgements(input: {
     lambdaWallMs,
     acknowledgeInvocations,
     acknowledgeInvocationsForFanoutDocuments: input.held.length,
+    authorizerInvocations,
+    authorizerAnswers,
     counterBatches,
     outcomes,
     counts,
@@ -545,6 +600,7 @@ async function run(): Promise<BenchmarkOutcome> {
   const dynamodb = new DynamoDBClient({ ...aws, endpoint: ddb.endpoint });
   const iot = new IoTClient({ ...aws, endpoint: iotCore.endpoints.iot });
   const iotData = new IoTDataPlaneClient({ ...aws, endpoint: iotCore.endpoints.iotData, maxAttempts: 1 });
+  let stopSetup = async (): Promise<void> => {};
   try {
     const suffix = randomUUID().slice(0, 8);
     const tables = {
@@ -569,52 +625,24 @@ async function run(): Promise<BenchmarkOutcome> {
 
     const doc = DynamoDBDocumentClient.from(dynamodb, { marshallOptions: { removeUndefinedValues: true } });
     await knownFleet(doc, tables.fleet, things);
-    const updateId = { provider: 'Contoso', name: 'Toaster', version: '2.0' };
-    await doc.send(
-      new PutCommand({
-        TableName: tables.updates,
-        Item: {
-          ...updateItemKey(updateId),
-          ...updateId,
-          state: 'ready',
-          activeDeployments: 0,
-          isDeployable: true,
-        },
-      }),
-    );
-    const now = Date.now();
-    const request = parseDeploymentRequest(
-      {
-        update: updateId,
-        target: { thingGroups: [group] },
-        policy: { rollout: { ratePerMinute: settings.ratePerMinute } },
-      },
-      now,
-    );
-    if (!request.ok) throw new Error('bench deployment request invalid');
+    console.log('  importing the sample update and deploying it through the APIs');
+    const deployment = await deploySampleUpdate({
+      dynamodb,
+      iotData,
+      iotDataEndpoint: iotCore.endpoints.iotData,
+      tables,
+      region: aws.region,
+      group,
+      ratePerMinute: settings.ratePerMinute,
+    });
+    stopSetup = deployment.stop;
+    const { deploymentId } = deployment;
+    const shards = shardCountFor(settings.ratePerMinute);
     const store = makeDeploymentStore({
       db: doc,
       tableName: tables.deployments,
       updatesTableName: tables.updates,
     });
-    const deploymentId = `bench-${suffix}`;
-    const created = await store.create(
-      {
-        deploymentId,
-        updateId,
-        target: request.value.target,
-        policy: request.value.policy,
-        manifest: {
-          inline: manifestText(),
-          signature: 'eyJhbGciOiJFUzI1NiJ9.e30.c2ln',
-          keyId: 'bench',
-          expiresAt: new Date(now + 86_400_000).toISOString(),
-        },
-        shards: shardCountFor(settings.ratePerMinute),
-      },
-      now,
-    );
-    if (!created.ok) throw new Error(`bench deployment not created: ${JSON.stringify(created.error)}`);
 
     // Counting starts here: everything below is the fan-out's own work.
     const counts: Counts = new Map();
@@ -656,18 +684,20 @@ async function run(): Promise<BenchmarkOutcome> {
     const held: HeldInvocation[] = [];
     iotCore.onInvoke = (event) => new Promise((resolve) => held.push({ event, done: resolve }));
 
-    console.log(`  fanning out to ${settings.devices} devices in ${created.value.shards} shards`);
+    console.log(`  fanning out to ${settings.devices} devices in ${shards} shards`);
     const cpuBefore = process.cpuUsage();
     const started = performance.now();
     invocations++;
-    await worker.run({ deploymentId });
+    await worker.run(deployment.start);
     while (pending.length > 0) await Promise.all(pending.splice(0));
     const wallMs = performance.now() - started;
     const cpu = process.cpuUsage(cpuBefore);
 
     const fanoutDeviceSide = await iotCore.counts();
 
-    console.log(`  ${settings.devices} devices report downloading, then succeeded`);
+    console.log(
+      `  ${settings.devices} devices report downloading and ask to download, then report succeeded`,
+    );
     const ack = await measureAcknowledgements({
       iotCore,
       held,
@@ -676,6 +706,7 @@ async function run(): Promise<BenchmarkOutcome> {
       aws,
       ddbEndpoint: ddb.endpoint,
       concurrency: settings.acknowledgeConcurrency,
+      environment: deployment.environment,
     });
 
     const final = await store.get(deploymentId);
@@ -689,12 +720,15 @@ async function run(): Promise<BenchmarkOutcome> {
         0,
       );
 
-    // Messages as AWS meters them: every MQTT PUBLISH a device sends, every one delivered to a
-    // device (get/update replies, deltas). A `documents` message goes to the rules engine only
-    // (metered as a rule trigger, not a message); data-plane HTTP shadow calls are shadow ops.
+    // Shadow operations and messages as AWS meters them, by size (ADR 0060): every MQTT PUBLISH a
+    // device sends, every one delivered to a device (deltas, replies, download answers), every
+    // data-plane Publish. A `documents` message goes to no subscriber; data-plane HTTP shadow
+    // calls are shadow operations only.
     const fanout = {
-      shadowOps: perDevice(shadowUpdates),
-      messages: perDevice(fanoutDeviceSide.deltasToDevices),
+      shadowOps: perDevice(counts.get('#shadowOpUnits') ?? 0),
+      shadowOpRequests: perDevice(shadowUpdates),
+      messages: perDevice(fanoutDeviceSide.messageUnits + (counts.get('#messageUnits') ?? 0)),
+      messageCount: perDevice(fanoutDeviceSide.deltasToDevices),
       ruleTriggers: perDevice(fanoutDeviceSide.acknowledgementRuleTriggers),
       ruleActions: perDevice(fanoutDeviceSide.acknowledgementRuleActions),
       dynamoDbWrites: perDevice(counts.get('#dynamoDbWrites') ?? 0),
@@ -707,33 +741,49 @@ async function run(): Promise<BenchmarkOutcome> {
     const deviceSide = subtractCounts(ack.deviceSide, fanoutDeviceSide);
     const serviceShadowOps =
       (ack.counts.get('UpdateThingShadowCommand') ?? 0) + (ack.counts.get('GetThingShadowCommand') ?? 0);
+    const authorizerPublishes = ack.counts.get('PublishCommand') ?? 0;
     const acknowledgement = {
-      shadowOps: perDevice(deviceSide.deviceShadowGets + deviceSide.deviceShadowUpdates + serviceShadowOps),
+      shadowOps: perDevice(deviceSide.deviceShadowOpUnits + (ack.counts.get('#shadowOpUnits') ?? 0)),
+      shadowOpRequests: perDevice(
+        deviceSide.deviceShadowGets + deviceSide.deviceShadowUpdates + serviceShadowOps,
+      ),
       shadowOpsByKind: {
         agentShadowGets: perDevice(deviceSide.deviceShadowGets),
         deviceReports: perDevice(deviceSide.deviceShadowUpdates),
         trims: perDevice(ack.counts.get('UpdateThingShadowCommand') ?? 0),
         trimRereads: perDevice(ack.counts.get('GetThingShadowCommand') ?? 0),
       },
-      messages: perDevice(
-        deviceSide.messagesFromDevices + deviceSide.repliesToDevices + deviceSide.deltasToDevices,
+      messages: perDevice(deviceSide.messageUnits + (ack.counts.get('#messageUnits') ?? 0)),
+      messageCount: perDevice(
+        deviceSide.messagesFromDevices +
+          deviceSide.repliesToDevices +
+          deviceSide.deltasToDevices +
+          deviceSide.downloadAnswersToDevices +
+          authorizerPublishes,
       ),
       messagesByKind: {
         publishedByDevices: perDevice(deviceSide.messagesFromDevices),
+        ofWhichDownloadRequests: perDevice(deviceSide.downloadRequests),
         repliesDeliveredToDevices: perDevice(deviceSide.repliesToDevices),
         deltasDeliveredToDevices: perDevice(deviceSide.deltasToDevices),
+        downloadAnswersPublishedByTheAuthorizer: perDevice(authorizerPublishes),
+        downloadAnswersDeliveredToDevices: perDevice(deviceSide.downloadAnswersToDevices),
       },
-      ruleTriggers: perDevice(deviceSide.acknowledgementRuleTriggers),
-      ruleActions: perDevice(deviceSide.acknowledgementRuleActions),
+      ruleTriggers: perDevice(deviceSide.acknowledgementRuleTriggers + deviceSide.downloadRuleTriggers),
+      ruleActions: perDevice(deviceSide.acknowledgementRuleActions + deviceSide.downloadRuleActions),
       dynamoDbWrites: perDevice(ack.counts.get('#dynamoDbWrites') ?? 0),
       dynamoDbWriteUnits: perDevice(ack.counts.get('#dynamoDbWriteUnits') ?? 0),
       dynamoDbReadRequests: perDevice(readRequests(ack.counts)),
       lambdaInvocations: perDevice(
-        ack.acknowledgeInvocations - ack.acknowledgeInvocationsForFanoutDocuments + ack.counterBatches,
+        ack.acknowledgeInvocations -
+          ack.acknowledgeInvocationsForFanoutDocuments +
+          ack.counterBatches +
+          ack.authorizerInvocations,
       ),
       lambdaInvocationsByFunction: {
         acknowledge: perDevice(ack.acknowledgeInvocations - ack.acknowledgeInvocationsForFanoutDocuments),
         countersStream: perDevice(ack.counterBatches),
+        downloadAuthorizer: perDevice(ack.authorizerInvocations),
       },
     };
     const lambdaDurationPerDeviceMs = handlerWallMs / settings.devices;
@@ -742,14 +792,14 @@ async function run(): Promise<BenchmarkOutcome> {
     // One worker per shard, each bound by its CPU: what the shards sustain in AWS (each its own
     // Lambda, whose CPU share is its memory over the 1,769 MB of one vCPU).
     const projectedPerSecond = Math.min(
-      created.value.shards * vcpuShareOf('fanoutWorker') * (1000 / cpuMsPerDevice),
+      shards * vcpuShareOf('fanoutWorker') * (1000 / cpuMsPerDevice),
       settings.accountCapPerSecond,
     );
     // Billed duration in AWS. A worker runs its whole invocation at its lane's share of that rate
     // (sending, or waiting in process for the next batch), so a device costs shards / rate of
     // worker time. An acknowledgement is its CPU at the function's share plus its awaited requests.
     const billedMsPerDevice = {
-      fanout: (created.value.shards / projectedPerSecond) * 1000,
+      fanout: (shards / projectedPerSecond) * 1000,
       acknowledgement:
         ackCpuMsPerDevice / vcpuShareOf('acknowledge') +
         perDevice(requestTotal(ack.counts)) * AWAITED_REQUEST_MS,
@@ -781,7 +831,9 @@ async function run(): Promise<BenchmarkOutcome> {
       acknowledgementCosts.lambdaDuration;
     const total = {
       shadowOps: round(fanout.shadowOps + acknowledgement.shadowOps),
+      shadowOpRequests: round(fanout.shadowOpRequests + acknowledgement.shadowOpRequests),
       messages: round(fanout.messages + acknowledgement.messages),
+      messageCount: round(fanout.messageCount + acknowledgement.messageCount),
       ruleTriggers: round(fanout.ruleTriggers + acknowledgement.ruleTriggers),
       ruleActions: round(fanout.ruleActions + acknowledgement.ruleActions),
       dynamoDbWrites: round(fanout.dynamoDbWrites + acknowledgement.dynamoDbWrites),
@@ -793,7 +845,7 @@ async function run(): Promise<BenchmarkOutcome> {
     const succeeded = final?.counters.succeeded ?? 0;
     const measurements = {
       devices: settings.devices,
-      shards: created.value.shards,
+      shards: shards,
       lanesDone: notified,
       wallSeconds: round(wallMs / 1000, 2),
       devicesNotifiedPerSecond: round(notifiedPerSecond, 1),
@@ -808,6 +860,7 @@ async function run(): Promise<BenchmarkOutcome> {
         handlerCpuMsPerDevice: round(ackCpuMsPerDevice),
         lambdaWallMsPerDevice: round(ackLambdaDurationPerDeviceMs),
         acknowledgeOutcomes: Object.fromEntries(Object.entries(ack.outcomes).sort()),
+        downloadAuthorizerAnswers: Object.fromEntries(Object.entries(ack.authorizerAnswers).sort()),
         acknowledgeInvocationsForFanoutDocuments: ack.acknowledgeInvocationsForFanoutDocuments,
         counterBatches: ack.counterBatches,
         requestCountsByCommand: Object.fromEntries([...ack.counts.entries()].sort()),
@@ -831,9 +884,10 @@ async function run(): Promise<BenchmarkOutcome> {
       sustainableNotifiesPerSecond_projected: round(projectedPerSecond, 0),
       notes: [
         'Local stack: DynamoDB Local (one JVM) and the local IoT Core bound the measured rate; the projection assumes one Lambda per shard at its deployed memory (CPU share = memory / 1,769 MB), each limited by the handler CPU measured here, capped at the account quota.',
-        'Everything is measured. Devices are simulated inside the local IoT Core process (bench/ack-broker.ts) through its in-process shadow service, not over 10,000 MQTT connections, doing what the agent does: the desired document taken from the delta (a GET only when the delta is not whole), a `downloading` report; once every device has reported that and the acknowledgements settled, `succeeded` with installedUpdateId and desired.ota cleared at the version it expects. Each report carries the next seq and goes to the rules engine as a device PUBLISH does.',
+        "The update is the main job's sample (local/demo/sample-update.ts: a parent with an inline step and a reference step to a child with three script steps, four files to download), imported, uploaded and committed through the real updates API and deployed through the real deployments API, which signs it with the deployment's claims: the documents devices receive are a real update's.",
+        'Everything is measured. Devices are simulated inside the local IoT Core process (bench/ack-broker.ts) through its in-process shadow service, not over 10,000 MQTT connections, doing what the agent does: the desired document taken from the delta (a GET only when the delta is not whole), a `downloading` report, a download request (all files) answered by the real download authorizer through the rules engine and the data plane; once every device has done that and the functions settled, `succeeded` with installedUpdateId and desired.ota cleared at the version it expects. Each report carries the next seq and goes to the rules engine as a device PUBLISH does.',
         "The real rules engine runs the acknowledgement rule (on the devices' own update topic); its Lambda action is forwarded to this process, where the real acknowledge handler runs (at most acknowledgeConcurrency at once); a poller of DynamoDB Local's executions stream feeds the real counters-stream handler. Stream reads are not counted (free for Lambda event source mappings).",
-        'Messages as AWS meters them (per 5 KB; all of these are smaller): MQTT PUBLISH sent by devices and delivered to devices (deltas, GET answers, update/rejected). Devices subscribe at QoS 0 (no metered PUBACK) and not to update/accepted. Rule triggers: every message on the rule topic, WHERE or not. Data-plane HTTP shadow calls are counted as shadow operations only. Download authorization is not part of these figures.',
+        `Metered by size, as AWS bills them: shadowOps in 1 KB units of each request's document (a GET by the document it returns), messages in 5 KB units of payload and topic; shadowOpRequests and messageCount are the plain counts. Messages: MQTT PUBLISH sent by devices (reports, download requests) and delivered to devices (deltas, GET answers, update/rejected, download answers), and the authorizer's data-plane Publish. Devices subscribe at QoS 0 (no metered PUBACK) and not to update/accepted. Rule triggers: every message on a rule's topic, WHERE or not. Data-plane HTTP shadow calls are shadow operations only. The authorizer presigns with temporary credentials whose session token is ${LAMBDA_SESSION_TOKEN_CHARS} characters (an assumption), as a Lambda role's are: each URL carries it.`,
         'DynamoDB: dynamoDbWrites counts items written (a transaction item twice, a refused condition too); dynamoDbWriteUnits is what DynamoDB reports consuming (1 KB units by item size, each index item written included), and prices the writes.',
         'The fleet is known before the deployment (each device with version 1.0 and the properties it reports, as an earlier update leaves it): the steady state. A fleet never updated before costs one more write per device, once, when each execution ends and records the device in the fleet table.',
         'Handler CPU: process.cpuUsage of this process in each phase (it runs the handlers, their SDK clients, the stream poller and the IPC to the IoT Core process).',
@@ -858,6 +912,7 @@ async function run(): Promise<BenchmarkOutcome> {
     dynamodb.destroy();
     iot.destroy();
     iotData.destroy();
+    await stopSetup();
     await iotCore.stop();
     await ddb.stop();
   }

@@ -40,13 +40,19 @@ function fileEntry(file: SampleFile): Record<string, unknown> {
   };
 }
 
+/** What a demo device reports, and what the sample update requires of it. */
+export const sampleDeviceCompatibility: Readonly<Record<string, string>> = {
+  manufacturer: 'contoso',
+  model: 'demo-gateway',
+};
+
 /**
  * The update the main job rolls out, shaped like the seed examples: a parent with an inline step
  * for the host and a reference step to a camera child with pre-install, install and post-install
  * script steps, each with its own installedCriteria.
  */
 export function sampleUpdate(version: string, createdAt: Date): SampleUpdate {
-  const deviceCompatibility = { manufacturer: 'contoso', model: 'demo-gateway' };
+  const deviceCompatibility = sampleDeviceCompatibility;
   const componentCompatibility = { group: 'cameras' };
   const hostScript = script('gateway-config.sh', 'apply the gateway configuration');
   const cameraScript = script('camera-installscript.sh', 'camera firmware steps');
