@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import type { UpdateId } from '../lambdas/domain/manifest/index.ts';
-import { ok, type Result } from '../lambdas/domain/result.ts';
+import { err, ok, type Result } from '../lambdas/domain/result.ts';
 import type { TrustedKey } from '../lambdas/domain/signing/index.ts';
 import { type AuthorizationPort, GrantSource } from './authorization.ts';
 import type { ReportRejected, ShadowDelta, ShadowPort } from './channels.ts';
@@ -12,7 +12,7 @@ import type { Journal, JournalEntry, TerminalOutcome } from './journal.ts';
 import type { Logger } from './log.ts';
 import { pathInside, safeName } from './paths.ts';
 import { buildReportedOta, terminalReport } from './report.ts';
-import { verifyDesired } from './verify.ts';
+import { type Refusal, type VerifiedUpdate, type VerifyOptions, verifyDesired } from './verify.ts';
 import { runWorkflow, STOP, type WorkflowDeps } from './workflow.ts';
 
 export interface AgentDeps {
@@ -39,7 +39,10 @@ export interface AgentDeps {
     readonly reserveBytes?: number;
     readonly freeBytes?: (dir: string) => Promise<number>;
   };
-  /** Send download progress at most this often; 0 sends none (the default: reports cost money). */
+  /**
+   * Send download progress at most this often, and each state (downloading, installing, applying)
+   * as it is entered; 0 sends neither (the default: reports cost money).
+   */
   readonly progressIntervalMs?: number;
 }
 
@@ -73,7 +76,8 @@ const RESUME_CLOCK_TOLERANCE_SECONDS = 366 * 24 * 3600;
 /**
  * The device agent's core: reads the `ota` shadow (on every connect, and each delta merged into
  * what it read), decides what the desired document asks of it, runs verified deployments one at a
- * time, and reports into `reported.ota` sparingly: `downloading` once, then the terminal state.
+ * time, and reports into `reported.ota` sparingly: the terminal state (the download authorization
+ * records `downloading`), and states and progress only when configured to.
  * Decisions are serialized; a running deployment can be canceled (between steps) or superseded.
  */
 export class Agent {
@@ -225,6 +229,34 @@ export class Agent {
     if (current) await this.#reportTerminal(current, outcome);
   }
 
+  /**
+   * The signed manifest comes with the download authorization (ADR 0010), then everything is
+   * checked before anything runs (verify.ts). A refused or unanswered authorization fails the
+   * deployment with its code, as it would have failed the first download.
+   */
+  async #verifySigned(
+    desired: DesiredOtaHint,
+    grants: GrantSource,
+    resuming: boolean,
+    fetchDetached: VerifyOptions['fetchDetached'],
+  ): Promise<Result<VerifiedUpdate, Refusal>> {
+    const deps = this.#deps;
+    const signed = await grants.signedManifest();
+    if (!signed.ok) return err({ state: 'failed', error: signed.error });
+    return verifyDesired(
+      { ...desired, ...signed.value },
+      {
+        trustedKeys: deps.trustedKeys,
+        compatibility: deps.compatibility,
+        now: new Date(deps.now()),
+        ...(resuming
+          ? { clockToleranceSeconds: RESUME_CLOCK_TOLERANCE_SECONDS }
+          : { isDowngrade: (id: UpdateId) => deps.journal.isDowngrade(id) }),
+        fetchDetached,
+      },
+    );
+  }
+
   async #start(desired: DesiredOtaHint, resuming: boolean): Promise<void> {
     const deps = this.#deps;
     const log = deps.log.child({ deploymentId: desired.deploymentId, attempt: desired.attempt });
@@ -236,21 +268,13 @@ export class Agent {
       ...(deps.s3Endpoint ? { s3Endpoint: deps.s3Endpoint } : {}),
     });
     const fetchFile = this.#fileFetcher(grants);
-    const verified = await verifyDesired(desired, {
-      trustedKeys: deps.trustedKeys,
-      compatibility: deps.compatibility,
-      now: new Date(deps.now()),
-      ...(resuming
-        ? { clockToleranceSeconds: RESUME_CLOCK_TOLERANCE_SECONDS }
-        : { isDowngrade: (id: UpdateId) => deps.journal.isDowngrade(id) }),
-      fetchDetached: async (fileId, expected) => {
-        const folder = pathInside(deps.workDir, safeName(desired.deploymentId), 'manifest');
-        if (!folder.ok) return folder;
-        await mkdir(folder.value, { recursive: true, mode: 0o700 });
-        const path = `${folder.value}/${safeName(fileId)}.json`;
-        const fetched = await fetchFile(fileId, expected, path, controller.signal);
-        return fetched.ok ? ok(new Uint8Array(await readFile(path))) : fetched;
-      },
+    const verified = await this.#verifySigned(desired, grants, resuming, async (fileId, expected) => {
+      const folder = pathInside(deps.workDir, safeName(desired.deploymentId), 'manifest');
+      if (!folder.ok) return folder;
+      await mkdir(folder.value, { recursive: true, mode: 0o700 });
+      const path = `${folder.value}/${safeName(fileId)}.json`;
+      const fetched = await fetchFile(fileId, expected, path, controller.signal);
+      return fetched.ok ? ok(new Uint8Array(await readFile(path))) : fetched;
     });
     if (!verified.ok) {
       log.warn('update refused', { code: verified.error.error.code, message: verified.error.error.message });
@@ -281,8 +305,11 @@ export class Agent {
       fetchFile,
       log,
       requestReboot: deps.requestReboot,
+      // The download authorization already told the service the device is downloading (ADR 0040):
+      // each report is a metered shadow operation, message and rule run, so states are reported
+      // only when the device is configured to report progress.
       onState: async (state, step) => {
-        if (state !== 'downloading') return;
+        if ((deps.progressIntervalMs ?? 0) <= 0) return;
         await this.#report(
           buildReportedOta({
             state,

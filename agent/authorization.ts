@@ -7,9 +7,13 @@ import type { UrlSource } from './downloader.ts';
 
 /**
  * Download authorization as the service answers it on `ota/things/<thing>/downloads/accepted`
- * (ADR 0040, lambdas/handlers/download-authorizer.ts): presigned GET URLs per file id, or STS
- * credentials scoped to exactly the update's object keys.
+ * (ADR 0040, lambdas/handlers/download-authorizer.ts): the deployment's signed manifest, and
+ * presigned GET URLs per file id or STS credentials scoped to exactly the update's object keys.
  */
+const signedManifestShape = {
+  manifest: z.string().min(2),
+  signature: z.string().min(10),
+};
 const credentialsShape = z.object({
   accessKeyId: z.string().min(1),
   secretAccessKey: z.string().min(1),
@@ -18,11 +22,13 @@ const credentialsShape = z.object({
 
 export const grantShape = z.discriminatedUnion('mode', [
   z.object({
+    ...signedManifestShape,
     mode: z.literal('presigned'),
     expiresAt: z.string(),
     files: z.record(z.string(), z.string()),
   }),
   z.object({
+    ...signedManifestShape,
     mode: z.literal('sts'),
     expiresAt: z.string(),
     credentials: credentialsShape,
@@ -45,7 +51,10 @@ export interface GrantSourceOptions {
   readonly port: AuthorizationPort;
   /** Epoch ms. */
   readonly now: () => number;
-  /** Ask again this long before the grant expires. @default 30 s */
+  /**
+   * Ask again this long before the grant expires, or a quarter of the grant's lifetime when that
+   * is shorter (a grant shorter-lived than the margin would otherwise never be reused). @default 30 s
+   */
   readonly marginMs?: number;
   /** S3 endpoint for STS mode (the local S3); default: AWS's regional endpoint. */
   readonly s3Endpoint?: string;
@@ -58,11 +67,22 @@ export interface GrantSourceOptions {
  */
 export class GrantSource implements UrlSource {
   readonly #options: GrantSourceOptions;
-  #grant: { value: Grant; expiresAt: number } | undefined;
+  #grant: { value: Grant; expiresAt: number; margin: number } | undefined;
   #pending: Promise<Result<Grant, AgentError>> | undefined;
 
   constructor(options: GrantSourceOptions) {
     this.#options = options;
+  }
+
+  /**
+   * The deployment's signed manifest, from the grant (asked for now if there is none yet): the
+   * service sends it with the authorization, not in the shadow, so that the document a shadow
+   * operation carries stays under 1 KB (ADR 0010).
+   */
+  async signedManifest(): Promise<Result<{ manifest: string; signature: string }, AgentError>> {
+    const grant = await this.#current(false);
+    if (!grant.ok) return grant;
+    return ok({ manifest: grant.value.manifest, signature: grant.value.signature });
   }
 
   async url(fileId: string, options: { readonly refresh: boolean }): Promise<Result<string, AgentError>> {
@@ -72,15 +92,19 @@ export class GrantSource implements UrlSource {
   }
 
   async #current(refresh: boolean): Promise<Result<Grant, AgentError>> {
-    const margin = this.#options.marginMs ?? 30_000;
-    const fresh = this.#grant && this.#grant.expiresAt - margin > this.#options.now();
+    const fresh = this.#grant && this.#grant.expiresAt - this.#grant.margin > this.#options.now();
     if (this.#grant && fresh && !refresh) return ok(this.#grant.value);
     // Concurrent downloads share one request.
     this.#pending ??= this.#options.port.request(this.#options.deploymentId).finally(() => {
       this.#pending = undefined;
     });
     const answer = await this.#pending;
-    if (answer.ok) this.#grant = { value: answer.value, expiresAt: Date.parse(answer.value.expiresAt) || 0 };
+    if (answer.ok) {
+      const expiresAt = Date.parse(answer.value.expiresAt) || 0;
+      const lifetime = expiresAt - this.#options.now();
+      const margin = Math.min(this.#options.marginMs ?? 30_000, Math.max(0, lifetime / 4));
+      this.#grant = { value: answer.value, expiresAt, margin };
+    }
     return answer;
   }
 }

@@ -3,9 +3,10 @@ import { err, ok, type Result } from '../lambdas/domain/result.ts';
 import { type AgentError, agentError } from './codes.ts';
 
 /**
- * `desired.ota` as the agent reads it (ADR 0010). Everything here is a hint except what the
- * signature covers: the ids tell the agent which attempt to report under, the manifest text and
- * signature are checked before anything is believed.
+ * `desired.ota` as the agent reads it (ADR 0010): which deployment and attempt to run, and whether
+ * to apply or cancel it. All of it is a hint: the signed manifest comes with the download
+ * authorization (agent/authorization.ts) and is checked before anything is believed. Keys the
+ * service does not send (an older service's `manifest`, `signature`) are ignored.
  */
 const updateIdHint = z.object({ provider: z.string(), name: z.string(), version: z.string() });
 
@@ -14,11 +15,17 @@ const desiredShape = z.object({
   attempt: z.number().int().min(1),
   action: z.enum(['apply', 'cancel']),
   updateId: updateIdHint,
-  manifest: z.string().min(2),
-  signature: z.string().min(10),
 });
 
 export type DesiredOtaHint = z.infer<typeof desiredShape>;
+
+/** A deployment with the signed manifest its download authorization carried: what `verifyDesired` checks. */
+export type SignedDeployment = DesiredOtaHint & {
+  /** The manifest's exact canonical text: the full manifest, or the mini manifest of a detached one. */
+  readonly manifest: string;
+  /** The compact JWS that binds it (ADR 0010). */
+  readonly signature: string;
+};
 
 /** Reads `desired.ota`; `undefined` input (no deployment) is not an error: there is nothing to do. */
 export function readDesiredOta(value: unknown): Result<DesiredOtaHint | undefined, AgentError> {

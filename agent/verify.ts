@@ -16,7 +16,7 @@ import {
   verifyUpdateManifestSignature,
 } from '../lambdas/domain/signing/index.ts';
 import { type AgentError, type AgentErrorCode, agentError } from './codes.ts';
-import type { DesiredOtaHint } from './desired.ts';
+import type { DesiredOtaHint, SignedDeployment } from './desired.ts';
 import type { ExpectedFile } from './downloader.ts';
 
 /** An update whose signature, expiry, identity, compatibility and version all checked out. */
@@ -64,7 +64,7 @@ const fromSignature = (e: SignatureError): Result<never, Refusal> =>
  * its signature verified, and checked against the signed hash.
  */
 export async function verifyDesired(
-  desired: DesiredOtaHint,
+  desired: SignedDeployment,
   options: VerifyOptions,
 ): Promise<Result<VerifiedUpdate, Refusal>> {
   const shown = parseUpdateManifest(desired.manifest);
@@ -126,7 +126,7 @@ function updateIdOf(hint: DesiredOtaHint['updateId']): UpdateId | undefined {
  * signed claims give the hash the fetched file must have.
  */
 async function fullFromDetached(
-  desired: DesiredOtaHint,
+  desired: SignedDeployment,
   mini: MiniUpdateManifest,
   options: VerifyOptions,
 ): Promise<Result<{ text: Uint8Array; manifest: FullUpdateManifest }, Refusal>> {

@@ -11,12 +11,12 @@
  *
  * IPC: sends `{ type: 'ready', endpoints }`; sends `{ type: 'invoke', id, function, event }` per rule
  * action and expects `{ type: 'invoked', id, error? }`; answers `{ type: 'report', things, stage }` (each
- * thing's `downloading` report and download request, or its `succeeded` report) with `{ type: 'reported' }`,
+ * thing's download request, or its `succeeded` report) with `{ type: 'reported' }`,
  * `{ type: 'settle' }` (rule actions idle) with `{ type: 'settled' }`, `{ type: 'counts' }` with
  * `{ type: 'counts', counts }`; stops on `stop`.
  */
 import { desiredFromDelta } from '../agent/desired.ts';
-import { buildReportedOta, terminalReport } from '../agent/report.ts';
+import { terminalReport } from '../agent/report.ts';
 import { downloadTopics, topicRules } from '../lambdas/definitions/rules.ts';
 import type { UpdateId } from '../lambdas/domain/manifest/index.ts';
 import { sampleDeviceCompatibility } from '../local/demo/sample-update.ts';
@@ -262,20 +262,15 @@ function reportAsDevice(
 }
 
 /**
- * The agent on the delta: takes the document (reading the shadow only if it must), reports
- * `downloading` once, then asks for download authorization (agent/authorization.ts) for every file.
+ * The agent on the delta: takes the document (reading the shadow only if it must) and asks for
+ * download authorization (agent/authorization.ts) for every file; the authorizer records
+ * `downloading`, so the agent sends no report of it (ADR 0050).
  */
 function startDownload(thingName: string): void {
   const desired = readDesired(thingName);
   if (!desired) return;
   const device: DeviceMemory = { ids: desired.ids, version: desired.version, seq: 0 };
   memory.set(thingName, device);
-  reportAsDevice(
-    thingName,
-    device,
-    buildReportedOta({ state: 'downloading', ...desired.ids, compatibility, progress: { step: 1 } }),
-    false,
-  );
   requestDownload(thingName, device.ids.deploymentId);
 }
 

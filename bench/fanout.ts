@@ -5,8 +5,9 @@
  * exactly as Lambda would run them.
  *
  * Two phases, both measured: the fan-out (expansion, then one worker per shard, following their
- * re-invocations) and the acknowledgement side (every device reads its shadow and reports
- * `downloading`, then `succeeded`; the rule invokes the real acknowledge handler, which trims;
+ * re-invocations) and the device side (every device takes its document from the delta and asks
+ * for download authorization, which the real authorizer answers and records as `downloading`,
+ * then reports `succeeded`; the rule invokes the real acknowledge handler;
  * the executions stream feeds the real counters-stream handler). Per phase: handler CPU per device
  * (process.cpuUsage of this process, which runs only the handlers and their SDK clients), AWS
  * requests per device by kind (a counting middleware on every client, and the invoker), shadow
@@ -471,9 +472,9 @@ interface AcknowledgementRun {
 }
 
 /**
- * The acknowledgement side: every device reports as the agent does (read, `downloading`,
- * `succeeded`), the rules engine invokes the real acknowledge handler (at most `concurrency` at
- * once), and a poller of the executions stream feeds the real counters-stream handler. Runs until
+ * The device side: every device does what the agent does (takes its document, asks to download,
+ * then reports `succeeded`), the rules engine invokes the real authorizer and acknowledge handler
+ * (at most `concurrency` at once), and a poller of the executions stream feeds the real counters-stream handler. Runs until
  * the rule actions are idle and the counters caught up.
  */
 async function measureAcknowledgements(input: {
@@ -695,9 +696,7 @@ async function run(): Promise<BenchmarkOutcome> {
 
     const fanoutDeviceSide = await iotCore.counts();
 
-    console.log(
-      `  ${settings.devices} devices report downloading and ask to download, then report succeeded`,
-    );
+    console.log(`  ${settings.devices} devices ask to download, then report succeeded`);
     const ack = await measureAcknowledgements({
       iotCore,
       held,
@@ -885,7 +884,7 @@ async function run(): Promise<BenchmarkOutcome> {
       notes: [
         'Local stack: DynamoDB Local (one JVM) and the local IoT Core bound the measured rate; the projection assumes one Lambda per shard at its deployed memory (CPU share = memory / 1,769 MB), each limited by the handler CPU measured here, capped at the account quota.',
         "The update is the main job's sample (local/demo/sample-update.ts: a parent with an inline step and a reference step to a child with three script steps, four files to download), imported, uploaded and committed through the real updates API and deployed through the real deployments API, which signs it with the deployment's claims: the documents devices receive are a real update's.",
-        'Everything is measured. Devices are simulated inside the local IoT Core process (bench/ack-broker.ts) through its in-process shadow service, not over 10,000 MQTT connections, doing what the agent does: the desired document taken from the delta (a GET only when the delta is not whole), a `downloading` report, a download request (all files) answered by the real download authorizer through the rules engine and the data plane; once every device has done that and the functions settled, `succeeded` with installedUpdateId and desired.ota cleared at the version it expects. Each report carries the next seq and goes to the rules engine as a device PUBLISH does.',
+        'Everything is measured. Devices are simulated inside the local IoT Core process (bench/ack-broker.ts) through its in-process shadow service, not over 10,000 MQTT connections, doing what the agent does: the desired document taken from the delta (a GET only when the delta is not whole), a download request (all files) answered by the real download authorizer through the rules engine and the data plane, which records `downloading` (the agent sends no report of it); once every device has done that and the functions settled, `succeeded` with installedUpdateId and desired.ota cleared at the version it expects. Each report carries the next seq and goes to the rules engine as a device PUBLISH does.',
         "The real rules engine runs the acknowledgement rule (on the devices' own update topic); its Lambda action is forwarded to this process, where the real acknowledge handler runs (at most acknowledgeConcurrency at once); a poller of DynamoDB Local's executions stream feeds the real counters-stream handler. Stream reads are not counted (free for Lambda event source mappings).",
         `Metered by size, as AWS bills them: shadowOps in 1 KB units of each request's document (a GET by the document it returns), messages in 5 KB units of payload and topic; shadowOpRequests and messageCount are the plain counts. Messages: MQTT PUBLISH sent by devices (reports, download requests) and delivered to devices (deltas, GET answers, update/rejected, download answers), and the authorizer's data-plane Publish. Devices subscribe at QoS 0 (no metered PUBACK) and not to update/accepted. Rule triggers: every message on a rule's topic, WHERE or not. Data-plane HTTP shadow calls are shadow operations only. The authorizer presigns with temporary credentials whose session token is ${LAMBDA_SESSION_TOKEN_CHARS} characters (an assumption), as a Lambda role's are: each URL carries it.`,
         'DynamoDB: dynamoDbWrites counts items written (a transaction item twice, a refused condition too); dynamoDbWriteUnits is what DynamoDB reports consuming (1 KB units by item size, each index item written included), and prices the writes.',

@@ -134,6 +134,18 @@ export interface ExecutionStore {
     report: ForwardReport,
     extra: Omit<TransitionExtra, 'reason' | 'deadline'>,
   ): Promise<Result<ExecutionRecord, ExecutionConflict>>;
+  /**
+   * The device asked for download authorization (at `at`, epoch ms): a `notified` execution with
+   * no cancel pending moves to `downloading` (reason `download_authorized`) and counts as heard
+   * from. One conditional write that answers with the execution as it is afterwards, moved or not
+   * (undefined when there is none): the authorizer's check and the device's progress in one
+   * request, which spares the agent its `downloading` report (ADR 0040).
+   */
+  markDownloadStarted(
+    deploymentId: string,
+    thingName: string,
+    at: number,
+  ): Promise<ExecutionRecord | undefined>;
 }
 
 export interface ExecutionStoreOptions {
@@ -643,10 +655,42 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     }
   }
 
+  async function markDownloadStarted(
+    deploymentId: string,
+    thingName: string,
+    at: number,
+  ): Promise<ExecutionRecord | undefined> {
+    const { parts, put } = updateParts();
+    putState(put, deploymentId, 'downloading', at, 1);
+    put('reason', 'download_authorized');
+    put('reportedAt', at);
+    parts.names['#cur_state'] = 'state';
+    parts.names['#cur_cancel'] = 'cancelReason';
+    parts.values[':cur_notified'] = 'notified';
+    try {
+      const { Attributes } = await db.send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: { deploymentId, thingName },
+          UpdateExpression: updateExpressionOf(parts),
+          ConditionExpression: '#cur_state = :cur_notified AND attribute_not_exists(#cur_cancel)',
+          ExpressionAttributeNames: parts.names,
+          ExpressionAttributeValues: parts.values,
+          ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return executionFromItem(Attributes ?? {});
+    } catch (error) {
+      return (await conflictOf(error, deploymentId, thingName)).current;
+    }
+  }
+
   return {
     applyForwardReport,
     batchPutQueued,
     get,
+    markDownloadStarted,
     queryByState,
     listForDeployment,
     listForThing,

@@ -6,7 +6,7 @@
  * GET /deployments/{id}/devices and the deployment's counters. Given / When / Then.
  */
 import { randomBytes } from 'node:crypto';
-import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,6 +94,12 @@ function killProcessGroup(pid: number): void {
     // Already gone: the install finished between the agent's death and this line.
     if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
   }
+}
+
+/** Every file (not folder) under `dir`, none when it does not exist. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
 
 const exists = (path: string): Promise<boolean> =>
@@ -235,12 +241,14 @@ describe('the device agent on the local cloud', () => {
       result: { resultCode: 0, extendedResultCode: agentErrors.SIGNATURE_BAD_SIGNATURE },
     });
     expect(await callsOf(folders)).toEqual([]);
-    expect(e2e.authorizationsOf(thing)).toEqual([]);
+    // The signed manifest came with the one authorization; not a file was downloaded.
+    expect(e2e.authorizationsOf(thing).map((a) => a.answered)).toEqual(['accepted']);
+    expect(await filesUnder(folders.workDir)).toEqual([]);
     const ended = await e2e.endedDeployment(deploymentId);
     expect(countsOf(ended)).toMatchObject({ failed: 1, succeeded: 0 });
   });
 
-  it('Given a device of another model, When the update is deployed to it, Then it reports incompatible without downloading', async () => {
+  it('Given a device of another model, When the update is deployed to it, Then it reports incompatible without downloading a file', async () => {
     const thing = 'agent-e2e-incompat';
     const folders = await deviceFolders(root, thing);
     const id = gatewayUpdate('Incompat-Gateway');
@@ -252,7 +260,8 @@ describe('the device agent on the local cloud', () => {
     const execution = await e2e.finalExecution(deploymentId, thing);
     expect(execution).toMatchObject({ state: 'incompatible' });
     expect(await callsOf(folders)).toEqual([]);
-    expect(e2e.authorizationsOf(thing)).toEqual([]);
+    expect(e2e.authorizationsOf(thing).map((a) => a.answered)).toEqual(['accepted']);
+    expect(await filesUnder(folders.workDir)).toEqual([]);
     const ended = await e2e.endedDeployment(deploymentId);
     expect(countsOf(ended)).toMatchObject({ incompatible: 1, succeeded: 0, failed: 0 });
   });

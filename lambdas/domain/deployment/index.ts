@@ -102,12 +102,12 @@ export {
   desiredBelongsTo,
   jsonBytes,
   jsonDepth,
-  type ManifestText,
   OTA_SHADOW_NAME,
   type OtaAction,
   REPORTED_OTA_BUDGET_BYTES,
   SHADOW_ENVELOPE_MARGIN_BYTES,
   SHADOW_MAX_DEPTH,
+  SHADOW_OP_METERING_BYTES,
   SHADOW_STATE_LIMIT_BYTES,
   type ShadowUpdateDocument,
 } from './shadow.ts';

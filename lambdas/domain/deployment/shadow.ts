@@ -20,38 +20,33 @@ export const REPORTED_OTA_BUDGET_BYTES = 1792;
  */
 export const SHADOW_ENVELOPE_MARGIN_BYTES = 192;
 /**
- * What `desired.ota` may use: whatever the reported budget and the margin leave of the 8 KB. It
- * holds a manifest inlined at the manifest module's limit (3 KB) with the JWS for 20 files (2.8 KB).
+ * What `desired.ota` may use: whatever the reported budget and the margin leave of the 8 KB. The
+ * document is a few hundred bytes (ids only: the signed manifest travels with the download
+ * authorization), so this is a bound that is checked, not a size that is planned for.
  */
 export const DESIRED_OTA_BUDGET_BYTES =
   SHADOW_STATE_LIMIT_BYTES - REPORTED_OTA_BUDGET_BYTES - SHADOW_ENVELOPE_MARGIN_BYTES;
 
+/**
+ * AWS meters a shadow operation per started 1 KB of its document: the fan-out's desired
+ * document is kept within one (a test checks the largest ids against it).
+ */
+export const SHADOW_OP_METERING_BYTES = 1024;
+
 export type OtaAction = 'apply' | 'cancel';
 
 /**
- * An update manifest as it travels in the shadow (lambdas/domain/manifest `toShadowManifest`):
- * its exact canonical text, either the full manifest or, when detached, the mini manifest whose one
- * file is the full manifest (file id, size, SHA-256: a reference with no URL, fetched through the
- * same download authorization as the update's files).
- */
-export interface ManifestText {
-  readonly kind: 'inline' | 'detached';
-  readonly text: string;
-}
-
-/**
- * `desired.ota`. `manifest` is text, not an object, so the shadow service cannot reorder keys or
- * reformat numbers under the signature. `signature` is the compact JWS made by
- * lambdas/domain/signing; it binds the full manifest's hash, every file's size and hash, and the
- * deployment's rollback flag, so the device need trust nothing else here.
+ * `desired.ota` of an apply: which deployment and attempt the device should run, and the update
+ * it names. No manifest and no signature: the device gets the signed manifest with its download
+ * authorization, which it must ask for anyway, and trusts nothing here until that verifies. So the
+ * document stays a few hundred bytes: one metered shadow operation to write, instead of two or
+ * three with a manifest and its JWS inline (ADR 0010, "Sizes").
  */
 export interface DesiredOta {
   readonly deploymentId: string;
   readonly attempt: number;
   readonly action: OtaAction;
   readonly updateId: UpdateId;
-  readonly manifest: string;
-  readonly signature: string;
   /**
    * The ids again, under a key the device never reports. A delta leaves out every desired leaf
    * equal to its reported twin, and the agent echoes `deploymentId`, `attempt` and `updateId`: a
@@ -71,10 +66,6 @@ export interface DesiredOtaInput {
   readonly deploymentId: string;
   readonly attempt: number;
   readonly updateId: UpdateId;
-  readonly manifest: ManifestText;
-  /** The detached form, used when `manifest` is inline and the document would not fit. */
-  readonly detachedFallback?: ManifestText;
-  readonly signature: string;
 }
 
 /** A shadow update request body. `null` deletes a key (shadow merge semantics). */
@@ -86,7 +77,6 @@ export interface ShadowUpdateDocument {
 
 export interface DesiredDocument {
   readonly document: ShadowUpdateDocument;
-  readonly delivery: ManifestText['kind'];
   /** UTF-8 size of `desired.ota` as sent. */
   readonly bytes: number;
 }
@@ -110,34 +100,26 @@ export function jsonDepth(value: unknown): number {
   return 1 + children.reduce<number>((deepest, child) => Math.max(deepest, jsonDepth(child)), 0);
 }
 
-function desiredOta(input: DesiredOtaInput, manifest: ManifestText): DesiredOta {
+function desiredOta(input: DesiredOtaInput): DesiredOta {
   const { provider, name, version } = input.updateId;
   return {
     deploymentId: input.deploymentId,
     attempt: input.attempt,
     action: 'apply',
     updateId: { provider, name, version },
-    manifest: manifest.text,
-    signature: input.signature,
     job: { deploymentId: input.deploymentId, attempt: input.attempt, updateId: { provider, name, version } },
   };
 }
 
 /**
- * The shadow update that sends a deployment to a device: `desired.ota` replaced whole. Every key
- * is written, so nothing of an earlier deployment's document survives the key-by-key merge. When
- * the inline manifest would push the document past its budget, the detached form is used instead.
+ * The shadow update that sends a deployment to a device: `desired.ota` replaced whole (every key
+ * it has is written). Refused only for ids too long for the shadow, which the API's limits keep
+ * out; real ids make a few hundred bytes.
  */
 export function buildDesiredOta(input: DesiredOtaInput): Result<DesiredDocument, DesiredTooLarge> {
-  const candidates = [input.manifest, ...(input.detachedFallback ? [input.detachedFallback] : [])];
-  let bytes = 0;
-  for (const manifest of candidates) {
-    const ota = desiredOta(input, manifest);
-    bytes = jsonBytes(ota);
-    if (bytes <= DESIRED_OTA_BUDGET_BYTES) {
-      return ok({ document: { state: { desired: { ota } } }, delivery: manifest.kind, bytes });
-    }
-  }
+  const ota = desiredOta(input);
+  const bytes = jsonBytes(ota);
+  if (bytes <= DESIRED_OTA_BUDGET_BYTES) return ok({ document: { state: { desired: { ota } } }, bytes });
   return err({
     code: 'DESIRED_TOO_LARGE',
     message: `desired.ota needs ${bytes} bytes; the budget is ${DESIRED_OTA_BUDGET_BYTES}`,

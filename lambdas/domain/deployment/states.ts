@@ -83,6 +83,8 @@ export function isAllowedTransition(from: ExecutionState, to: ExecutionState): b
 export type TransitionReason =
   | 'notified'
   | 'device_report'
+  /** The device asked for download authorization: it has its document and starts downloading. */
+  | 'download_authorized'
   | 'late_report'
   | 'canceled_by_operator'
   | 'aborted'

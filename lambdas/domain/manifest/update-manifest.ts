@@ -21,12 +21,11 @@ import {
 export const SHADOW_DOCUMENT_MAX_BYTES = 8192;
 
 /**
- * Largest update manifest we put inline into `desired.ota`, measured as a JSON string literal
- * (escaped, as the manifest travels as a string so its bytes, and so its hash, survive). The rest
- * of the shadow holds the ES256 JWS (it binds every file's id, size and hash: about 2.8 KB for the
- * 20 files a manifest may name), the ids and the action, and what the device reports back. The
- * budgets actually enforced for the whole document are in ADR 0010 (desired 6144, reported 1792,
- * 256 margin). A larger manifest is detached.
+ * Largest update manifest sent whole (inline) to a device, measured as a JSON string literal
+ * (escaped, as the manifest travels as a string so its bytes, and so its hash, survive). It
+ * travels in the download authorization's answer beside the ES256 JWS (about 2.8 KB for the 20
+ * files a manifest may name) and the URLs, which AWS meters per started 5 KB (ADR 0010). A larger
+ * manifest is detached: the device downloads it as a file, checked against the signed hash.
  */
 export const INLINE_MANIFEST_MAX_BYTES = 3072;
 

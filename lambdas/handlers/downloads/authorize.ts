@@ -1,9 +1,10 @@
-import type { DeploymentStore } from '../../adapters/deployment-store.ts';
+import type { DeploymentStore, SignedDeploymentManifest } from '../../adapters/deployment-store.ts';
 import { isActiveStatus } from '../../adapters/deployment-store.ts';
 import type { DownloadCredentials } from '../../adapters/download-credentials.ts';
 import type { ExecutionStore } from '../../adapters/execution-store.ts';
 import type { UpdateStore } from '../../adapters/update-store.ts';
 import { isTerminal } from '../../domain/deployment/index.ts';
+import { INLINE_MANIFEST_MAX_BYTES } from '../../domain/manifest/index.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import { type DownloadableFile, downloadableFiles } from './files.ts';
 import type { DownloadRequest } from './request.ts';
@@ -37,6 +38,13 @@ interface GrantBase {
   readonly deploymentId: string;
   /** The execution's attempt the grant was made for. */
   readonly attempt: number;
+  /**
+   * The deployment's signed manifest (ADR 0010): its canonical text, full, or the mini manifest
+   * whose one file is the full one when that is large; and the JWS with the deployment's claims.
+   * It travels here, not in the shadow, so the desired document stays one metered shadow operation.
+   */
+  readonly manifest: string;
+  readonly signature: string;
   /** Epoch ms when the URLs or credentials stop working. */
   readonly expiresAt: number;
 }
@@ -63,7 +71,7 @@ export interface StsGrant extends GrantBase {
 export type DownloadGrant = PresignedGrant | StsGrant;
 
 export interface AuthorizeDeps {
-  readonly executions: Pick<ExecutionStore, 'get'>;
+  readonly executions: Pick<ExecutionStore, 'markDownloadStarted'>;
   readonly deployments: Pick<DeploymentStore, 'get'>;
   readonly updates: Pick<UpdateStore, 'get' | 'getMany'>;
   readonly credentials: DownloadCredentials;
@@ -77,7 +85,8 @@ const reject = (code: DownloadRejectionCode, message: string): Result<never, Dow
 /**
  * Decides a download request and mints its URLs or credentials: the thing must have a live
  * execution (its current attempt, not terminal, no cancel pending) of an active deployment, and may
- * only get the files of that deployment's update. `now` is epoch ms.
+ * only get the files of that deployment's update. Asking is the device's progress report: a
+ * `notified` execution is recorded `downloading` by the same request that reads it. `now` is epoch ms.
  */
 export async function authorizeDownload(
   deps: AuthorizeDeps,
@@ -91,7 +100,7 @@ export async function authorizeDownload(
     return reject('CLIENT_MISMATCH', `client "${request.clientId}" may not ask for thing "${thingName}"`);
   }
   const noExecution = `thing ${thingName} has no active execution of deployment ${deploymentId}`;
-  const execution = await deps.executions.get(deploymentId, thingName);
+  const execution = await deps.executions.markDownloadStarted(deploymentId, thingName, now);
   if (!execution || isTerminal(execution.state) || execution.cancelReason !== undefined) {
     return reject('NO_ACTIVE_EXECUTION', noExecution);
   }
@@ -117,7 +126,12 @@ export async function authorizeDownload(
     .filter((f): f is DownloadableFile => f !== undefined);
   const objectKeys = files.map((f) => f.objectKey);
   const { mode, credentialLifetimeSeconds } = deployment.policy.download;
-  const base = { deploymentId, attempt: execution.attempt };
+  const base = {
+    deploymentId,
+    attempt: execution.attempt,
+    manifest: manifestTextFor(deployment.manifest),
+    signature: deployment.manifest.signature,
+  };
 
   if (mode === 'presigned') {
     const urls = await deps.credentials.presignGets(objectKeys, credentialLifetimeSeconds);
@@ -147,4 +161,14 @@ export async function authorizeDownload(
     region: deps.region,
     files: Object.fromEntries(files.map((f) => [f.fileId, f.objectKey])),
   });
+}
+
+/**
+ * The full manifest when it is small, the mini manifest otherwise (the device then downloads the
+ * full one, which the signature binds by hash, with the same grant): an answer within one 5 KB
+ * metered message leaves room for the URLs.
+ */
+export function manifestTextFor(signed: SignedDeploymentManifest): string {
+  const small = Buffer.byteLength(signed.inline) <= INLINE_MANIFEST_MAX_BYTES;
+  return small || signed.detached === undefined ? signed.inline : signed.detached;
 }

@@ -1,8 +1,7 @@
 /**
- * The desired document a deployment sends, built once per (deployment, attempt) from the signed
- * manifest the deployments API stored on the deployment. Pure.
+ * The desired document a deployment sends, built once per (deployment, attempt), and the update's
+ * compatibility from the manifest the deployments API stored. Pure.
  */
-import type { SignedDeploymentManifest } from '../../adapters/deployment-store.ts';
 import {
   buildDesiredOta,
   type CompatibilitySet,
@@ -37,20 +36,14 @@ export interface DesiredInput {
   readonly deploymentId: string;
   readonly attempt: number;
   readonly updateId: UpdateId;
-  readonly manifest: SignedDeploymentManifest;
 }
 
-/** Inline when it fits the shadow budget, the detached form otherwise (ADR 0010). */
+/** The document the fan-out sends: ids only (the signed manifest goes with the download authorization). */
 export function desiredDocumentFor(input: DesiredInput): Result<DesiredDocument, DesiredTooLarge> {
   const { provider, name, version } = input.updateId;
   return buildDesiredOta({
     deploymentId: input.deploymentId,
     attempt: input.attempt,
     updateId: { provider, name, version },
-    manifest: { kind: 'inline', text: input.manifest.inline },
-    ...(input.manifest.detached
-      ? { detachedFallback: { kind: 'detached', text: input.manifest.detached } }
-      : {}),
-    signature: input.manifest.signature,
   });
 }

@@ -137,7 +137,6 @@ async function restoreNewer(deps: FanoutDeps, context: DeviceContext, thingName:
     deploymentId: owner.deploymentId,
     attempt: live.attempt,
     updateId: owner.updateId,
-    manifest: owner.manifest,
   });
   if (!document.ok) return;
   const sent = await deps.shadows.update(thingName, document.value.document);
@@ -254,25 +253,19 @@ async function refill(
 }
 
 /**
- * Desired documents by attempt, built once each from the deployment's current signed manifest: a
- * retry may have renewed the signature (deployments/renew-signature.ts) while this worker runs.
+ * Desired documents by attempt, built once each. They hold ids only, so a signature renewed by a
+ * retry (deployments/renew-signature.ts) while this worker runs changes none of them: the
+ * authorizer hands out the deployment's current signature with each authorization.
  */
 function desiredCache(): (deployment: DeploymentRecord, attempt: number) => DesiredDocument {
   const built = new Map<number, DesiredDocument>();
-  let seen: DeploymentRecord | undefined;
   return (deployment, attempt) => {
-    // A new read of the deployment (once per batch, not per device): drop documents it outdated.
-    if (deployment !== seen) {
-      if (seen?.manifest.signature !== deployment.manifest.signature) built.clear();
-      seen = deployment;
-    }
     let document = built.get(attempt);
     if (!document) {
       const result = desiredDocumentFor({
         deploymentId: deployment.deploymentId,
         attempt,
         updateId: deployment.updateId,
-        manifest: deployment.manifest,
       });
       if (!result.ok)
         throw new Error(`bug: the deployment's desired document does not fit: ${result.error.message}`);

@@ -113,6 +113,7 @@ describe('device agent on the local IoT Core', () => {
       [scriptStep(config.scriptState, 'x-1')],
     );
     world.serve(bodies);
+    const requestsBefore = [...world.files.requests];
     const stranger = (await import('./support.ts')).makeSigner('test-key-1');
     await world.deploy(thing, { deploymentId: 'dep-badsig', manifest, signer: stranger.signer });
     const ota = await world.waitForReported(thing, (o) => o.state === 'failed');
@@ -124,10 +125,12 @@ describe('device agent on the local IoT Core', () => {
       /^SIGNATURE_BAD_SIGNATURE/,
     );
     expect(await readLines(join(config.scriptState, 'calls.log'))).toEqual([]);
-    expect(world.downloadRequests.some((r) => r.thing === thing)).toBe(false);
+    // The signed manifest came with the authorization; no file was fetched.
+    expect(world.downloadRequests.filter((r) => r.thing === thing)).toHaveLength(1);
+    expect(world.files.requests).toEqual(requestsBefore);
   });
 
-  it('Given an update for another model, then it reports incompatible without downloading', async () => {
+  it('Given an update for another model, then it reports incompatible without downloading a file', async () => {
     const thing = 'agent-incompat';
     const { config } = await startDevice(thing);
     const { manifest, bodies } = buildManifest(
@@ -137,13 +140,15 @@ describe('device agent on the local IoT Core', () => {
       [scriptStep(config.scriptState, 'y-1')],
     );
     world.serve(bodies);
+    const requestsBefore = [...world.files.requests];
     await world.deploy(thing, { deploymentId: 'dep-incompat', manifest });
     const ota = await world.waitForReported(thing, (o) => o.state === 'incompatible');
     expect(ota).toMatchObject({
       deploymentId: 'dep-incompat',
       lastResult: { extendedResultCode: agentErrors.INCOMPATIBLE },
     });
-    expect(world.downloadRequests.some((r) => r.thing === thing)).toBe(false);
+    expect(world.downloadRequests.filter((r) => r.thing === thing)).toHaveLength(1);
+    expect(world.files.requests).toEqual(requestsBefore);
   });
 
   it('Given a finished deployment, when the same desired document arrives again, then nothing runs again', async () => {
@@ -181,15 +186,18 @@ describe('device agent on the local IoT Core', () => {
     );
     world.serve(bodies);
     await world.deploy(thing, { deploymentId: 'dep-cancel', manifest });
-    await world.waitForReported(thing, (o) => o.state === 'downloading' && o.deploymentId === 'dep-cancel');
+    // The first step is running (it sleeps a second): cancel now.
+    const started = Date.now() + 10_000;
+    const calls = join(config.scriptState, 'calls.log');
+    while (!(await readLines(calls)).some((c) => c.includes('slow-1')) && Date.now() < started)
+      await new Promise((r) => setTimeout(r, 20));
     world.cancel(thing);
     const ota = await world.waitForReported(thing, (o) => o.state === 'canceled');
     expect(ota).toMatchObject({
       deploymentId: 'dep-cancel',
       lastResult: { resultCode: -1, extendedResultCode: agentErrors.CANCELED },
     });
-    const calls = await readLines(join(config.scriptState, 'calls.log'));
-    expect(calls.some((c) => c.includes('after-1'))).toBe(false);
+    expect((await readLines(calls)).some((c) => c.includes('after-1'))).toBe(false);
   });
 
   it('Given an agent stopped mid-install, when it starts again, then completed steps are not re-run and it finishes', async () => {

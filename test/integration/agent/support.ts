@@ -145,6 +145,8 @@ export class World {
   rejectDownloads: string | undefined;
   /** Token put in the URLs handed out (the file server may be told to accept only some). */
   urlToken = 'good';
+  /** The signed manifest of each deployment, handed out with its download authorization. */
+  readonly #signed = new Map<string, { manifest: string; signature: string }>();
 
   private constructor(root: string, iot: LocalIotCore, files: FileServer, service: MqttClient) {
     this.root = root;
@@ -217,27 +219,34 @@ export class World {
     };
   }
 
+  /**
+   * Signs a deployment's manifest as the deployments API does and keeps it for the download
+   * authorization, which hands it out (ADR 0010).
+   */
   async sign(options: DeployOptions): Promise<string> {
-    return signUpdateManifest({
-      manifest: options.manifest,
-      children: options.children ?? [],
-      signer: options.signer ?? this.signer,
-      now: new Date(),
-      ttlSeconds: options.ttlSeconds ?? 3600,
-      extraClaims: { deploymentId: options.deploymentId, rollback: options.rollback ?? false },
-    });
+    const signature =
+      options.signature ??
+      (await signUpdateManifest({
+        manifest: options.manifest,
+        children: options.children ?? [],
+        signer: options.signer ?? this.signer,
+        now: new Date(),
+        ttlSeconds: options.ttlSeconds ?? 3600,
+        extraClaims: { deploymentId: options.deploymentId, rollback: options.rollback ?? false },
+      }));
+    this.#signed.set(options.deploymentId, { manifest: canonicalJson(options.manifest), signature });
+    return signature;
   }
 
-  /** Writes desired.ota as the fan-out does (every key) and publishes the delta. */
+  /** Signs the deployment, then writes desired.ota as the fan-out does (every key) and publishes the delta. */
   async deploy(thingName: string, options: DeployOptions): Promise<void> {
+    await this.sign(options);
     const { provider, name, version } = options.manifest.updateId;
     const ota = {
       deploymentId: options.deploymentId,
       attempt: options.attempt ?? 1,
       action: options.action ?? 'apply',
       updateId: { provider, name, version },
-      manifest: canonicalJson(options.manifest),
-      signature: options.signature ?? (await this.sign(options)),
     };
     this.writeDesired(thingName, { ota });
   }
@@ -294,6 +303,8 @@ export class World {
       );
       return;
     }
+    const signed = this.#signed.get(String(body.deploymentId));
+    if (!signed) throw new Error(`the test never signed deployment ${String(body.deploymentId)}`);
     const files = Object.fromEntries(
       [...this.files.files.keys()]
         .filter((p) => p.startsWith('/files/'))
@@ -307,6 +318,7 @@ export class World {
         attempt: 1,
         mode: 'presigned',
         expiresAt: new Date(Date.now() + 600_000).toISOString(),
+        ...signed,
         files,
       }),
       1,

@@ -250,7 +250,7 @@ async function seedExecutions(
 async function notifyShadow(thingName: string, deploymentId: string): Promise<void> {
   const written = await shadows.update(thingName, {
     state: {
-      desired: { ota: { deploymentId, attempt: 1, action: 'apply', manifest: '{}', signature: 'x' } },
+      desired: { ota: { deploymentId, attempt: 1, action: 'apply' } },
     },
   });
   expect(written.ok).toBe(true);

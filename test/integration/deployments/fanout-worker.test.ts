@@ -194,7 +194,6 @@ describe('fan-out worker: notification', () => {
       deploymentId: deployment.deploymentId,
       attempt: 1,
       updateId: deployment.updateId,
-      manifest: deployment.manifest,
     });
     if (!expected.ok) throw new Error('fixture too large');
     for (const thing of devices) {

@@ -25,6 +25,7 @@ import {
   region,
   type SeededUpdate,
   seedDeployment,
+  seededManifestText,
   seedReadyUpdate,
   startDownloadWorld,
   type TestDevice,
@@ -99,7 +100,14 @@ describe('presigned downloads', () => {
     });
 
     expect(answer.outcome).toBe('accepted');
-    expect(answer.body).toMatchObject({ deploymentId: presignedDeployment, mode: 'presigned', attempt: 1 });
+    expect(answer.body).toMatchObject({
+      deploymentId: presignedDeployment,
+      mode: 'presigned',
+      attempt: 1,
+      // The deployment's signed manifest travels with the authorization, not in the shadow.
+      manifest: seededManifestText(toasterV1.updateId),
+      signature: `header.payload.${presignedDeployment}`,
+    });
     const files = answer.body.files as Record<string, string>;
     const firmware = toasterV1.files['firmware.bin'];
     const config = toasterV1.files['config.json'];
@@ -215,6 +223,57 @@ describe('presigned downloads', () => {
   });
 });
 
+describe("the request as the device's progress", () => {
+  /** A deployment whose one device the fan-out notified. */
+  async function notifiedDevice(name: string): Promise<string> {
+    const deploymentId = await seedDeployment(
+      world,
+      toasterV1,
+      { queued: [name] },
+      { mode: 'presigned', credentialLifetimeSeconds: 60 },
+    );
+    const queued = await world.executions.get(deploymentId, name);
+    if (!queued) throw new Error('not seeded');
+    const notifiedAt = Date.now() - 5_000;
+    const notified = await world.executions.transition(
+      queued,
+      { ...queued, state: 'notified', notifiedAt },
+      { at: notifiedAt, reason: 'notified' },
+    );
+    if (!notified.ok) throw new Error('notify failed');
+    return deploymentId;
+  }
+
+  it('records a notified device as downloading, heard from now, and leaves it so when it asks again', async () => {
+    const deploymentId = await notifiedDevice('thing-c');
+    const before = Date.now();
+    const first = await thing('thing-c').requestDownload({ deploymentId, clientToken: token() });
+    expect(first.outcome).toBe('accepted');
+    const downloading = await world.executions.get(deploymentId, 'thing-c');
+    expect(downloading).toMatchObject({ state: 'downloading', reason: 'download_authorized' });
+    expect(downloading?.reportedAt).toBeGreaterThanOrEqual(before);
+
+    const again = await thing('thing-c').requestDownload({ deploymentId, clientToken: token() });
+    expect(again.outcome).toBe('accepted');
+    expect(await world.executions.get(deploymentId, 'thing-c')).toEqual(downloading);
+  });
+
+  it('records nothing for a device with a cancel pending, and refuses it', async () => {
+    const deploymentId = await notifiedDevice('thing-a');
+    const notified = await world.executions.get(deploymentId, 'thing-a');
+    if (!notified) throw new Error('not seeded');
+    const canceling = await world.executions.transition(
+      notified,
+      { ...notified, cancelReason: 'canceled_by_operator' },
+      { at: Date.now() },
+    );
+    if (!canceling.ok) throw new Error('cancel failed');
+    const answer = await thing('thing-a').requestDownload({ deploymentId, clientToken: token() });
+    expect(answer.body.code).toBe('NO_ACTIVE_EXECUTION');
+    expect(await world.executions.get(deploymentId, 'thing-a')).toEqual(canceling.value);
+  });
+});
+
 describe('refused requests', () => {
   it('refuses a device that is not part of the deployment', async () => {
     const clientToken = token();
@@ -317,7 +376,14 @@ describe('STS downloads', () => {
 
   it('answers credentials, the bucket and the object key of each file', () => {
     const firmware = toasterV2.files['firmware.bin'];
-    expect(answer).toMatchObject({ mode: 'sts', bucket: world.bucket, region, deploymentId: stsDeployment });
+    expect(answer).toMatchObject({
+      mode: 'sts',
+      bucket: world.bucket,
+      region,
+      deploymentId: stsDeployment,
+      manifest: seededManifestText(toasterV2.updateId),
+      signature: `header.payload.${stsDeployment}`,
+    });
     expect((answer.credentials as { accessKeyId: string }).accessKeyId).toMatch(/^ASIA/);
     expect(answer.files).toEqual({
       [firmware?.fileId ?? '']: firmware?.objectKey,

@@ -184,7 +184,7 @@ export async function seedReadyUpdate(
     await world.adminS3.send(new PutObjectCommand({ Bucket: world.bucket, Key: objectKey, Body: bytes }));
     stored[filename] = { fileId: fileIdFor(updateId, filename), objectKey, bytes };
   }
-  const manifestBytes = Buffer.from(JSON.stringify({ updateId, manifestVersion: '4' }));
+  const manifestBytes = Buffer.from(seededManifestText(updateId));
   const manifestHex = createHash('sha256').update(manifestBytes).digest('hex');
   const manifestKey = updateManifestObjectKey(updateId, manifestHex);
   await world.adminS3.send(
@@ -256,8 +256,8 @@ export async function seedDeployment(
       target: request.value.target,
       policy: request.value.policy,
       manifest: {
-        inline: '{}',
-        signature: 'x.y.z',
+        inline: seededManifestText(update.updateId),
+        signature: `header.payload.${deploymentId}`,
         keyId: 'local',
         expiresAt: new Date(Date.now() + 3600_000).toISOString(),
       },
@@ -285,6 +285,11 @@ export async function seedDeployment(
     Date.now(),
   );
   return deploymentId;
+}
+
+/** The manifest text a seeded deployment hands out (the same bytes its update stores in S3). */
+export function seededManifestText(updateId: UpdateIdentity): string {
+  return JSON.stringify({ updateId, manifestVersion: '4' });
 }
 
 /** A scripted device: MQTT.js on the plain port, client id = thing name, as the device policy wants. */

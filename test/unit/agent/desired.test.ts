@@ -3,16 +3,9 @@ import { desiredFromDelta } from '../../../agent/desired.ts';
 import { buildDesiredOta } from '../../../lambdas/domain/deployment/index.ts';
 
 const updateId = { provider: 'Contoso', name: 'Toaster', version: '1.2' };
-const signature = `eyJhbGciOiJFUzI1NiJ9.${'p'.repeat(40)}.${'s'.repeat(86)}`;
 
 function desiredOta(attempt: number): Record<string, unknown> {
-  const built = buildDesiredOta({
-    deploymentId: 'dep-1',
-    attempt,
-    updateId,
-    manifest: { kind: 'inline', text: '{"updateId":{}}' },
-    signature,
-  });
+  const built = buildDesiredOta({ deploymentId: 'dep-1', attempt, updateId });
   if (!built.ok) throw new Error(built.error.message);
   return built.value.document.state.desired.ota as Record<string, unknown>;
 }
@@ -35,8 +28,6 @@ describe('desiredFromDelta', () => {
       attempt: 2,
       action: 'apply',
       updateId,
-      manifest: '{"updateId":{}}',
-      signature,
     });
   });
 
@@ -44,8 +35,8 @@ describe('desiredFromDelta', () => {
     expect(desiredFromDelta({ action: 'cancel' })).toBeUndefined();
     const { job: _job, ...withoutJob } = desiredOta(1);
     expect(desiredFromDelta(withoutJob)).toBeUndefined();
-    const { signature: _signature, ...withoutSignature } = desiredOta(1);
-    expect(desiredFromDelta(withoutSignature)).toBeUndefined();
+    const { action: _action, ...withoutAction } = desiredOta(1);
+    expect(desiredFromDelta(withoutAction)).toBeUndefined();
     expect(desiredFromDelta(undefined)).toBeUndefined();
     expect(
       desiredFromDelta({ ...desiredOta(1), job: { deploymentId: 'dep-1', attempt: 0, updateId } }),

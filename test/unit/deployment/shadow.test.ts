@@ -13,33 +13,30 @@ import {
   REPORTED_OTA_BUDGET_BYTES,
   reportLimits,
   SHADOW_MAX_DEPTH,
+  SHADOW_OP_METERING_BYTES,
   SHADOW_STATE_LIMIT_BYTES,
 } from '../../../lambdas/domain/deployment/index.ts';
 
 const updateId = { provider: 'Contoso', name: 'Toaster', version: '1.2' };
-/** An ES256 JWS binding 20 files is about 2.8 KB. */
-const signature = `eyJhbGciOiJFUzI1NiJ9.${'p'.repeat(2700)}.${'s'.repeat(86)}`;
 
-function input(manifestText: string, extra: Partial<DesiredOtaInput> = {}): DesiredOtaInput {
-  return {
-    deploymentId: 'dep-0123456789abcdef',
-    attempt: 1,
-    updateId,
-    manifest: { kind: 'inline', text: manifestText },
-    signature,
-    ...extra,
-  };
+function input(extra: Partial<DesiredOtaInput> = {}): DesiredOtaInput {
+  return { deploymentId: 'dep-0123456789abcdef', attempt: 1, updateId, ...extra };
 }
 
-const mini = {
-  kind: 'detached' as const,
-  text: JSON.stringify({ updateId, detachedManifestFileId: 'f1', files: {} }),
+/** The longest ids the service makes or accepts: 64-character names, four 10-digit version parts. */
+const largest: DesiredOtaInput = {
+  deploymentId: 'd'.repeat(64),
+  attempt: 2_147_483_647,
+  updateId: {
+    provider: 'p'.repeat(64),
+    name: 'n'.repeat(64),
+    version: '2147483647.2147483647.2147483647.2147483647',
+  },
 };
 
 describe('desired.ota', () => {
-  it('carries the ids, the attempt, the action, the manifest text as is and the signature', () => {
-    const text = '{"updateId":{"provider":"Contoso"},"n":1.0}';
-    const result = buildDesiredOta(input(text));
+  it('carries the ids, the attempt and the action, repeated under job, and no manifest or signature', () => {
+    const result = buildDesiredOta(input());
     expect(result).toEqual({
       ok: true,
       value: {
@@ -51,27 +48,26 @@ describe('desired.ota', () => {
                 attempt: 1,
                 action: 'apply',
                 updateId,
-                manifest: text,
-                signature,
                 job: { deploymentId: 'dep-0123456789abcdef', attempt: 1, updateId },
               },
             },
           },
         },
-        delivery: 'inline',
         bytes: expect.any(Number),
       },
     });
   });
 
-  it('falls back to the detached form when the inline manifest does not fit', () => {
-    const result = buildDesiredOta(input('m'.repeat(DESIRED_OTA_BUDGET_BYTES), { detachedFallback: mini }));
-    expect(result.ok && result.value.delivery).toBe('detached');
-    expect(result.ok && result.value.document.state.desired.ota?.manifest).toBe(mini.text);
+  it('stays within one metered shadow operation (1 KB) with the longest ids', () => {
+    const result = buildDesiredOta(largest);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.value.bytes).toBe(jsonBytes(result.value.document.state.desired.ota));
+    expect(jsonBytes(result.value.document)).toBeLessThanOrEqual(SHADOW_OP_METERING_BYTES);
   });
 
-  it('refuses a document that fits in no form, naming its size', () => {
-    const result = buildDesiredOta(input('m'.repeat(DESIRED_OTA_BUDGET_BYTES)));
+  it('refuses ids too long for the shadow, naming the size', () => {
+    const result = buildDesiredOta(input({ deploymentId: 'd'.repeat(DESIRED_OTA_BUDGET_BYTES) }));
     expect(result).toEqual({
       ok: false,
       error: expect.objectContaining({ code: 'DESIRED_TOO_LARGE', limit: DESIRED_OTA_BUDGET_BYTES }),
@@ -79,17 +75,15 @@ describe('desired.ota', () => {
   });
 
   it('counts bytes as UTF-8 after JSON escaping, as the shadow service does', () => {
-    const ascii = buildDesiredOta(input('"a"'));
-    const wide = buildDesiredOta(input('"é"'));
-    expect(ascii.ok && wide.ok && wide.value.bytes - ascii.value.bytes).toBe(1);
-    expect(ascii.ok && ascii.value.bytes).toBe(jsonBytes(ascii.ok && ascii.value.document.state.desired.ota));
+    const ascii = buildDesiredOta(input({ deploymentId: 'dep-a' }));
+    const wide = buildDesiredOta(input({ deploymentId: 'dep-é' }));
+    // Written twice: at the top and under job.
+    expect(ascii.ok && wide.ok && wide.value.bytes - ascii.value.bytes).toBe(2);
   });
 
-  it('fits the 8 KB shadow with the largest inline manifest and the largest report, within 6 levels', () => {
-    const inlineLimit = 3072; // the manifest module inlines manifests up to this many bytes, escaped
-    const desired = buildDesiredOta(input('m'.repeat(inlineLimit - 2)));
-    expect(desired.ok && desired.value.delivery).toBe('inline');
-    if (!desired.ok) return;
+  it('fits the 8 KB shadow with the longest ids and the largest report, within 6 levels', () => {
+    const desired = buildDesiredOta(largest);
+    if (!desired.ok) throw new Error('the largest ids do not fit');
 
     const reported = parseReportedOta(largestReport());
     expect(reported.ok).toBe(true);
