@@ -1,6 +1,7 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { z } from 'zod';
+import { presignedUrlOf } from '../lambdas/domain/downloads/presigned.ts';
 import { err, ok, type Result } from '../lambdas/domain/result.ts';
 import { type AgentError, agentError } from './codes.ts';
 import type { UrlSource } from './downloader.ts';
@@ -25,7 +26,10 @@ export const grantShape = z.discriminatedUnion('mode', [
     ...signedManifestShape,
     mode: z.literal('presigned'),
     expiresAt: z.string(),
-    files: z.record(z.string(), z.string()),
+    /** The URLs' shared part and each file's path and signature (lambdas/domain/downloads/presigned.ts). */
+    origin: z.string(),
+    query: z.string(),
+    files: z.record(z.string(), z.tuple([z.string(), z.string()])),
   }),
   z.object({
     ...signedManifestShape,
@@ -115,7 +119,7 @@ async function urlFromGrant(
   options: GrantSourceOptions,
 ): Promise<Result<string, AgentError>> {
   if (grant.mode === 'presigned') {
-    const url = grant.files[fileId];
+    const url = presignedUrlOf(grant, fileId);
     return url
       ? ok(url)
       : err(agentError('FILE_NOT_AUTHORIZED', `the authorization names no URL for ${fileId}`));

@@ -16,7 +16,10 @@ export interface DownloadSession {
  * from the download role narrowed by an inline session policy to `s3:GetObject` on those keys.
  */
 export interface DownloadCredentials {
-  /** One presigned GET URL per object key, each valid `expiresInSeconds`. */
+  /**
+   * One presigned GET URL per object key, each valid `expiresInSeconds`, all signed at one time so
+   * that they share every query parameter but the signature (domain/downloads/presigned.ts).
+   */
   presignGets(objectKeys: readonly string[], expiresInSeconds: number): Promise<Map<string, string>>;
   /** AssumeRole on the download role with a session policy allowing GetObject on exactly these keys. */
   assumeDownloadRole(input: {
@@ -84,11 +87,13 @@ export function makeDownloadCredentials(options: DownloadCredentialsOptions): Do
   return {
     async presignGets(objectKeys, expiresInSeconds) {
       const urls = new Map<string, string>();
+      const signingDate = new Date();
       for (const key of new Set(objectKeys)) {
         urls.set(
           key,
           await getSignedUrl(options.s3, new GetObjectCommand({ Bucket: options.bucket, Key: key }), {
             expiresIn: expiresInSeconds,
+            signingDate,
           }),
         );
       }

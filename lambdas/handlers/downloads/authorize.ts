@@ -4,6 +4,7 @@ import type { DownloadCredentials } from '../../adapters/download-credentials.ts
 import type { ExecutionStore } from '../../adapters/execution-store.ts';
 import type { UpdateStore } from '../../adapters/update-store.ts';
 import { isTerminal } from '../../domain/deployment/index.ts';
+import { type CompactPresignedUrls, compactPresignedUrls } from '../../domain/downloads/presigned.ts';
 import { INLINE_MANIFEST_MAX_BYTES } from '../../domain/manifest/index.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import { type DownloadableFile, downloadableFiles } from './files.ts';
@@ -49,10 +50,9 @@ interface GrantBase {
   readonly expiresAt: number;
 }
 
-export interface PresignedGrant extends GrantBase {
+/** Presigned GETs, the part they share sent once (domain/downloads/presigned.ts). */
+export interface PresignedGrant extends GrantBase, CompactPresignedUrls {
   readonly mode: 'presigned';
-  /** fileId → presigned GET URL. */
-  readonly files: Readonly<Record<string, string>>;
 }
 
 export interface StsGrant extends GrantBase {
@@ -135,12 +135,9 @@ export async function authorizeDownload(
 
   if (mode === 'presigned') {
     const urls = await deps.credentials.presignGets(objectKeys, credentialLifetimeSeconds);
-    return ok({
-      ...base,
-      mode,
-      expiresAt: now + credentialLifetimeSeconds * 1000,
-      files: Object.fromEntries(files.map((f) => [f.fileId, urls.get(f.objectKey) ?? ''])),
-    });
+    const compact = compactPresignedUrls(new Map(files.map((f) => [f.fileId, urls.get(f.objectKey) ?? ''])));
+    if (!compact.ok) throw new Error(`bug: presigned URLs not signed together: ${compact.error.message}`);
+    return ok({ ...base, mode, expiresAt: now + credentialLifetimeSeconds * 1000, ...compact.value });
   }
   const session = await deps.credentials.assumeDownloadRole({
     sessionName: thingName,

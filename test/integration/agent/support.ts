@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { AgentConfig } from '../../../agent/config.ts';
 import { downloadTopics } from '../../../lambdas/definitions/rules.ts';
+import { compactPresignedUrls } from '../../../lambdas/domain/downloads/presigned.ts';
 import {
   canonicalJson,
   type FullUpdateManifest,
@@ -305,11 +306,17 @@ export class World {
     }
     const signed = this.#signed.get(String(body.deploymentId));
     if (!signed) throw new Error(`the test never signed deployment ${String(body.deploymentId)}`);
-    const files = Object.fromEntries(
+    // As the authorizer sends them: the URLs' shared part once, each file's path and signature.
+    const urls = new Map(
       [...this.files.files.keys()]
         .filter((p) => p.startsWith('/files/'))
-        .map((p) => [p.slice('/files/'.length), this.files.url(p, this.urlToken)]),
+        .map((p) => {
+          const url = this.files.url(p, this.urlToken);
+          return [p.slice('/files/'.length), `${url}${url.includes('?') ? '&' : '?'}X-Amz-Signature=test`];
+        }),
     );
+    const compact = compactPresignedUrls(urls);
+    if (!compact.ok) throw new Error(compact.error.message);
     this.iot.publish(
       downloadTopics.accepted(thing),
       JSON.stringify({
@@ -319,7 +326,7 @@ export class World {
         mode: 'presigned',
         expiresAt: new Date(Date.now() + 600_000).toISOString(),
         ...signed,
-        files,
+        ...compact.value,
       }),
       1,
     );

@@ -17,6 +17,7 @@ import {
   downloadSessionPolicy,
   makeDownloadCredentials,
 } from '../../../lambdas/adapters/download-credentials.ts';
+import { type CompactPresignedUrls, presignedUrlOf } from '../../../lambdas/domain/downloads/presigned.ts';
 import { localS3Credentials } from '../../../local/s3.ts';
 import {
   connectDevice,
@@ -52,6 +53,14 @@ const token = (): string => `tok-${++tokens}`;
 async function statusAndText(url: string, init?: RequestInit): Promise<{ status: number; text: string }> {
   const response = await fetch(url, init);
   return { status: response.status, text: await response.text() };
+}
+
+/** Every file's URL of a presigned answer, as the agent puts them together. */
+function presignedUrls(body: Record<string, unknown>): Record<string, string> {
+  const compact = body as unknown as CompactPresignedUrls;
+  return Object.fromEntries(
+    Object.keys(compact.files).map((fileId) => [fileId, presignedUrlOf(compact, fileId) ?? '']),
+  );
 }
 
 function errorCode(text: string): string | undefined {
@@ -108,7 +117,7 @@ describe('presigned downloads', () => {
       manifest: seededManifestText(toasterV1.updateId),
       signature: `header.payload.${presignedDeployment}`,
     });
-    const files = answer.body.files as Record<string, string>;
+    const files = presignedUrls(answer.body);
     const firmware = toasterV1.files['firmware.bin'];
     const config = toasterV1.files['config.json'];
     expect(Object.keys(files).sort()).toEqual(
@@ -134,7 +143,7 @@ describe('presigned downloads', () => {
       files: [firmware],
     });
     expect(answer.outcome).toBe('accepted');
-    expect(Object.keys(answer.body.files as object)).toEqual([firmware]);
+    expect(Object.keys(presignedUrls(answer.body))).toEqual([firmware]);
   });
 
   it('serves Range requests through the gateway (206) so a download can resume', async () => {
@@ -143,7 +152,7 @@ describe('presigned downloads', () => {
       deploymentId: presignedDeployment,
       clientToken: token(),
     });
-    const url = (answer.body.files as Record<string, string>)[firmware?.fileId ?? ''] ?? '';
+    const url = presignedUrls(answer.body)[firmware?.fileId ?? ''] ?? '';
 
     const response = await fetch(url, { headers: { range: 'bytes=9-16' } });
     expect(response.status).toBe(206);
@@ -156,9 +165,7 @@ describe('presigned downloads', () => {
       deploymentId: presignedDeployment,
       clientToken: token(),
     });
-    const url = new URL(
-      (answer.body.files as Record<string, string>)[toasterV1.files['firmware.bin']?.fileId ?? ''] ?? '',
-    );
+    const url = new URL(presignedUrls(answer.body)[toasterV1.files['firmware.bin']?.fileId ?? ''] ?? '');
     const otherKey = toasterV2.files['firmware.bin']?.objectKey ?? '';
     url.pathname = `/${world.bucket}/${otherKey}`;
 
@@ -173,9 +180,7 @@ describe('presigned downloads', () => {
       deploymentId: presignedDeployment,
       clientToken: token(),
     });
-    const url = new URL(
-      (answer.body.files as Record<string, string>)[toasterV1.files['firmware.bin']?.fileId ?? ''] ?? '',
-    );
+    const url = new URL(presignedUrls(answer.body)[toasterV1.files['firmware.bin']?.fileId ?? ''] ?? '');
     const signature = url.searchParams.get('X-Amz-Signature') ?? '';
     const flipped = new URL(url);
     flipped.searchParams.set(
@@ -197,8 +202,7 @@ describe('presigned downloads', () => {
       deploymentId: presignedDeployment,
       clientToken: token(),
     });
-    const url =
-      (answer.body.files as Record<string, string>)[toasterV1.files['firmware.bin']?.fileId ?? ''] ?? '';
+    const url = presignedUrls(answer.body)[toasterV1.files['firmware.bin']?.fileId ?? ''] ?? '';
     expect((await statusAndText(url)).status).toBe(200);
 
     world.clocks.s3OffsetMs = 61_000;

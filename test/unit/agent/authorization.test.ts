@@ -13,7 +13,9 @@ function grantingPort(clock: { now: number }, lifetimeMs: number) {
         manifest: '{"updateId":{}}',
         signature: 'header.payload.signature',
         expiresAt: new Date(clock.now + lifetimeMs).toISOString(),
-        files: { f1: `https://example.test/f1?n=${requests}` },
+        origin: 'https://example.test',
+        query: `n=${requests}`,
+        files: { f1: ['/f1', 'abc'] },
       };
       return ok(grant);
     },
@@ -34,7 +36,9 @@ describe('GrantSource', () => {
     expect(await source.signedManifest()).toEqual(
       ok({ manifest: '{"updateId":{}}', signature: 'header.payload.signature' }),
     );
-    expect(await source.url('f1', { refresh: false })).toEqual(ok('https://example.test/f1?n=1'));
+    expect(await source.url('f1', { refresh: false })).toEqual(
+      ok('https://example.test/f1?n=1&X-Amz-Signature=abc'),
+    );
     expect(requests()).toBe(1);
   });
 
@@ -45,7 +49,9 @@ describe('GrantSource', () => {
     await source.url('f1', { refresh: false });
     expect(requests()).toBe(1);
     clock.now += 2_000;
-    expect(await source.url('f1', { refresh: false })).toEqual(ok('https://example.test/f1?n=2'));
+    expect(await source.url('f1', { refresh: false })).toEqual(
+      ok('https://example.test/f1?n=2&X-Amz-Signature=abc'),
+    );
   });
 
   it('reuses a grant shorter-lived than the margin for three quarters of its life', async () => {
@@ -62,7 +68,9 @@ describe('GrantSource', () => {
   it('asks again when a URL was refused, however fresh the grant', async () => {
     const { source, requests } = sourceFor(900_000);
     await source.url('f1', { refresh: false });
-    expect(await source.url('f1', { refresh: true })).toEqual(ok('https://example.test/f1?n=2'));
+    expect(await source.url('f1', { refresh: true })).toEqual(
+      ok('https://example.test/f1?n=2&X-Amz-Signature=abc'),
+    );
     expect(requests()).toBe(2);
   });
 });
