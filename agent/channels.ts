@@ -58,15 +58,22 @@ function parseBody(payload: Buffer): Record<string, unknown> | undefined {
 /**
  * Request/response over MQTT matched by clientToken: subscribe to `accepted` and `rejected` once,
  * publish the request, wait for the answer carrying our token (answers to other clients, or to the
- * service's own desired updates, are ignored).
+ * service's own desired updates, are ignored). An accepted message with no token at all is the
+ * service's own, unasked: it goes to `unasked` when given.
  */
 class RequestResponse {
   readonly #waiters = new Map<string, Waiter>();
 
-  async listen(connection: DeviceConnection, accepted: string, rejected: string): Promise<void> {
+  async listen(
+    connection: DeviceConnection,
+    accepted: string,
+    rejected: string,
+    unasked?: (body: Record<string, unknown>) => void,
+  ): Promise<void> {
     const route = (isAccepted: boolean) => (payload: Buffer) => {
       const body = parseBody(payload);
       const token = typeof body?.clientToken === 'string' ? body.clientToken : undefined;
+      if (body && isAccepted && body.clientToken === undefined) unasked?.(body);
       const waiter = token ? this.#waiters.get(token) : undefined;
       if (!body || !token || !waiter) return;
       this.#waiters.delete(token);
@@ -111,6 +118,8 @@ export interface ChannelOptions {
   readonly timeoutMs?: number;
   /** Attempts for one authorization request before giving up. @default 3 */
   readonly authorizationAttempts?: number;
+  /** Epoch ms, to judge a pushed grant's remaining life. @default Date.now */
+  readonly now?: () => number;
 }
 
 /** The `ota` named shadow over MQTT (`$aws/things/<thing>/shadow/name/ota/...`). */
@@ -190,6 +199,46 @@ export async function openShadowChannel(
 /** Refusals come within a second or so; a handful of reports in flight is all there ever is. */
 const MAX_TRACKED_REPORTS = 32;
 
+/**
+ * Grants the service sent unasked with a notification (ADR 0040), by deployment: the next request
+ * for that deployment takes its grant instead of asking, once, while it has half its life (or
+ * 30 s) left.
+ * Only the newest few are kept: a device runs one deployment at a time.
+ */
+class PushedGrants {
+  readonly #grants = new Map<string, { readonly grant: Grant; readonly receivedAt: number }>();
+  readonly #now: () => number;
+
+  constructor(now: () => number) {
+    this.#now = now;
+  }
+
+  keep(body: Record<string, unknown>): void {
+    const grant = grantShape.safeParse(body);
+    const deploymentId = body.deploymentId;
+    if (!grant.success || typeof deploymentId !== 'string') return;
+    this.#grants.delete(deploymentId);
+    this.#grants.set(deploymentId, { grant: grant.data, receivedAt: this.#now() });
+    for (const oldest of this.#grants.keys()) {
+      if (this.#grants.size <= MAX_PUSHED_GRANTS) break;
+      this.#grants.delete(oldest);
+    }
+  }
+
+  take(deploymentId: string): Grant | undefined {
+    const kept = this.#grants.get(deploymentId);
+    this.#grants.delete(deploymentId);
+    if (!kept) return undefined;
+    const expiresAt = Date.parse(kept.grant.expiresAt);
+    const needed = Math.min(PUSHED_GRANT_MIN_LIFE_MS, (expiresAt - kept.receivedAt) / 2);
+    return expiresAt - this.#now() > needed ? kept.grant : undefined;
+  }
+}
+
+const MAX_PUSHED_GRANTS = 4;
+/** A pushed grant about to expire is not worth starting a download with. */
+const PUSHED_GRANT_MIN_LIFE_MS = 30_000;
+
 /** Download authorization over MQTT (ADR 0040): request, then the accepted or rejected answer. */
 export async function openAuthorizationChannel(
   connection: DeviceConnection,
@@ -199,9 +248,17 @@ export async function openAuthorizationChannel(
   const rr = new RequestResponse();
   const timeoutMs = options.timeoutMs ?? 10_000;
   const attempts = options.authorizationAttempts ?? 3;
-  await rr.listen(connection, downloadTopics.accepted(thingName), downloadTopics.rejected(thingName));
+  const pushed = new PushedGrants(options.now ?? Date.now);
+  await rr.listen(
+    connection,
+    downloadTopics.accepted(thingName),
+    downloadTopics.rejected(thingName),
+    (body) => pushed.keep(body),
+  );
   return {
     async request(deploymentId, files): Promise<Result<Grant, AgentError>> {
+      const sent = files ? undefined : pushed.take(deploymentId);
+      if (sent) return ok(sent);
       for (let i = 0; i < attempts; i++) {
         const answer = await rr.ask(
           connection,

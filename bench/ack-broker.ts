@@ -44,6 +44,8 @@ export interface DeviceSideCounts {
   downloadAnswersToDevices: number;
   /** Of those, `rejected` ones: the benchmark expects none. */
   downloadRejections: number;
+  /** Of those, grants the fan-out sent unasked with the notification. */
+  grantsPushedToDevices: number;
   /** Messages on the download rule's topic (each a rule triggered) and its actions run. */
   downloadRuleTriggers: number;
   downloadRuleActions: number;
@@ -73,6 +75,7 @@ const counts: DeviceSideCounts = {
   downloadRequests: 0,
   downloadAnswersToDevices: 0,
   downloadRejections: 0,
+  grantsPushedToDevices: 0,
   downloadRuleTriggers: 0,
   downloadRuleActions: 0,
   deviceShadowGets: 0,
@@ -139,10 +142,18 @@ function deliverDelta(event: unknown): void {
   if (delta.thingName) deltas.set(delta.thingName, { ota: delta.state?.ota, version: delta.version ?? 0 });
 }
 
-/** The authorizer's answer reaching the device, which subscribes to its `accepted` and `rejected` topics. */
+/** Devices that got their grant unasked, with their notification (the fan-out sends it). */
+const pushedGrants = new Set<string>();
+
+/** A grant reaching the device, which subscribes to its `accepted` and `rejected` topics. */
 function deliverDownloadAnswer(event: unknown): void {
-  const { topic, bytes } = deliveredBytes(event as Record<string, unknown>);
+  const body = event as Record<string, unknown>;
+  const { topic, bytes } = deliveredBytes(body);
   if (topic.endsWith('/downloads/request')) return;
+  if (topic.endsWith('/downloads/accepted') && body.clientToken === undefined) {
+    counts.grantsPushedToDevices++;
+    if (typeof body.thingName === 'string') pushedGrants.add(body.thingName);
+  }
   counts.downloadAnswersToDevices++;
   if (topic.endsWith('/downloads/rejected')) counts.downloadRejections++;
   meterMessage(topic, bytes);
@@ -262,16 +273,17 @@ function reportAsDevice(
 }
 
 /**
- * The agent on the delta: takes the document (reading the shadow only if it must) and asks for
- * download authorization (agent/authorization.ts) for every file; the authorizer records
- * `downloading`, so the agent sends no report of it (ADR 0050).
+ * The agent on the delta: takes the document (reading the shadow only if it must) and the grant
+ * that came with it; without one it asks for download authorization (agent/authorization.ts),
+ * which records `downloading`. It sends no report of its own until the end (ADR 0050).
  */
 function startDownload(thingName: string): void {
   const desired = readDesired(thingName);
   if (!desired) return;
   const device: DeviceMemory = { ids: desired.ids, version: desired.version, seq: 0 };
   memory.set(thingName, device);
-  requestDownload(thingName, device.ids.deploymentId);
+  // The grant that came with the notification is used as it is (agent/channels.ts PushedGrants).
+  if (!pushedGrants.delete(thingName)) requestDownload(thingName, device.ids.deploymentId);
 }
 
 /** A download-authorization request, as the agent publishes it: QoS 1, no files named (all of them). */

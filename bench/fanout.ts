@@ -37,6 +37,7 @@ import {
   countersStreamEventSource,
   type FunctionDefinition,
 } from '../lambdas/definitions/api.ts';
+import { env } from '../lambdas/definitions/environment.ts';
 import {
   deploymentsTable,
   executionsTable,
@@ -667,8 +668,9 @@ async function run(): Promise<BenchmarkOutcome> {
         updatesTable: tables.updates,
         fanoutWorkerFunction: 'fanoutWorker',
         accountShadowRateCap: settings.accountCapPerSecond,
+        artifactBucket: String(deployment.environment[env.artifactBucket]),
       },
-      { dynamodb, iot, iotData, invoker },
+      { dynamodb, iot, iotData, invoker, s3: presigningS3(aws.region) },
       { observability: recordingObservability() },
     );
     const handler = makeFanoutWorker(deps);
@@ -727,7 +729,13 @@ async function run(): Promise<BenchmarkOutcome> {
       shadowOps: perDevice(counts.get('#shadowOpUnits') ?? 0),
       shadowOpRequests: perDevice(shadowUpdates),
       messages: perDevice(fanoutDeviceSide.messageUnits + (counts.get('#messageUnits') ?? 0)),
-      messageCount: perDevice(fanoutDeviceSide.deltasToDevices),
+      messageCount: perDevice(
+        fanoutDeviceSide.deltasToDevices +
+          fanoutDeviceSide.downloadAnswersToDevices +
+          (counts.get('PublishCommand') ?? 0),
+      ),
+      /** Download grants sent with the notification and delivered (devices then ask for none). */
+      grantsPushed: perDevice(fanoutDeviceSide.grantsPushedToDevices),
       ruleTriggers: perDevice(fanoutDeviceSide.acknowledgementRuleTriggers),
       ruleActions: perDevice(fanoutDeviceSide.acknowledgementRuleActions),
       dynamoDbWrites: perDevice(counts.get('#dynamoDbWrites') ?? 0),
@@ -884,7 +892,7 @@ async function run(): Promise<BenchmarkOutcome> {
       notes: [
         'Local stack: DynamoDB Local (one JVM) and the local IoT Core bound the measured rate; the projection assumes one Lambda per shard at its deployed memory (CPU share = memory / 1,769 MB), each limited by the handler CPU measured here, capped at the account quota.',
         "The update is the main job's sample (local/demo/sample-update.ts: a parent with an inline step and a reference step to a child with three script steps, four files to download), imported, uploaded and committed through the real updates API and deployed through the real deployments API, which signs it with the deployment's claims: the documents devices receive are a real update's.",
-        'Everything is measured. Devices are simulated inside the local IoT Core process (bench/ack-broker.ts) through its in-process shadow service, not over 10,000 MQTT connections, doing what the agent does: the desired document taken from the delta (a GET only when the delta is not whole), a download request (all files) answered by the real download authorizer through the rules engine and the data plane, which records `downloading` (the agent sends no report of it); once every device has done that and the functions settled, `succeeded` with installedUpdateId and desired.ota cleared at the version it expects. Each report carries the next seq and goes to the rules engine as a device PUBLISH does.',
+        'Everything is measured. Devices are simulated inside the local IoT Core process (bench/ack-broker.ts) through its in-process shadow service, not over 10,000 MQTT connections, doing what the agent does: the desired document taken from the delta (a GET only when the delta is not whole), the grant the fan-out worker sent with the notification (or, without one, a download request answered by the real download authorizer through the rules engine and the data plane, which records `downloading`); once every device has done that and the functions settled, `succeeded` with installedUpdateId and desired.ota cleared at the version it expects. Each report carries the next seq and goes to the rules engine as a device PUBLISH does.',
         "The real rules engine runs the acknowledgement rule (on the devices' own update topic); its Lambda action is forwarded to this process, where the real acknowledge handler runs (at most acknowledgeConcurrency at once); a poller of DynamoDB Local's executions stream feeds the real counters-stream handler. Stream reads are not counted (free for Lambda event source mappings).",
         `Metered by size, as AWS bills them: shadowOps in 1 KB units of each request's document (a GET by the document it returns), messages in 5 KB units of payload and topic; shadowOpRequests and messageCount are the plain counts. Messages: MQTT PUBLISH sent by devices (reports, download requests) and delivered to devices (deltas, GET answers, update/rejected, download answers), and the authorizer's data-plane Publish. Devices subscribe at QoS 0 (no metered PUBACK) and not to update/accepted. Rule triggers: every message on a rule's topic, WHERE or not. Data-plane HTTP shadow calls are shadow operations only. The authorizer presigns with temporary credentials whose session token is ${LAMBDA_SESSION_TOKEN_CHARS} characters (an assumption), as a Lambda role's are: each URL carries it.`,
         'DynamoDB: dynamoDbWrites counts items written (a transaction item twice, a refused condition too); dynamoDbWriteUnits is what DynamoDB reports consuming (1 KB units by item size, each index item written included), and prices the writes.',

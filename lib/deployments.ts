@@ -201,11 +201,17 @@ export class Deployments extends Construct implements IDeployments {
     ) as Record<BackgroundFunctionId, OtaFunction>;
   }
 
-  /** Expands targets, writes executions, notifies devices through their shadow, resumes itself. */
+  /**
+   * Expands targets, writes executions, notifies devices through their shadow (with their download
+   * grant on their own `accepted` topic), resumes itself.
+   */
   private wireFanoutWorker(fn: OtaFunction): void {
     this.grantDeploymentData(fn);
     this.props.catalog.grantReadUpdates(fn);
     grantShadowAccess(this, fn, 'iot:UpdateThingShadow');
+    // Presigned GET URLs carry the signer's own permissions.
+    this.props.artifacts.grantUpdatesRead(fn);
+    grantPublish(this, fn, downloadTopics.accepted('*'));
     grantListThingGroupMembers(this, fn);
     this.grantStartFanout(fn);
   }
@@ -265,7 +271,8 @@ export class Deployments extends Construct implements IDeployments {
   /** Answers a device's download request with presigned URLs or scoped STS credentials. */
   private wireDownloadAuthorizer(fn: OtaFunction): void {
     grantTableData(this.deploymentsTable, fn, 'read');
-    grantTableData(this.executionsTable, fn, 'read');
+    // Reads the execution and records the device as downloading, in one conditional write.
+    grantTableData(this.executionsTable, fn, 'readWrite');
     this.props.catalog.grantReadUpdates(fn);
     // Presigned GET URLs carry the authorizer's own permissions.
     this.props.artifacts.grantUpdatesRead(fn);

@@ -281,6 +281,7 @@ export async function startLocalCloud(
     const fanout = wireFanout({
       environment: lambdaEnvironment,
       dynamodb,
+      s3: s3Client,
       functions,
       region: localRegion,
       iotEndpoint: iot.endpoints.iot,

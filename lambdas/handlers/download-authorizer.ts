@@ -18,6 +18,7 @@ import {
   authorizeDownload,
   type DownloadGrant,
   type DownloadRejection,
+  grantMessage,
 } from './downloads/authorize.ts';
 import { parseDownloadRequest } from './downloads/request.ts';
 
@@ -38,11 +39,6 @@ export type DownloadAuthorizerResult =
   | { readonly answered: 'nobody'; readonly reason: string };
 
 export type DownloadAuthorizerHandler = (event: unknown) => Promise<DownloadAuthorizerResult>;
-
-/** The accepted answer as devices receive it; `expiresAt` is ISO text like every time in the protocol. */
-function acceptedMessage(clientToken: string, grant: DownloadGrant): Record<string, unknown> {
-  return { clientToken, ...grant, expiresAt: new Date(grant.expiresAt).toISOString() };
-}
 
 /**
  * The download-authorization function behind the rule on `ota/things/+/downloads/request`: checks
@@ -87,7 +83,7 @@ export function makeDownloadAuthorizer(deps: DownloadAuthorizerDeps): DownloadAu
     const decision = await authorizeDownload(deps, request.value, clock());
     if (!decision.ok) return answerRejected(thingName, clientToken, decision.error);
 
-    const message = acceptedMessage(clientToken, decision.value);
+    const message = grantMessage(decision.value, clientToken);
     if (Buffer.byteLength(JSON.stringify(message)) > MAX_ANSWER_BYTES) {
       return answerRejected(thingName, clientToken, {
         code: 'ANSWER_TOO_LARGE',

@@ -2,20 +2,25 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTClient } from '@aws-sdk/client-iot';
 import type { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { LambdaClient } from '@aws-sdk/client-lambda';
+import { S3Client } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
 import { DEFAULT_ACCOUNT_SHADOW_RATE_CAP, makeAccountRateLimiter } from '../adapters/account-rate-limiter.ts';
 import { makeDeploymentStore } from '../adapters/deployment-store.ts';
+import { makeGetPresigner } from '../adapters/download-credentials.ts';
 import { documentClient } from '../adapters/dynamodb.ts';
 import { makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFanoutReads } from '../adapters/fanout-reads.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { type FunctionInvoker, makeLambdaFunctionInvoker } from '../adapters/function-invoker.ts';
+import { makeIotPublisher } from '../adapters/iot-publisher.ts';
 import { makeShadowWriter, type ShadowWriterOptions, shadowWriterClient } from '../adapters/shadow-writer.ts';
 import { makeThingRegistry } from '../adapters/thing-registry.ts';
+import { makeUpdateStore } from '../adapters/update-store.ts';
 import { env } from '../definitions/environment.ts';
 import { type Observability, powertools } from '../observability.ts';
 import { type Environment, fromEnv, positiveIntegerFromEnv } from './config.ts';
 import { defaultTuning, type FanoutDeps, type FanoutTuning, type TimeBudget } from './fanout/deps.ts';
+import { makeGrantPusher } from './fanout/push-grant.ts';
 import { parseFanoutEvent, runFanoutWorker, type WorkerOutcome } from './fanout/worker.ts';
 
 export type { FanoutDeps, FanoutEvent, FanoutTuning } from './fanout/deps.ts';
@@ -48,6 +53,8 @@ export interface FanoutConfig {
   readonly accountShadowRateCap: number;
   /** Absent: the SDK's default endpoint for the region. */
   readonly iotDataEndpoint?: string;
+  /** The artifact bucket: with it, devices get their download grant with their notification. */
+  readonly artifactBucket?: string;
 }
 
 export function fanoutConfigFromEnv(environment: Environment): FanoutConfig {
@@ -59,8 +66,10 @@ export function fanoutConfigFromEnv(environment: Environment): FanoutConfig {
     fanoutWorkerFunction: env.fanoutWorkerFunction,
   })(environment);
   const endpoint = environment[env.iotDataEndpoint];
+  const bucket = environment[env.artifactBucket];
   return {
     ...required,
+    ...(bucket ? { artifactBucket: bucket } : {}),
     accountShadowRateCap: positiveIntegerFromEnv(
       environment,
       env.accountShadowRateCap,
@@ -74,6 +83,8 @@ export interface FanoutClients {
   readonly dynamodb?: DynamoDBClient;
   readonly iot?: IoTClient;
   readonly iotData?: IoTDataPlaneClient;
+  /** Presigns the pushed download grants (the local cloud's S3); in AWS, the function role's. */
+  readonly s3?: S3Client;
   /** The local cloud passes its function registry; in AWS, Lambda `Invoke` (Event). */
   readonly invoker?: FunctionInvoker;
 }
@@ -104,6 +115,20 @@ export function fanoutDepsFromConfig(
     fleet: makeFleetStore({ db, tableName: config.fleetTable }),
     registry: makeThingRegistry({ iot: clients.iot ?? new IoTClient({}) }),
     shadows: makeShadowWriter({ iotData, ...overrides.shadowWriter }),
+    ...(config.artifactBucket
+      ? {
+          grants: makeGrantPusher({
+            updates: makeUpdateStore({ db, tableName: config.updatesTable }),
+            credentials: makeGetPresigner({
+              s3: clients.s3 ?? new S3Client({}),
+              bucket: config.artifactBucket,
+            }),
+            publisher: makeIotPublisher({ iotData }),
+            observability: overrides.observability ?? powertools,
+            now: overrides.now ?? Date.now,
+          }),
+        }
+      : {}),
     accountLimiter: makeAccountRateLimiter({
       db,
       tableName: config.deploymentsTable,

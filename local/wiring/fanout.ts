@@ -1,6 +1,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTClient } from '@aws-sdk/client-iot';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { Environment } from '../../lambdas/handlers/config.ts';
 import {
   fanoutConfigFromEnv,
@@ -29,6 +30,8 @@ export interface LocalFanout {
 export function wireFanout(input: {
   readonly environment: Environment;
   readonly dynamodb: DynamoDBClient;
+  /** The local S3: the worker presigns the download grants it sends with each notification. */
+  readonly s3: S3Client;
   readonly functions: FunctionRegistry;
   readonly region: string;
   /** The local IoT registry endpoint (thing groups). */
@@ -49,7 +52,7 @@ export function wireFanout(input: {
   });
   const deps = fanoutDepsFromConfig(
     config,
-    { dynamodb: input.dynamodb, iot, iotData, invoker: input.functions },
+    { dynamodb: input.dynamodb, iot, iotData, s3: input.s3, invoker: input.functions },
     { observability: input.observability },
   );
   input.functions.register('fanoutWorker', makeFanoutWorker(deps));

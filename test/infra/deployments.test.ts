@@ -314,16 +314,21 @@ describe('download role', () => {
     });
   });
 
-  it('lets the authorizer presign GETs of update files (its own read access), without listing', () => {
-    const statements = statementsOf('downloadAuthorizer');
-    expect(statements).toContainEqual(
-      expect.objectContaining({
-        Action: 's3:GetObject',
-        Resource: arnWithSuffix(artifactBucketId(), '/updates/*'),
-      }),
-    );
-    expect(statements.flatMap(actionsOf)).not.toContain('s3:ListBucket');
-  });
+  it.each(['downloadAuthorizer', 'fanoutWorker'] as const)(
+    'lets the %s presign GETs of update files (its own read access), without listing or writing',
+    (functionId) => {
+      const statements = statementsOf(functionId);
+      expect(statements).toContainEqual(
+        expect.objectContaining({
+          Action: 's3:GetObject',
+          Resource: arnWithSuffix(artifactBucketId(), '/updates/*'),
+        }),
+      );
+      const actions = statements.flatMap(actionsOf);
+      expect(actions).not.toContain('s3:ListBucket');
+      expect(actions).not.toContain('s3:PutObject');
+    },
+  );
 });
 
 describe('IoT data plane', () => {
@@ -349,12 +354,17 @@ describe('IoT data plane', () => {
     ]);
   });
 
-  it('lets only the download authorizer publish, and only to the download response topics', () => {
-    expect(functionsAllowed('iot:Publish')).toEqual(['downloadAuthorizer']);
+  it('lets only the download authorizer and the fan-out publish, and only to the download response topics', () => {
+    expect(functionsAllowed('iot:Publish').sort()).toEqual(['downloadAuthorizer', 'fanoutWorker']);
     const publish = statementsOf('downloadAuthorizer').filter((s) => actionsOf(s).includes('iot:Publish'));
     expect(publish.flatMap(resourcesOf)).toEqual([
       formattedArn('iot', 'topic/ota/things/*/downloads/accepted'),
       formattedArn('iot', 'topic/ota/things/*/downloads/rejected'),
+    ]);
+    // The grant sent with a notification goes to the device's `accepted` topic, nowhere else.
+    const pushed = statementsOf('fanoutWorker').filter((s) => actionsOf(s).includes('iot:Publish'));
+    expect(pushed.flatMap(resourcesOf)).toEqual([
+      formattedArn('iot', 'topic/ota/things/*/downloads/accepted'),
     ]);
   });
 
@@ -387,7 +397,7 @@ describe('table access', () => {
     ['acknowledge', 'readWrite', 'Fleet'],
     ['acknowledge', 'none', 'Updates'],
     ['countersStream', 'none', 'Executions'],
-    ['downloadAuthorizer', 'read', 'Executions'],
+    ['downloadAuthorizer', 'readWrite', 'Executions'],
     ['downloadAuthorizer', 'read', 'Deployments'],
     ['downloadAuthorizer', 'none', 'Fleet'],
   ] as const)('%s has %s access to the %s table', (id, access, tableId) => {

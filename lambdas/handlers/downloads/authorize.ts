@@ -1,4 +1,8 @@
-import type { DeploymentStore, SignedDeploymentManifest } from '../../adapters/deployment-store.ts';
+import type {
+  DeploymentRecord,
+  DeploymentStore,
+  SignedDeploymentManifest,
+} from '../../adapters/deployment-store.ts';
 import { isActiveStatus } from '../../adapters/deployment-store.ts';
 import type { DownloadCredentials } from '../../adapters/download-credentials.ts';
 import type { ExecutionStore } from '../../adapters/execution-store.ts';
@@ -126,19 +130,10 @@ export async function authorizeDownload(
     .filter((f): f is DownloadableFile => f !== undefined);
   const objectKeys = files.map((f) => f.objectKey);
   const { mode, credentialLifetimeSeconds } = deployment.policy.download;
-  const base = {
-    deploymentId,
-    attempt: execution.attempt,
-    manifest: manifestTextFor(deployment.manifest),
-    signature: deployment.manifest.signature,
-  };
-
   if (mode === 'presigned') {
-    const urls = await deps.credentials.presignGets(objectKeys, credentialLifetimeSeconds);
-    const compact = compactPresignedUrls(new Map(files.map((f) => [f.fileId, urls.get(f.objectKey) ?? ''])));
-    if (!compact.ok) throw new Error(`bug: presigned URLs not signed together: ${compact.error.message}`);
-    return ok({ ...base, mode, expiresAt: now + credentialLifetimeSeconds * 1000, ...compact.value });
+    return ok(await mintPresignedGrant(deps.credentials, deployment, execution.attempt, files, now));
   }
+  const base = grantBase(deployment, execution.attempt);
   const session = await deps.credentials.assumeDownloadRole({
     sessionName: thingName,
     objectKeys,
@@ -158,6 +153,55 @@ export async function authorizeDownload(
     region: deps.region,
     files: Object.fromEntries(files.map((f) => [f.fileId, f.objectKey])),
   });
+}
+
+function grantBase(deployment: DeploymentRecord, attempt: number) {
+  return {
+    deploymentId: deployment.deploymentId,
+    attempt,
+    manifest: manifestTextFor(deployment.manifest),
+    signature: deployment.manifest.signature,
+  };
+}
+
+/**
+ * Presigned GETs of `files` for one execution attempt of `deployment`, at the policy's lifetime:
+ * what the authorizer answers a device, and what the fan-out sends it unasked with its
+ * notification (fanout/push-grant.ts).
+ */
+export async function mintPresignedGrant(
+  credentials: Pick<DownloadCredentials, 'presignGets'>,
+  deployment: DeploymentRecord,
+  attempt: number,
+  files: readonly DownloadableFile[],
+  now: number,
+): Promise<PresignedGrant> {
+  const lifetime = deployment.policy.download.credentialLifetimeSeconds;
+  const urls = await credentials.presignGets(
+    files.map((f) => f.objectKey),
+    lifetime,
+  );
+  const compact = compactPresignedUrls(new Map(files.map((f) => [f.fileId, urls.get(f.objectKey) ?? ''])));
+  if (!compact.ok) throw new Error(`bug: presigned URLs not signed together: ${compact.error.message}`);
+  return {
+    ...grantBase(deployment, attempt),
+    mode: 'presigned',
+    // URLs are signed at the second (download-credentials.ts): their life starts there.
+    expiresAt: Math.floor(now / 1000) * 1000 + lifetime * 1000,
+    ...compact.value,
+  };
+}
+
+/**
+ * A grant as devices receive it on their `accepted` topic: `expiresAt` as ISO text like every time
+ * in the protocol, and the request's clientToken (none when the fan-out sends it unasked).
+ */
+export function grantMessage(grant: DownloadGrant, clientToken?: string): Record<string, unknown> {
+  return {
+    ...(clientToken !== undefined ? { clientToken } : {}),
+    ...grant,
+    expiresAt: new Date(grant.expiresAt).toISOString(),
+  };
 }
 
 /**

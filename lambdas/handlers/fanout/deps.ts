@@ -7,6 +7,7 @@ import type { FunctionInvoker } from '../../adapters/function-invoker.ts';
 import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
 import type { ThingRegistry } from '../../adapters/thing-registry.ts';
 import type { Observability } from '../../observability.ts';
+import type { GrantPusher } from './push-grant.ts';
 
 /** What the fan-out worker works with; the handler builds these from the environment. */
 export interface FanoutDeps {
@@ -30,6 +31,8 @@ export interface FanoutDeps {
   readonly fleet: Pick<FleetStore, 'scanCompatible'>;
   readonly registry: Pick<ThingRegistry, 'listThingsInGroup'>;
   readonly shadows: Pick<ShadowWriter, 'update' | 'get'>;
+  /** Sends each device its download grant with the notification; absent: devices ask for it. */
+  readonly grants?: GrantPusher;
   readonly accountLimiter: AccountRateLimiter;
   readonly invoker: FunctionInvoker;
   readonly observability: Observability;

@@ -160,6 +160,8 @@ export async function notifyDevice(
     return 'superseded';
   }
   const { document } = context.desiredFor(execution.attempt);
+  // Before the document, so the grant is there when the device acts on its delta.
+  await deps.grants?.push(deployment, execution);
   const sendingAt = deps.now();
   const sent = await deps.shadows.update(execution.thingName, document);
   if (!sent.ok) {

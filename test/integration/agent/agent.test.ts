@@ -353,6 +353,47 @@ describe('device agent on the local IoT Core', () => {
     expect(rolled).toMatchObject({ installedUpdateId: updateId('8.0') });
   });
 
+  it('Given the grant sent with the notification, then it installs without asking for authorization', async () => {
+    const thing = 'agent-pushed';
+    const { config } = await startDevice(thing);
+    const { manifest, bodies } = buildManifest(
+      updateId('9.0'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(config.scriptState, 'pushed-1')],
+    );
+    world.serve(bodies);
+    const options = { deploymentId: 'dep-pushed', manifest };
+    // A grant for another deployment first: never used for this one.
+    await world.pushGrant(thing, { deploymentId: 'dep-other', manifest });
+    await world.pushGrant(thing, options);
+    await world.deploy(thing, options);
+    await world.waitForReported(thing, (o) => o.state === 'succeeded' && o.deploymentId === 'dep-pushed');
+    expect(world.downloadRequests.filter((r) => r.thing === thing)).toEqual([]);
+    expect(await readLines(join(config.scriptState, 'calls.log'))).toContain('--action-install pushed-1');
+  });
+
+  it('Given a pushed grant with too little life left, then it asks for a fresh one', async () => {
+    const thing = 'agent-pushed-stale';
+    const { config } = await startDevice(thing);
+    const { manifest, bodies } = buildManifest(
+      updateId('9.1'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(config.scriptState, 'stale-1')],
+    );
+    world.serve(bodies);
+    const options = { deploymentId: 'dep-pushed-stale', manifest };
+    await world.pushGrant(thing, options, 1_000);
+    await new Promise((r) => setTimeout(r, 600));
+    await world.deploy(thing, options);
+    await world.waitForReported(
+      thing,
+      (o) => o.state === 'succeeded' && o.deploymentId === 'dep-pushed-stale',
+    );
+    expect(world.downloadRequests.filter((r) => r.thing === thing)).toHaveLength(1);
+  });
+
   it('Given the service refuses the download, then it reports failed with the authorization code', async () => {
     const thing = 'agent-refused';
     const { config } = await startDevice(thing);

@@ -304,8 +304,17 @@ export class World {
       );
       return;
     }
-    const signed = this.#signed.get(String(body.deploymentId));
-    if (!signed) throw new Error(`the test never signed deployment ${String(body.deploymentId)}`);
+    this.iot.publish(
+      downloadTopics.accepted(thing),
+      JSON.stringify({ clientToken: body.clientToken, ...this.#grant(String(body.deploymentId)) }),
+      1,
+    );
+  }
+
+  /** The grant the service would answer for a deployment the test signed, valid `lifetimeMs`. */
+  #grant(deploymentId: string, lifetimeMs = 600_000): Record<string, unknown> {
+    const signed = this.#signed.get(deploymentId);
+    if (!signed) throw new Error(`the test never signed deployment ${deploymentId}`);
     // As the authorizer sends them: the URLs' shared part once, each file's path and signature.
     const urls = new Map(
       [...this.files.files.keys()]
@@ -317,18 +326,23 @@ export class World {
     );
     const compact = compactPresignedUrls(urls);
     if (!compact.ok) throw new Error(compact.error.message);
+    return {
+      deploymentId,
+      attempt: 1,
+      mode: 'presigned',
+      expiresAt: new Date(Date.now() + lifetimeMs).toISOString(),
+      ...signed,
+      ...compact.value,
+    };
+  }
+
+  /** Signs the deployment and sends its grant unasked, as the fan-out does with a notification. */
+  async pushGrant(thingName: string, options: DeployOptions, lifetimeMs?: number): Promise<void> {
+    await this.sign(options);
     this.iot.publish(
-      downloadTopics.accepted(thing),
-      JSON.stringify({
-        clientToken: body.clientToken,
-        deploymentId: body.deploymentId,
-        attempt: 1,
-        mode: 'presigned',
-        expiresAt: new Date(Date.now() + 600_000).toISOString(),
-        ...signed,
-        ...compact.value,
-      }),
-      1,
+      downloadTopics.accepted(thingName),
+      JSON.stringify(this.#grant(options.deploymentId, lifetimeMs)),
+      0,
     );
   }
 }
