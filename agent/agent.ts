@@ -8,7 +8,7 @@ import { type AgentError, agentError, failureOf } from './codes.ts';
 import { type DesiredOtaHint, deploymentHintOf, desiredFromDelta, readDesiredOta } from './desired.ts';
 import { downloadFile, type ExpectedFile, type RetryPolicy } from './downloader.ts';
 import type { Component, HandlerRegistry } from './handlers/types.ts';
-import type { Journal, JournalEntry, TerminalOutcome } from './journal.ts';
+import type { Journal, JournalEntry, SignedManifest, TerminalOutcome } from './journal.ts';
 import type { Logger } from './log.ts';
 import { pathInside, safeName } from './paths.ts';
 import { buildReportedOta, terminalReport } from './report.ts';
@@ -241,9 +241,9 @@ export class Agent {
     fetchDetached: VerifyOptions['fetchDetached'],
   ): Promise<Result<VerifiedUpdate, Refusal>> {
     const deps = this.#deps;
-    const signed = await grants.signedManifest();
+    const signed = await this.#signedManifest(desired, grants, resuming);
     if (!signed.ok) return err({ state: 'failed', error: signed.error });
-    return verifyDesired(
+    const verified = await verifyDesired(
       { ...desired, ...signed.value },
       {
         trustedKeys: deps.trustedKeys,
@@ -255,6 +255,32 @@ export class Agent {
         fetchDetached,
       },
     );
+    if (verified.ok && !resuming) await this.#keepSigned(desired, signed.value);
+    return verified;
+  }
+
+  /**
+   * The signed manifest of a deployment this device resumes (after a crash or the reboot a step
+   * asked for) is the one it verified before, kept in its journal: finishing the update needs no
+   * answer from the service, which may be slow to reach after a boot or may no longer authorize a
+   * deployment that ran past its deadline. Otherwise it comes with the download grant.
+   */
+  async #signedManifest(
+    desired: DesiredOtaHint,
+    grants: GrantSource,
+    resuming: boolean,
+  ): Promise<Result<SignedManifest, AgentError>> {
+    const { journal } = this.#deps;
+    const kept = journal.isFor(desired.deploymentId, desired.attempt) ? journal.current?.signed : undefined;
+    if (resuming && kept) return ok(kept);
+    return grants.signedManifest();
+  }
+
+  async #keepSigned(desired: DesiredOtaHint, signed: SignedManifest): Promise<void> {
+    const { journal } = this.#deps;
+    if (!journal.isFor(desired.deploymentId, desired.attempt))
+      await journal.begin(desired.deploymentId, desired.attempt, desired.updateId);
+    await journal.setSigned(signed);
   }
 
   async #start(desired: DesiredOtaHint, resuming: boolean): Promise<void> {
@@ -263,6 +289,7 @@ export class Agent {
     const controller = new AbortController();
     const grants = new GrantSource({
       deploymentId: desired.deploymentId,
+      attempt: desired.attempt,
       port: deps.authorization,
       now: deps.now,
       ...(deps.s3Endpoint ? { s3Endpoint: deps.s3Endpoint } : {}),

@@ -45,13 +45,29 @@ export const grantShape = z.discriminatedUnion('mode', [
 ]);
 export type Grant = z.infer<typeof grantShape>;
 
-/** Asks the service for authorization; `files` limits the answer to those file ids. */
-export interface AuthorizationPort {
-  request(deploymentId: string, files?: readonly string[]): Promise<Result<Grant, AgentError>>;
+export interface AuthorizationRequest {
+  /** Limits the answer to those file ids; absent: every file of the deployment. */
+  readonly files?: readonly string[];
+  /** The execution attempt the device runs: a grant for another attempt is not taken. */
+  readonly attempt?: number;
+  /**
+   * The first request of an attempt: the grant the service sends with the notification may be a
+   * moment behind the delta, so it is waited for this long before asking. @default 0
+   */
+  readonly awaitPushedMs?: number;
 }
+
+/** Asks the service for authorization (or takes the grant it sent unasked). */
+export interface AuthorizationPort {
+  request(deploymentId: string, options?: AuthorizationRequest): Promise<Result<Grant, AgentError>>;
+}
+
+/** How long the first request of an attempt waits for the grant sent with the notification. */
+export const PUSHED_GRANT_WAIT_MS = 2_000;
 
 export interface GrantSourceOptions {
   readonly deploymentId: string;
+  readonly attempt: number;
   readonly port: AuthorizationPort;
   /** Epoch ms. */
   readonly now: () => number;
@@ -99,9 +115,13 @@ export class GrantSource implements UrlSource {
     const fresh = this.#grant && this.#grant.expiresAt - this.#grant.margin > this.#options.now();
     if (this.#grant && fresh && !refresh) return ok(this.#grant.value);
     // Concurrent downloads share one request.
-    this.#pending ??= this.#options.port.request(this.#options.deploymentId).finally(() => {
-      this.#pending = undefined;
-    });
+    const { deploymentId, attempt } = this.#options;
+    const first = this.#grant === undefined;
+    this.#pending ??= this.#options.port
+      .request(deploymentId, { attempt, ...(first ? { awaitPushedMs: PUSHED_GRANT_WAIT_MS } : {}) })
+      .finally(() => {
+        this.#pending = undefined;
+      });
     const answer = await this.#pending;
     if (answer.ok) {
       const expiresAt = Date.parse(answer.value.expiresAt) || 0;

@@ -200,13 +200,15 @@ export async function openShadowChannel(
 const MAX_TRACKED_REPORTS = 32;
 
 /**
- * Grants the service sent unasked with a notification (ADR 0040), by deployment: the next request
- * for that deployment takes its grant instead of asking, once, while it has half its life (or
- * 30 s) left.
- * Only the newest few are kept: a device runs one deployment at a time.
+ * Grants the service sent unasked with a notification (ADR 0040), by deployment and attempt: a
+ * request for that attempt takes its grant instead of asking, once, while it has half its life
+ * (or 30 s) left. The first request of an attempt waits a moment for one, since the grant is sent
+ * just after the desired document. Only the newest few are kept: a device runs one deployment at
+ * a time.
  */
 class PushedGrants {
   readonly #grants = new Map<string, { readonly grant: Grant; readonly receivedAt: number }>();
+  readonly #waiting = new Map<string, () => void>();
   readonly #now: () => number;
 
   constructor(now: () => number) {
@@ -215,19 +217,32 @@ class PushedGrants {
 
   keep(body: Record<string, unknown>): void {
     const grant = grantShape.safeParse(body);
-    const deploymentId = body.deploymentId;
-    if (!grant.success || typeof deploymentId !== 'string') return;
-    this.#grants.delete(deploymentId);
-    this.#grants.set(deploymentId, { grant: grant.data, receivedAt: this.#now() });
+    const { deploymentId, attempt } = body;
+    if (!grant.success || typeof deploymentId !== 'string' || typeof attempt !== 'number') return;
+    const key = pushedKey(deploymentId, attempt);
+    this.#grants.delete(key);
+    this.#grants.set(key, { grant: grant.data, receivedAt: this.#now() });
     for (const oldest of this.#grants.keys()) {
       if (this.#grants.size <= MAX_PUSHED_GRANTS) break;
       this.#grants.delete(oldest);
     }
+    this.#waiting.get(key)?.();
   }
 
-  take(deploymentId: string): Grant | undefined {
-    const kept = this.#grants.get(deploymentId);
-    this.#grants.delete(deploymentId);
+  async take(deploymentId: string, attempt: number, waitMs: number): Promise<Grant | undefined> {
+    const key = pushedKey(deploymentId, attempt);
+    if (!this.#grants.has(key) && waitMs > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, waitMs);
+        this.#waiting.set(key, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      this.#waiting.delete(key);
+    }
+    const kept = this.#grants.get(key);
+    this.#grants.delete(key);
     if (!kept) return undefined;
     const expiresAt = Date.parse(kept.grant.expiresAt);
     const needed = Math.min(PUSHED_GRANT_MIN_LIFE_MS, (expiresAt - kept.receivedAt) / 2);
@@ -235,6 +250,7 @@ class PushedGrants {
   }
 }
 
+const pushedKey = (deploymentId: string, attempt: number): string => `${attempt} ${deploymentId}`;
 const MAX_PUSHED_GRANTS = 4;
 /** A pushed grant about to expire is not worth starting a download with. */
 const PUSHED_GRANT_MIN_LIFE_MS = 30_000;
@@ -256,14 +272,22 @@ export async function openAuthorizationChannel(
     (body) => pushed.keep(body),
   );
   return {
-    async request(deploymentId, files): Promise<Result<Grant, AgentError>> {
-      const sent = files ? undefined : pushed.take(deploymentId);
+    async request(deploymentId, request = {}): Promise<Result<Grant, AgentError>> {
+      const { files, attempt } = request;
+      const sent =
+        files || attempt === undefined
+          ? undefined
+          : await pushed.take(deploymentId, attempt, request.awaitPushedMs ?? 0);
       if (sent) return ok(sent);
       for (let i = 0; i < attempts; i++) {
         const answer = await rr.ask(
           connection,
           downloadTopics.request(thingName),
-          { deploymentId, ...(files ? { files: [...files] } : {}) },
+          {
+            deploymentId,
+            ...(attempt !== undefined ? { attempt } : {}),
+            ...(files ? { files: [...files] } : {}),
+          },
           timeoutMs,
         );
         if (!answer) continue;

@@ -47,7 +47,11 @@ const journalShape = z.object({
   units: z.record(z.string(), unitShape),
   terminal: terminalShape.optional(),
   reportedTerminal: z.boolean(),
+  /** The signed manifest verified at the start, so a resumed attempt needs no new grant for it. */
+  signed: z.object({ manifest: z.string(), signature: z.string() }).optional(),
 });
+
+export type SignedManifest = NonNullable<z.infer<typeof journalShape>['signed']>;
 
 export type TerminalState = Extract<
   DeviceReportedState,
@@ -123,6 +127,10 @@ export class Journal {
   async setUnit(key: string, unit: UnitRecord): Promise<void> {
     const entry = this.#require();
     await this.#save({ ...entry, units: { ...entry.units, [key]: unit } });
+  }
+
+  async setSigned(signed: SignedManifest): Promise<void> {
+    await this.#save({ ...this.#require(), signed });
   }
 
   async setPhase(phase: JournalEntry['phase']): Promise<void> {

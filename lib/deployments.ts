@@ -271,8 +271,9 @@ export class Deployments extends Construct implements IDeployments {
   /** Answers a device's download request with presigned URLs or scoped STS credentials. */
   private wireDownloadAuthorizer(fn: OtaFunction): void {
     grantTableData(this.deploymentsTable, fn, 'read');
-    // Reads the execution and records the device as downloading, in one conditional write.
-    grantTableData(this.executionsTable, fn, 'readWrite');
+    grantTableData(this.executionsTable, fn, 'read');
+    // Records the device as downloading (one conditional UpdateItem): no put, delete or batch write.
+    this.executionsTable.grant(fn, 'dynamodb:UpdateItem');
     this.props.catalog.grantReadUpdates(fn);
     // Presigned GET URLs carry the authorizer's own permissions.
     this.props.artifacts.grantUpdatesRead(fn);

@@ -145,6 +145,8 @@ export interface ExecutionStore {
     deploymentId: string,
     thingName: string,
     at: number,
+    /** The attempt the device asked for: another attempt's execution is not moved. */
+    attempt?: number,
   ): Promise<ExecutionRecord | undefined>;
 }
 
@@ -659,6 +661,7 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     deploymentId: string,
     thingName: string,
     at: number,
+    attempt?: number,
   ): Promise<ExecutionRecord | undefined> {
     const { parts, put } = updateParts();
     putState(put, deploymentId, 'downloading', at, 1);
@@ -667,13 +670,19 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     parts.names['#cur_state'] = 'state';
     parts.names['#cur_cancel'] = 'cancelReason';
     parts.values[':cur_notified'] = 'notified';
+    const terms = ['#cur_state = :cur_notified', 'attribute_not_exists(#cur_cancel)'];
+    if (attempt !== undefined) {
+      parts.names['#cur_attempt'] = 'attempt';
+      parts.values[':cur_attempt'] = attempt;
+      terms.push('#cur_attempt = :cur_attempt');
+    }
     try {
       const { Attributes } = await db.send(
         new UpdateCommand({
           TableName: tableName,
           Key: { deploymentId, thingName },
           UpdateExpression: updateExpressionOf(parts),
-          ConditionExpression: '#cur_state = :cur_notified AND attribute_not_exists(#cur_cancel)',
+          ConditionExpression: terms.join(' AND '),
           ExpressionAttributeNames: parts.names,
           ExpressionAttributeValues: parts.values,
           ReturnValues: 'ALL_NEW',

@@ -397,11 +397,21 @@ describe('table access', () => {
     ['acknowledge', 'readWrite', 'Fleet'],
     ['acknowledge', 'none', 'Updates'],
     ['countersStream', 'none', 'Executions'],
-    ['downloadAuthorizer', 'readWrite', 'Executions'],
+    ['downloadAuthorizer', 'read', 'Executions'],
     ['downloadAuthorizer', 'read', 'Deployments'],
     ['downloadAuthorizer', 'none', 'Fleet'],
   ] as const)('%s has %s access to the %s table', (id, access, tableId) => {
     const table = allTables.find((definition) => definition.id === tableId) as TableDefinition;
     expect(accessTo(id, table)).toBe(access);
+  });
+
+  it('lets the download authorizer update executions (it records downloading), and write them no other way', () => {
+    const tableArn = JSON.stringify(getAtt(tableOf(template, executionsTable).logicalId));
+    const actions = statementsOf('downloadAuthorizer')
+      .filter((statement) => resourcesOf(statement).some((r) => JSON.stringify(r) === tableArn))
+      .flatMap(actionsOf);
+    expect(actions).toContain('dynamodb:UpdateItem');
+    for (const write of ['dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem'])
+      expect(actions).not.toContain(write);
   });
 });

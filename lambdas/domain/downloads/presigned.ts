@@ -28,15 +28,12 @@ interface SplitUrl {
 
 function splitUrl(url: string): SplitUrl | undefined {
   const at = url.indexOf('?');
-  if (at < 0) return undefined;
+  const scheme = url.indexOf('://');
+  if (at < 0 || scheme < 0) return undefined;
   const base = url.slice(0, at);
-  let origin: string;
-  try {
-    origin = new URL(base).origin;
-  } catch {
-    return undefined;
-  }
-  if (!base.startsWith(origin)) return undefined;
+  // Cut as the URL was written (a `new URL()` origin would drop a default port or lower-case a host).
+  const pathStart = base.indexOf('/', scheme + 3);
+  const origin = pathStart < 0 ? base : base.slice(0, pathStart);
   const params = url.slice(at + 1).split('&');
   const signature = params.find((p) => p.startsWith(`${SIGNATURE_PARAM}=`));
   if (!signature) return undefined;

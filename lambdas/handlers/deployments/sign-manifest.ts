@@ -74,7 +74,7 @@ export async function signDeploymentManifest(
     ttlSeconds,
     extraClaims: { deploymentId: input.deploymentId, rollback: input.policy.rollback },
   });
-  // The fan-out inlines the full manifest when the document fits, the mini manifest otherwise.
+  // A grant carries the full manifest while it is small, the mini manifest otherwise (manifestTextFor).
   const shadow = toShadowManifest(manifest.value, Number.POSITIVE_INFINITY);
   const detached = toShadowManifest(manifest.value, 0);
   return ok({

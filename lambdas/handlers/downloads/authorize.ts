@@ -11,7 +11,7 @@ import { isTerminal } from '../../domain/deployment/index.ts';
 import { type CompactPresignedUrls, compactPresignedUrls } from '../../domain/downloads/presigned.ts';
 import { INLINE_MANIFEST_MAX_BYTES } from '../../domain/manifest/index.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
-import { type DownloadableFile, downloadableFiles } from './files.ts';
+import { type DownloadableFile, readyUpdateFiles } from './files.ts';
 import type { DownloadRequest } from './request.ts';
 
 /**
@@ -104,21 +104,21 @@ export async function authorizeDownload(
     return reject('CLIENT_MISMATCH', `client "${request.clientId}" may not ask for thing "${thingName}"`);
   }
   const noExecution = `thing ${thingName} has no active execution of deployment ${deploymentId}`;
-  const execution = await deps.executions.markDownloadStarted(deploymentId, thingName, now);
-  if (!execution || isTerminal(execution.state) || execution.cancelReason !== undefined) {
-    return reject('NO_ACTIVE_EXECUTION', noExecution);
-  }
+  // The deployment first: a request for one that is unknown or over writes nothing.
   const deployment = await deps.deployments.get(deploymentId);
   if (!deployment) return reject('NO_ACTIVE_EXECUTION', noExecution);
   if (!isActiveStatus(deployment.status)) {
     return reject('DEPLOYMENT_NOT_ACTIVE', `deployment ${deploymentId} is ${deployment.status}`);
   }
-  const update = await deps.updates.get(deployment.updateId);
-  if (update?.state !== 'ready') {
+  const execution = await deps.executions.markDownloadStarted(deploymentId, thingName, now, request.attempt);
+  const live = execution && !isTerminal(execution.state) && execution.cancelReason === undefined;
+  if (!live || (request.attempt !== undefined && execution.attempt !== request.attempt)) {
+    return reject('NO_ACTIVE_EXECUTION', noExecution);
+  }
+  const downloadable = await readyUpdateFiles(deps.updates, deployment.updateId);
+  if (!downloadable) {
     return reject('UPDATE_UNAVAILABLE', `the update of deployment ${deploymentId} is not available`);
   }
-  const children = [...(await deps.updates.getMany(update.children)).values()];
-  const downloadable = downloadableFiles(update, children);
 
   const wanted = request.files ?? [...downloadable.files.keys()];
   const unknown = wanted.filter((id) => !downloadable.files.has(id));
@@ -210,6 +210,7 @@ export function grantMessage(grant: DownloadGrant, clientToken?: string): Record
  * metered message leaves room for the URLs.
  */
 export function manifestTextFor(signed: SignedDeploymentManifest): string {
-  const small = Buffer.byteLength(signed.inline) <= INLINE_MANIFEST_MAX_BYTES;
+  // The limit is on the text as it travels: a JSON string literal, escaped.
+  const small = Buffer.byteLength(JSON.stringify(signed.inline)) <= INLINE_MANIFEST_MAX_BYTES;
   return small || signed.detached === undefined ? signed.inline : signed.detached;
 }

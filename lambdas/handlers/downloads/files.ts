@@ -1,5 +1,5 @@
 import { updatePrefix } from '../../adapters/artifact-store.ts';
-import type { UpdateIdentity, UpdateRecord } from '../../adapters/update-store.ts';
+import type { UpdateIdentity, UpdateRecord, UpdateStore } from '../../adapters/update-store.ts';
 import { fileIdFor, updateManifestFileName } from '../../domain/manifest/index.ts';
 
 /** One object a device may download, by the file id its update manifest names it with. */
@@ -47,4 +47,15 @@ export function downloadableFiles(update: UpdateRecord, children: readonly Updat
     files: new Map(all.map((f) => [f.fileId, f])),
     prefixes: [update, ...children].map((u) => updatePrefix(u.updateId)),
   };
+}
+
+/** What a deployment of `updateId` may download; undefined when the update is not ready. */
+export async function readyUpdateFiles(
+  updates: Pick<UpdateStore, 'get' | 'getMany'>,
+  updateId: UpdateIdentity,
+): Promise<DownloadableSet | undefined> {
+  const update = await updates.get(updateId);
+  if (update?.state !== 'ready') return undefined;
+  const children = [...(await updates.getMany(update.children)).values()];
+  return downloadableFiles(update, children);
 }

@@ -5,7 +5,7 @@ import { err, type Fault, ok, type Result } from '../../domain/result.ts';
 
 /**
  * The download-authorization request as the IoT rule delivers it: the device's payload
- * `{ deploymentId, clientToken, files? }` plus `thingName` (topic(3)) and `clientId` (clientid())
+ * `{ deploymentId, clientToken, attempt?, files? }` plus `thingName` (topic(3)) and `clientId` (clientid())
  * that the rule adds. Fields the device adds beyond these are ignored, as AWS's own request/response
  * APIs do; a malformed field is named by its JSON pointer.
  */
@@ -35,6 +35,8 @@ export const downloadRequestSchema = z.object({
     .min(1)
     .max(downloadRequestLimits.maxDeploymentIdLength)
     .regex(/^[A-Za-z0-9_.:-]+$/, 'must be a deployment id'),
+  /** The attempt the device runs (agents send it): a request for another attempt is refused. */
+  attempt: z.number().int().min(1).max(2_147_483_647).optional(),
   /** Absent: every file of the deployment's update (and its children's, and the detached manifest). */
   files: z
     .array(fileIdSchema)

@@ -160,8 +160,6 @@ export async function notifyDevice(
     return 'superseded';
   }
   const { document } = context.desiredFor(execution.attempt);
-  // Before the document, so the grant is there when the device acts on its delta.
-  await deps.grants?.push(deployment, execution);
   const sendingAt = deps.now();
   const sent = await deps.shadows.update(execution.thingName, document);
   if (!sent.ok) {
@@ -187,7 +185,12 @@ export async function notifyDevice(
     reason: 'notified',
     deadline: now + deployment.policy.deviceTimeoutSeconds * 1000,
   });
-  if (written.ok) return 'notified';
+  if (written.ok) {
+    // Only once the execution is live: a cancel or supersede that raced the send leaves the
+    // device to ask the authorizer, which refuses it. The agent waits a moment for the grant.
+    await deps.grants?.push(deployment, written.value);
+    return 'notified';
+  }
   if (written.error.current?.reason === 'superseded') await restoreNewer(deps, context, execution.thingName);
   return 'changed';
 }

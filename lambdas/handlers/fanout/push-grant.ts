@@ -1,9 +1,9 @@
 /**
  * The download grant sent with the notification (ADR 0040, "The grant with the notification"):
- * right before a device's desired document, the worker publishes on the device's own `accepted`
- * topic what the download authorizer would answer it (the signed manifest and presigned GETs), so
- * a device that is online starts at once, without a request (a message, a rule run and an
- * authorizer invocation fewer). Best effort: a device that was offline, or whose grant expired,
+ * once a device's desired document is sent and its execution marked `notified`, the worker
+ * publishes on the device's own `accepted` topic what the download authorizer would answer it
+ * (the signed manifest and presigned GETs), so a device that is online starts without a request
+ * (a message, a rule run and an authorizer invocation fewer). Best effort: a device that was offline, or whose grant expired,
  * asks as before. STS deployments are not pushed: an AssumeRole per device would not keep up
  * with the fan-out's rate.
  */
@@ -15,7 +15,7 @@ import { type UpdateStore, updateKey } from '../../adapters/update-store.ts';
 import { downloadTopics } from '../../definitions/rules.ts';
 import type { Observability } from '../../observability.ts';
 import { grantMessage, mintPresignedGrant } from '../downloads/authorize.ts';
-import { type DownloadableFile, downloadableFiles } from '../downloads/files.ts';
+import { type DownloadableFile, readyUpdateFiles } from '../downloads/files.ts';
 
 export interface GrantPusher {
   /** Publishes the device's grant; false when none was sent (STS mode, an update not ready, a failure). */
@@ -31,6 +31,8 @@ export interface GrantPusherDeps {
   readonly now: () => number;
 }
 
+const MAX_CACHED_UPDATES = 16;
+
 export function makeGrantPusher(deps: GrantPusherDeps): GrantPusher {
   // A ready update's files do not change while a deployment holds it: read once per container.
   const filesByUpdate = new Map<string, Promise<readonly DownloadableFile[] | undefined>>();
@@ -38,7 +40,11 @@ export function makeGrantPusher(deps: GrantPusherDeps): GrantPusher {
     const key = updateKey(deployment.updateId);
     let files = filesByUpdate.get(key);
     if (!files) {
-      files = readFiles(deps, deployment).catch(() => undefined);
+      // A worker serves one deployment at a time: a handful of updates is all there ever is.
+      if (filesByUpdate.size >= MAX_CACHED_UPDATES) filesByUpdate.clear();
+      files = readyUpdateFiles(deps.updates, deployment.updateId)
+        .then((set) => (set ? [...set.files.values()] : undefined))
+        .catch(() => undefined);
       filesByUpdate.set(key, files);
       void files.then((found) => {
         if (!found) filesByUpdate.delete(key);
@@ -72,14 +78,4 @@ export function makeGrantPusher(deps: GrantPusherDeps): GrantPusher {
       }
     },
   };
-}
-
-async function readFiles(
-  deps: Pick<GrantPusherDeps, 'updates'>,
-  deployment: DeploymentRecord,
-): Promise<readonly DownloadableFile[] | undefined> {
-  const update = await deps.updates.get(deployment.updateId);
-  if (update?.state !== 'ready') return undefined;
-  const children = [...(await deps.updates.getMany(update.children)).values()];
-  return [...downloadableFiles(update, children).files.values()];
 }

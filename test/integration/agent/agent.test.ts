@@ -234,6 +234,45 @@ describe('device agent on the local IoT Core', () => {
     expect(calls.filter((c) => c === '--action-install r-last')).toHaveLength(1);
   });
 
+  it('Given an agent stopped mid-install, when it starts again while the service refuses grants, then it finishes from its journal', async () => {
+    const thing = 'agent-resume-offline';
+    const first = await startDevice(thing);
+    const state = first.config.scriptState;
+    const { manifest, bodies } = buildManifest(
+      updateId('4.2'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(state, 'o-first'), scriptStep(state, 'o-slow', '--sleep 2')],
+    );
+    world.serve(bodies);
+    await world.deploy(thing, { deploymentId: 'dep-resume-offline', manifest });
+    const deadline = Date.now() + 10_000;
+    while (
+      !(await readLines(join(state, 'calls.log'))).includes('--action-install o-slow') &&
+      Date.now() < deadline
+    ) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await first.agent.stop();
+    const journal = JSON.parse(await readFile(join(first.config.stateDir, 'journal.json'), 'utf8')) as {
+      signed?: { manifest: string; signature: string };
+    };
+    expect(journal.signed?.manifest).toContain('o-slow');
+    const asked = world.downloadRequests.filter((r) => r.thing === thing).length;
+
+    // The deployment ran past its deadline, say: the service no longer hands out its grant.
+    world.rejectDownloads = 'NO_ACTIVE_EXECUTION';
+    try {
+      await startDevice(thing);
+      const ota = await world.waitForReported(thing, (o) => o.state === 'succeeded');
+      expect(ota).toMatchObject({ deploymentId: 'dep-resume-offline', installedUpdateId: updateId('4.2') });
+      // Its files were on disk and its signed manifest in the journal: it asked for nothing.
+      expect(world.downloadRequests.filter((r) => r.thing === thing)).toHaveLength(asked);
+    } finally {
+      world.rejectDownloads = undefined;
+    }
+  });
+
   it('Given an agent stopped after downloading, when a crash tore the downloaded file, then it downloads it again and never runs the torn one', async () => {
     const thing = 'agent-torn-file';
     const first = await startDevice(thing);
@@ -371,6 +410,28 @@ describe('device agent on the local IoT Core', () => {
     await world.waitForReported(thing, (o) => o.state === 'succeeded' && o.deploymentId === 'dep-pushed');
     expect(world.downloadRequests.filter((r) => r.thing === thing)).toEqual([]);
     expect(await readLines(join(config.scriptState, 'calls.log'))).toContain('--action-install pushed-1');
+  });
+
+  it('Given a pushed grant for another attempt of the deployment, then it asks for its own', async () => {
+    const thing = 'agent-pushed-attempt';
+    const { config } = await startDevice(thing);
+    const { manifest, bodies } = buildManifest(
+      updateId('9.2'),
+      [{ manufacturer: 'contoso' }],
+      [script],
+      [scriptStep(config.scriptState, 'attempt-1')],
+    );
+    world.serve(bodies);
+    const options = { deploymentId: 'dep-pushed-attempt', manifest };
+    await world.pushGrant(thing, { ...options, attempt: 2 });
+    await world.deploy(thing, options);
+    await world.waitForReported(
+      thing,
+      (o) => o.state === 'succeeded' && o.deploymentId === 'dep-pushed-attempt',
+    );
+    const asked = world.downloadRequests.filter((r) => r.thing === thing);
+    expect(asked).toHaveLength(1);
+    expect(asked[0]?.body).toMatchObject({ deploymentId: 'dep-pushed-attempt', attempt: 1 });
   });
 
   it('Given a pushed grant with too little life left, then it asks for a fresh one', async () => {

@@ -312,7 +312,7 @@ export class World {
   }
 
   /** The grant the service would answer for a deployment the test signed, valid `lifetimeMs`. */
-  #grant(deploymentId: string, lifetimeMs = 600_000): Record<string, unknown> {
+  #grant(deploymentId: string, lifetimeMs = 600_000, attempt = 1): Record<string, unknown> {
     const signed = this.#signed.get(deploymentId);
     if (!signed) throw new Error(`the test never signed deployment ${deploymentId}`);
     // As the authorizer sends them: the URLs' shared part once, each file's path and signature.
@@ -328,7 +328,7 @@ export class World {
     if (!compact.ok) throw new Error(compact.error.message);
     return {
       deploymentId,
-      attempt: 1,
+      attempt,
       mode: 'presigned',
       expiresAt: new Date(Date.now() + lifetimeMs).toISOString(),
       ...signed,
@@ -339,11 +339,8 @@ export class World {
   /** Signs the deployment and sends its grant unasked, as the fan-out does with a notification. */
   async pushGrant(thingName: string, options: DeployOptions, lifetimeMs?: number): Promise<void> {
     await this.sign(options);
-    this.iot.publish(
-      downloadTopics.accepted(thingName),
-      JSON.stringify(this.#grant(options.deploymentId, lifetimeMs)),
-      0,
-    );
+    const grant = this.#grant(options.deploymentId, lifetimeMs, options.attempt ?? 1);
+    this.iot.publish(downloadTopics.accepted(thingName), JSON.stringify(grant), 0);
   }
 }
 

@@ -263,6 +263,16 @@ describe("the request as the device's progress", () => {
     expect(await world.executions.get(deploymentId, 'thing-c')).toEqual(downloading);
   });
 
+  it('records nothing for a request of another attempt, and refuses it', async () => {
+    const deploymentId = await notifiedDevice('thing-b');
+    const before = await world.executions.get(deploymentId, 'thing-b');
+    const answer = await thing('thing-b').requestDownload({ deploymentId, attempt: 2, clientToken: token() });
+    expect(answer.body.code).toBe('NO_ACTIVE_EXECUTION');
+    expect(await world.executions.get(deploymentId, 'thing-b')).toEqual(before);
+    const own = await thing('thing-b').requestDownload({ deploymentId, attempt: 1, clientToken: token() });
+    expect(own.outcome).toBe('accepted');
+  });
+
   it('records nothing for a device with a cancel pending, and refuses it', async () => {
     const deploymentId = await notifiedDevice('thing-a');
     const notified = await world.executions.get(deploymentId, 'thing-a');

@@ -13,12 +13,23 @@ const start = Date.parse('2026-11-24T08:00:00.250Z');
 
 describe('presigned GETs', () => {
   it('signs at the second: what independent signing within that second gives, the same for every caller', async () => {
+    let signings = 0;
+    s3.middlewareStack.add(
+      (next) => (args) => {
+        signings++;
+        return next(args);
+      },
+      { step: 'initialize', name: 'countSignings' },
+    );
     const clock = { now: start };
     const presigner = makeGetPresigner({ s3, bucket: 'artifacts', now: () => clock.now });
     const first = await presigner.presignGets(keys, 900);
     clock.now += 700;
     const second = await presigner.presignGets([...keys].reverse(), 900);
     expect(second).toEqual(first);
+    // Signed once per object within the second, not once per caller.
+    expect(signings).toBe(keys.length);
+    s3.middlewareStack.remove('countSignings');
     const direct = await getSignedUrl(s3, new GetObjectCommand({ Bucket: 'artifacts', Key: keys[1] }), {
       expiresIn: 900,
       signingDate: new Date('2026-11-24T08:00:00Z'),

@@ -26,7 +26,12 @@ function grantingPort(clock: { now: number }, lifetimeMs: number) {
 function sourceFor(lifetimeMs: number) {
   const clock = { now: Date.parse('2026-11-24T08:00:00Z') };
   const granting = grantingPort(clock, lifetimeMs);
-  const source = new GrantSource({ deploymentId: 'dep-1', port: granting.port, now: () => clock.now });
+  const source = new GrantSource({
+    deploymentId: 'dep-1',
+    attempt: 1,
+    port: granting.port,
+    now: () => clock.now,
+  });
   return { clock, source, requests: granting.requests };
 }
 

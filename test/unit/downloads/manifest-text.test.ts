@@ -12,7 +12,7 @@ const signed = (inline: string, detached?: string) => ({
 
 describe('the manifest a download authorization hands out', () => {
   it('is the full manifest while it is small', () => {
-    const inline = `{"m":"${'x'.repeat(INLINE_MANIFEST_MAX_BYTES - 10)}"}`;
+    const inline = `{"m":"${'x'.repeat(INLINE_MANIFEST_MAX_BYTES - 20)}"}`;
     expect(manifestTextFor(signed(inline, '{"mini":true}'))).toBe(inline);
   });
 

@@ -33,6 +33,14 @@ describe('presigned URLs in a download authorization', () => {
     expect(JSON.stringify(compact.value).length).toBeLessThan([...urls.values()].join('').length);
   });
 
+  it('keeps an origin as it was written (explicit port, upper-case host)', () => {
+    const written = 'https://Artifacts.Example:443/updates/fw.bin?X-Amz-Date=1&X-Amz-Signature=ab';
+    const compact = compactPresignedUrls(new Map([['fw', written]]));
+    if (!compact.ok) throw new Error('not compacted');
+    expect(compact.value.origin).toBe('https://Artifacts.Example:443');
+    expect(presignedUrlOf(compact.value, 'fw')).toBe(written);
+  });
+
   it('names no URL for a file it does not hold, even one named like an Object property', () => {
     const compact = compactPresignedUrls(urls);
     if (!compact.ok) throw new Error('not compacted');
