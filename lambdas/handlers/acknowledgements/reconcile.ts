@@ -46,6 +46,23 @@ export function lastHeardAt(
 }
 
 /**
+ * How long an execution may stay silent before its shadow is read: the sweep's threshold, or an
+ * eighth of the device's time (deadline - notifiedAt) when that is longer. An agent reports once,
+ * at its end, so silence is how a device at work looks: with the threshold alone, an update taking
+ * half an hour cost three shadow reads per device. Lost events are rare (Lambda retries them, then
+ * keeps them in a queue), and reads at 1/8, 1/4 and 1/2 of the device's time still find one
+ * before the device would time out.
+ */
+export function silenceThresholdFor(
+  execution: Pick<ExecutionRecord, 'notifiedAt' | 'deadline'>,
+  silenceMs: number,
+): number {
+  const { notifiedAt, deadline } = execution;
+  if (notifiedAt === undefined || deadline === undefined) return silenceMs;
+  return Math.max(silenceMs, Math.floor((deadline - notifiedAt) / 8));
+}
+
+/**
  * True when this sweep should read the device's shadow: its silence just crossed the threshold,
  * or twice it, four times it, ... Stateless (no "last reconciled" write), and a device silent for
  * a day costs about log2(day / threshold) reads, not one per sweep.
@@ -128,7 +145,8 @@ export async function reconcileSilentExecutions(deps: ReconcileDeps, now: number
       for (const execution of page.items) {
         tally.examined++;
         const heard = lastHeardAt(execution);
-        if (heard === undefined || !isReconcileDue(now - heard, silenceMs, sweepIntervalMs)) continue;
+        const threshold = silenceThresholdFor(execution, silenceMs);
+        if (heard === undefined || !isReconcileDue(now - heard, threshold, sweepIntervalMs)) continue;
         if (tally.shadowsRead >= maxReads) return summary(true);
         await reconcileOne(deps, execution, now, tally, obs);
       }

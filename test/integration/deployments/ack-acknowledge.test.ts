@@ -12,6 +12,7 @@ import { type AcknowledgeHandler, makeAcknowledge } from '../../../lambdas/handl
 import {
   isReconcileDue,
   reconcileSilentExecutions,
+  silenceThresholdFor,
 } from '../../../lambdas/handlers/acknowledgements/reconcile.ts';
 import { deviceView } from '../../../lambdas/handlers/deployments/views.ts';
 import { recordingObservability } from '../../../lambdas/observability.ts';
@@ -544,5 +545,19 @@ describe('reconciliation sweep', () => {
     [20 * 60_000, true],
   ])('reads a shadow silent for %i ms: %s', (silence, due) => {
     expect(isReconcileDue(silence, 5 * 60_000, 60_000)).toBe(due);
+  });
+
+  it('waits an eighth of the device’s time before the first read: a device at work is silent', () => {
+    const notifiedAt = Date.parse('2026-11-24T08:00:00Z');
+    const day = { notifiedAt, deadline: notifiedAt + 86_400_000 };
+    expect(silenceThresholdFor(day, 5 * 60_000)).toBe(3 * 3_600_000);
+    const threshold = silenceThresholdFor(day, 5 * 60_000);
+    // A half-hour update is read never, not at 5, 10 and 20 minutes.
+    for (const minutes of [5, 10, 20, 30])
+      expect(isReconcileDue(minutes * 60_000, threshold, 60_000)).toBe(false);
+    expect(isReconcileDue(3 * 3_600_000, threshold, 60_000)).toBe(true);
+    // A short timeout keeps the sweep's own threshold; no deadline known, too.
+    expect(silenceThresholdFor({ notifiedAt, deadline: notifiedAt + 600_000 }, 5 * 60_000)).toBe(5 * 60_000);
+    expect(silenceThresholdFor({ notifiedAt }, 5 * 60_000)).toBe(5 * 60_000);
   });
 });
