@@ -9,7 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentErrors } from '../../../agent/codes.ts';
 import { silentLogger } from '../../../agent/log.ts';
 import { type RunningAgent, startAgent } from '../../../agent/run.ts';
-import { buildManifest, readLines, scriptStep, testScript, World, writeExecutable } from './support.ts';
+import {
+  buildManifest,
+  readLines,
+  scriptStep,
+  testScript,
+  World,
+  waitForCall,
+  writeExecutable,
+} from './support.ts';
 
 let world: World;
 const running: RunningAgent[] = [];
@@ -187,17 +195,15 @@ describe('device agent on the local IoT Core', () => {
     world.serve(bodies);
     await world.deploy(thing, { deploymentId: 'dep-cancel', manifest });
     // The first step is running (it sleeps a second): cancel now.
-    const started = Date.now() + 10_000;
-    const calls = join(config.scriptState, 'calls.log');
-    while (!(await readLines(calls)).some((c) => c.includes('slow-1')) && Date.now() < started)
-      await new Promise((r) => setTimeout(r, 20));
+    await waitForCall(config.scriptState, '--action-install slow-1');
     world.cancel(thing);
     const ota = await world.waitForReported(thing, (o) => o.state === 'canceled');
     expect(ota).toMatchObject({
       deploymentId: 'dep-cancel',
       lastResult: { resultCode: -1, extendedResultCode: agentErrors.CANCELED },
     });
-    expect((await readLines(calls)).some((c) => c.includes('after-1'))).toBe(false);
+    const calls = await readLines(join(config.scriptState, 'calls.log'));
+    expect(calls.some((c) => c.includes('after-1'))).toBe(false);
   });
 
   it('Given an agent stopped mid-install, when it starts again, then completed steps are not re-run and it finishes', async () => {
@@ -212,13 +218,7 @@ describe('device agent on the local IoT Core', () => {
     );
     world.serve(bodies);
     await world.deploy(thing, { deploymentId: 'dep-restart', manifest });
-    const deadline = Date.now() + 10_000;
-    while (
-      !(await readLines(join(state, 'calls.log'))).includes('--action-install r-slow') &&
-      Date.now() < deadline
-    ) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitForCall(state, '--action-install r-slow');
     await first.agent.stop();
     const journal = JSON.parse(await readFile(join(first.config.stateDir, 'journal.json'), 'utf8')) as {
       units: Record<string, { state: string }>;
@@ -246,13 +246,7 @@ describe('device agent on the local IoT Core', () => {
     );
     world.serve(bodies);
     await world.deploy(thing, { deploymentId: 'dep-resume-offline', manifest });
-    const deadline = Date.now() + 10_000;
-    while (
-      !(await readLines(join(state, 'calls.log'))).includes('--action-install o-slow') &&
-      Date.now() < deadline
-    ) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitForCall(state, '--action-install o-slow');
     await first.agent.stop();
     const journal = JSON.parse(await readFile(join(first.config.stateDir, 'journal.json'), 'utf8')) as {
       signed?: { manifest: string; signature: string };
@@ -285,13 +279,7 @@ describe('device agent on the local IoT Core', () => {
     );
     world.serve(bodies);
     await world.deploy(thing, { deploymentId: 'dep-torn', manifest });
-    const deadline = Date.now() + 10_000;
-    while (
-      !(await readLines(join(state, 'calls.log'))).includes('--action-install t-slow') &&
-      Date.now() < deadline
-    ) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitForCall(state, '--action-install t-slow');
     await first.agent.stop();
     const journal = JSON.parse(await readFile(join(first.config.stateDir, 'journal.json'), 'utf8')) as {
       units: Record<string, { state: string }>;

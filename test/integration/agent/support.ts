@@ -22,6 +22,7 @@ import {
 import { type Signer, signUpdateManifest, type TrustedKey } from '../../../lambdas/domain/signing/index.ts';
 import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
 import { aduTestScript } from '../../support/adu-script.ts';
+import { readLines } from '../../support/files.ts';
 import { FileServer } from '../../unit/agent/file-server.ts';
 
 export const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('base64');
@@ -347,6 +348,13 @@ export class World {
 export async function writeExecutable(path: string, text: string): Promise<void> {
   await writeFile(path, text);
   await chmod(path, 0o755);
+}
+
+/** Waits (10 s at most) until the test script logged `call` in `scriptState`'s calls.log. */
+export async function waitForCall(scriptState: string, call: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await readLines(join(scriptState, 'calls.log'))).includes(call) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 20));
 }
 
 /** A `microsoft/script:1` step running the test script with its state folder and criteria. */
