@@ -18,8 +18,11 @@ import { grantMessage, mintPresignedGrant } from '../downloads/authorize.ts';
 import { type DownloadableFile, readyUpdateFiles } from '../downloads/files.ts';
 
 export interface GrantPusher {
-  /** Publishes the device's grant; false when none was sent (STS mode, an update not ready, a failure). */
-  push(deployment: DeploymentRecord, execution: ExecutionRecord): Promise<boolean>;
+  /**
+   * Publishes the device's grant. Sends nothing for STS mode or an update that is not ready, and
+   * never throws: a grant that does not come is asked for.
+   */
+  push(deployment: DeploymentRecord, execution: ExecutionRecord): Promise<void>;
 }
 
 export interface GrantPusherDeps {
@@ -54,10 +57,10 @@ export function makeGrantPusher(deps: GrantPusherDeps): GrantPusher {
   };
   return {
     async push(deployment, execution) {
-      if (deployment.policy.download.mode !== 'presigned') return false;
+      if (deployment.policy.download.mode !== 'presigned') return;
       try {
         const files = await filesOf(deployment);
-        if (!files) return false;
+        if (!files) return;
         const grant = await mintPresignedGrant(
           deps.credentials,
           deployment,
@@ -66,7 +69,6 @@ export function makeGrantPusher(deps: GrantPusherDeps): GrantPusher {
           deps.now(),
         );
         await deps.publisher.publish(downloadTopics.accepted(execution.thingName), grantMessage(grant), 0);
-        return true;
       } catch (error) {
         // The device asks for its grant when this one does not come.
         deps.observability.logger.warn('download grant not pushed', {
@@ -74,7 +76,6 @@ export function makeGrantPusher(deps: GrantPusherDeps): GrantPusher {
           thingName: execution.thingName,
           error: error instanceof Error ? error.message : String(error),
         });
-        return false;
       }
     },
   };
