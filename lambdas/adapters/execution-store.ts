@@ -44,6 +44,40 @@ export interface ExecutionRecord extends Execution {
    * is the newest of these and the fleet item's (ADR 0040, "Fleet facts").
    */
   readonly installedUpdateId?: UpdateId;
+  /**
+   * The execution exists only as a line of its deployment's target page (ADR 0040, "Target
+   * pages"): a first attempt still waiting, never written. Its first transition inserts it.
+   */
+  readonly unwritten?: true;
+  /** The target page the execution was first written from (absent for rows written otherwise). */
+  readonly targetPage?: number;
+}
+
+/**
+ * A targeted device's first attempt as it waits on its target page, before any row is written:
+ * the domain decides on it as on any queued execution, and `transition` inserts it.
+ */
+export function unwrittenExecution(
+  deploymentId: string,
+  target: {
+    readonly thingName: string;
+    readonly updateId: UpdateId;
+    readonly shard: number;
+    readonly targetPage: number;
+  },
+): ExecutionRecord {
+  return {
+    deploymentId,
+    thingName: target.thingName,
+    updateId: target.updateId,
+    state: 'queued',
+    attempt: 1,
+    shard: target.shard,
+    targetPage: target.targetPage,
+    createdAt: '',
+    updatedAt: '',
+    unwritten: true,
+  };
 }
 
 /** A device the fan-out targets; it is written `queued`, or `incompatible` when its compatibility does not match. */
@@ -94,6 +128,8 @@ export interface ExecutionStore {
   /** Writes the executions (BatchWriteItem, unprocessed items retried); rewriting a page writes the same rows. */
   batchPutQueued(deploymentId: string, executions: readonly NewExecution[], now: number): Promise<void>;
   get(deploymentId: string, thingName: string): Promise<ExecutionRecord | undefined>;
+  /** The executions of these things that have a row (strongly consistent), in no particular order. */
+  getWritten(deploymentId: string, thingNames: readonly string[]): Promise<ExecutionRecord[]>;
   /**
    * One page of a deployment's executions the selector names, optionally of one shard, walked by
    * key: through `byDeploymentState`, or for `succeeded` (not indexed) the table's partition.
@@ -116,7 +152,8 @@ export interface ExecutionStore {
   ): Promise<Result<ExecutionPage, InvalidNextToken>>;
   /**
    * Writes `next` (the domain's result for `current`) if the execution is still as `current` was read:
-   * same state, attempt and shadow version (ADR 0010). Returns the record as written.
+   * same state, attempt and shadow version (ADR 0010); an `unwritten` one only if it still has no
+   * row (its first write inserts it). Returns the record as written.
    */
   transition(
     current: ExecutionRecord,
@@ -253,6 +290,7 @@ export function executionFromItem(item: Item): ExecutionRecord {
     lastResult: item.lastResult as LastResult | undefined,
     progress: item.progress as ReportedProgress | undefined,
     installedUpdateId: item.installedUpdateId as UpdateId | undefined,
+    targetPage: optionalNumber(item.targetPage),
   };
   for (const key of Object.keys(record)) if (record[key] === undefined) delete record[key];
   return record as unknown as ExecutionRecord;
@@ -314,6 +352,7 @@ function putExtra(put: Put, extra: TransitionExtra): void {
 
 function transitionUpdate(current: ExecutionRecord, next: Execution, extra: TransitionExtra): UpdateParts {
   const { parts, put } = updateParts();
+  if (current.unwritten) putCreation(put, current, extra.at);
   putState(put, current.deploymentId, next.state, extra.at, next.attempt);
   for (const field of MUTABLE_FIELDS) put(field, next[field]);
   putExtra(put, extra);
@@ -380,6 +419,51 @@ function forwardReportCondition(report: ForwardReport): {
   }
   return { expression: terms.join(' AND '), names, values };
 }
+
+interface Guard {
+  readonly expression: string;
+  readonly names: Record<string, string>;
+  readonly values: Record<string, unknown>;
+}
+
+/**
+ * Invariant (ADR 0010): a transition applies only to the execution its decision was made on:
+ * same state, same attempt, same last applied report. A concurrent report, sweep or operator
+ * command that got there first makes this one re-read and decide again.
+ */
+function transitionGuard(current: ExecutionRecord): Guard {
+  const sawOrder = current.reportOrder !== undefined;
+  return {
+    expression: `#cur_state = :cur_state AND #cur_attempt = :cur_attempt AND ${
+      sawOrder ? '#cur_order = :cur_order' : 'attribute_not_exists(#cur_order)'
+    }`,
+    names: { '#cur_state': 'state', '#cur_attempt': 'attempt', '#cur_order': 'reportOrder' },
+    values: {
+      ':cur_state': current.state,
+      ':cur_attempt': current.attempt,
+      ...(sawOrder ? { ':cur_order': current.reportOrder } : {}),
+    },
+  };
+}
+
+/** What a row holds from its start, set by the first write of an execution that waited on its target page. */
+function putCreation(put: Put, current: ExecutionRecord, at: number): void {
+  const { provider, name, version } = current.updateId;
+  put('updateId', { provider, name, version });
+  put('shard', current.shard);
+  put('createdAt', new Date(at).toISOString());
+  put('targetPage', current.targetPage);
+}
+
+/**
+ * That first write creates the row only while there is none: a cancel, a supersede or another
+ * worker may have written it since it was read.
+ */
+const insertGuard: Guard = {
+  expression: 'attribute_not_exists(#cur_thing)',
+  names: { '#cur_thing': 'thingName' },
+  values: {},
+};
 
 export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionStore {
   const { db, tableName } = options;
@@ -582,31 +666,16 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     extra: TransitionExtra,
   ): Promise<Result<ExecutionRecord, ExecutionConflict>> {
     const parts = transitionUpdate(current, next, extra);
-    const sawOrder = current.reportOrder !== undefined;
+    const guard = current.unwritten ? insertGuard : transitionGuard(current);
     try {
       const { Attributes } = await db.send(
         new UpdateCommand({
           TableName: tableName,
           Key: { deploymentId: current.deploymentId, thingName: current.thingName },
           UpdateExpression: updateExpressionOf(parts),
-          // Invariant (ADR 0010): a transition applies only to the execution its decision was made
-          // on: same state, same attempt, same last applied report. A concurrent report,
-          // sweep or operator command that got there first makes this one re-read and decide again.
-          ConditionExpression: `#cur_state = :cur_state AND #cur_attempt = :cur_attempt AND ${
-            sawOrder ? '#cur_order = :cur_order' : 'attribute_not_exists(#cur_order)'
-          }`,
-          ExpressionAttributeNames: {
-            ...parts.names,
-            '#cur_state': 'state',
-            '#cur_attempt': 'attempt',
-            '#cur_order': 'reportOrder',
-          },
-          ExpressionAttributeValues: {
-            ...parts.values,
-            ':cur_state': current.state,
-            ':cur_attempt': current.attempt,
-            ...(sawOrder ? { ':cur_order': current.reportOrder } : {}),
-          },
+          ConditionExpression: guard.expression,
+          ExpressionAttributeNames: { ...parts.names, ...guard.names },
+          ExpressionAttributeValues: { ...parts.values, ...guard.values },
           ReturnValues: 'ALL_NEW',
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
@@ -695,10 +764,17 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     }
   }
 
+  async function getWritten(deploymentId: string, thingNames: readonly string[]): Promise<ExecutionRecord[]> {
+    return thingNames.length === 0
+      ? []
+      : getMany(thingNames.map((thingName) => ({ deploymentId, thingName })));
+  }
+
   return {
     applyForwardReport,
     batchPutQueued,
     get,
+    getWritten,
     markDownloadStarted,
     queryByState,
     listForDeployment,

@@ -12,6 +12,7 @@ import { makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { type FunctionInvoker, makeLambdaFunctionInvoker } from '../adapters/function-invoker.ts';
 import { makeShadowWriter, shadowWriterClient } from '../adapters/shadow-writer.ts';
+import { makeTargetPages } from '../adapters/target-pages.ts';
 import { makeUpdateStore } from '../adapters/update-store.ts';
 import { env } from '../definitions/environment.ts';
 import { updatesTable } from '../definitions/tables.ts';
@@ -178,6 +179,7 @@ export function makeDeploymentsApiFromConfig(
       updatesTableName: config.updatesTable,
     }),
     executions: makeExecutionStore({ db, tableName: config.executionsTable }),
+    targets: makeTargetPages({ db, tableName: config.deploymentsTable }),
     fleet: makeFleetStore({ db, tableName: config.fleetTable }),
     updates: makeUpdateStore({
       db,

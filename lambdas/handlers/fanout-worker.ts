@@ -14,6 +14,7 @@ import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { type FunctionInvoker, makeLambdaFunctionInvoker } from '../adapters/function-invoker.ts';
 import { makeIotPublisher } from '../adapters/iot-publisher.ts';
 import { makeShadowWriter, type ShadowWriterOptions, shadowWriterClient } from '../adapters/shadow-writer.ts';
+import { makeTargetPages } from '../adapters/target-pages.ts';
 import { makeThingRegistry } from '../adapters/thing-registry.ts';
 import { makeUpdateStore } from '../adapters/update-store.ts';
 import { env } from '../definitions/environment.ts';
@@ -111,6 +112,7 @@ export function fanoutDepsFromConfig(
       updatesTableName: config.updatesTable,
     }),
     executions: makeExecutionStore({ db, tableName: config.executionsTable }),
+    targets: makeTargetPages({ db, tableName: config.deploymentsTable }),
     reads: makeFanoutReads({ db, fleetTable: config.fleetTable }),
     fleet: makeFleetStore({ db, tableName: config.fleetTable }),
     registry: makeThingRegistry({ iot: clients.iot ?? new IoTClient({}) }),

@@ -137,6 +137,7 @@ export function schedulerDepsFromConfig(
       updatesTableName: config.updatesTable,
     }),
     executions: fanout.executions,
+    targets: fanout.targets,
     shadows: fanout.shadows,
     invoker: fanout.invoker,
     observability: fanout.observability,

@@ -59,6 +59,7 @@ export function wireFanout(input: {
   const schedulerDeps: SchedulerDeps = {
     deployments: deps.deployments,
     executions: deps.executions,
+    targets: deps.targets,
     shadows: deps.shadows,
     invoker: deps.invoker,
     observability: deps.observability,

@@ -33,13 +33,22 @@ function stateOf(image: Image | undefined): ExecutionState | undefined {
   return isExecutionState(state) ? state : undefined;
 }
 
+/**
+ * The state a row was in before its INSERT: a device inserted past `queued` waited on a target
+ * page, where the expansion counted it `queued` (ADR 0040, "Target pages"); a row inserted
+ * `queued` or `incompatible` is counted from nothing.
+ */
+function insertedFrom(after: ExecutionState): ExecutionState | undefined {
+  return after === 'queued' || after === 'incompatible' ? undefined : 'queued';
+}
+
 /** The deltas of one record: INSERT creates, MODIFY moves, REMOVE (a TTL or a delete) takes one away. */
 export function recordDeltas(record: DynamoDBRecord): CounterDeltas {
   const before = stateOf(record.dynamodb?.OldImage);
   const after = stateOf(record.dynamodb?.NewImage);
   if (record.eventName === 'REMOVE') return before ? { [before]: -1 } : {};
   if (!after) return {};
-  return counterDeltas(record.eventName === 'INSERT' ? undefined : before, after);
+  return counterDeltas(record.eventName === 'INSERT' ? insertedFrom(after) : before, after);
 }
 
 function addInto(sum: Partial<Record<ExecutionState, number>>, deltas: CounterDeltas): void {

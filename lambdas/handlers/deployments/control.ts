@@ -16,6 +16,7 @@ import { err, ok, type Result } from '../../domain/result.ts';
 import { type Problem, problem } from '../../http/problem.ts';
 import { walkUnfinished } from '../fanout/cancel-walk.ts';
 import { mapWithConcurrency } from '../fanout/sharding.ts';
+import { findWaiting } from '../fanout/target-walk.ts';
 import type { DeploymentsDeps } from './deps.ts';
 import { renewSignatureIfNeeded } from './renew-signature.ts';
 import { startFanout } from './start-fanout.ts';
@@ -28,6 +29,7 @@ type ControlDeps = Pick<
   DeploymentsDeps,
   | 'deployments'
   | 'executions'
+  | 'targets'
   | 'shadows'
   | 'observability'
   | 'invoker'
@@ -117,8 +119,8 @@ const CANCEL_REQUEST_MS = 10_000;
  * cursor).
  */
 export async function cancelExecutions(
-  deps: Pick<DeploymentsDeps, 'executions' | 'deployments' | 'shadows' | 'tuning'>,
-  deployment: Pick<DeploymentRecord, 'deploymentId' | 'fanout' | 'cancelWalk'>,
+  deps: Pick<DeploymentsDeps, 'executions' | 'targets' | 'deployments' | 'shadows' | 'tuning'>,
+  deployment: Pick<DeploymentRecord, 'deploymentId' | 'updateId' | 'shards' | 'fanout' | 'cancelWalk'>,
   reason: CancelReason,
   now: number,
   budget: number = deps.tuning.executionsPerRequest,
@@ -280,13 +282,15 @@ export async function retryDeployment(
 }
 
 async function existingExecution(
-  deps: Pick<DeploymentsDeps, 'deployments' | 'executions'>,
+  deps: Pick<DeploymentsDeps, 'deployments' | 'executions' | 'targets'>,
   deploymentId: string,
   thingName: string,
 ): Promise<Result<{ deployment: DeploymentRecord; execution: ExecutionRecord }, Problem>> {
   const deployment = await existing(deps, deploymentId);
   if (!deployment.ok) return deployment;
-  const execution = await deps.executions.get(deploymentId, thingName);
+  const execution =
+    (await deps.executions.get(deploymentId, thingName)) ??
+    (await findWaiting(deps, deployment.value, thingName));
   if (!execution) {
     return err(
       problem('EXECUTION_NOT_FOUND', `Device ${thingName} is not part of deployment ${deploymentId}.`),

@@ -4,6 +4,7 @@ import type { ExecutionStore } from '../../adapters/execution-store.ts';
 import type { FleetStore } from '../../adapters/fleet-store.ts';
 import type { FunctionInvoker } from '../../adapters/function-invoker.ts';
 import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
+import type { TargetPages } from '../../adapters/target-pages.ts';
 import type { UpdateStore } from '../../adapters/update-store.ts';
 import type { Signer } from '../../domain/signing/index.ts';
 import type { Observability } from '../../observability.ts';
@@ -12,6 +13,8 @@ import type { Observability } from '../../observability.ts';
 export interface DeploymentsDeps {
   readonly deployments: DeploymentStore;
   readonly executions: ExecutionStore;
+  /** Target pages: a cancel ends the devices still waiting there, the listing shows them. */
+  readonly targets: TargetPages;
   readonly fleet: Pick<FleetStore, 'get'>;
   readonly updates: Pick<UpdateStore, 'get' | 'getMany'>;
   readonly artifacts: Pick<ArtifactStore, 'readUpdateManifest'>;

@@ -4,6 +4,7 @@ import { type ExecutionState, isExecutionState, thingNameSchema } from '../../do
 import { err, ok, type Result } from '../../domain/result.ts';
 import { type Problem, problem } from '../../http/problem.ts';
 import type { DeploymentsDeps } from './deps.ts';
+import { listDevices } from './device-listing.ts';
 import { deploymentView, deviceView, executionView } from './views.ts';
 
 export type Query = Readonly<Record<string, string | undefined>>;
@@ -64,7 +65,7 @@ export async function getDeployment(
 
 /** `GET /deployments/{id}/devices?state=&limit=&nextToken=`: executions with result codes and step results. */
 export async function listDeploymentDevices(
-  deps: Pick<DeploymentsDeps, 'deployments' | 'executions'>,
+  deps: Pick<DeploymentsDeps, 'deployments' | 'executions' | 'targets'>,
   deploymentId: string,
   query: Query,
 ): Promise<Result<Record<string, unknown>, Problem>> {
@@ -76,10 +77,11 @@ export async function listDeploymentDevices(
       problem('BAD_REQUEST', 'Invalid query.', [{ path: '/state', message: 'is not an execution state' }]),
     );
   }
-  if (!(await deps.deployments.get(deploymentId))) {
+  const deployment = await deps.deployments.get(deploymentId);
+  if (!deployment) {
     return err(problem('DEPLOYMENT_NOT_FOUND', `Deployment ${deploymentId} does not exist.`));
   }
-  const page = await deps.executions.listForDeployment(deploymentId, {
+  const page = await listDevices(deps, deployment, {
     limit: limit.value,
     ...(state !== undefined ? { state: state as ExecutionState } : {}),
     ...(query.nextToken !== undefined ? { nextToken: query.nextToken } : {}),

@@ -63,8 +63,9 @@ export function executionView(record: ExecutionRecord): Record<string, unknown> 
     attempt: record.attempt,
     reason: record.reason,
     cancelRequested: record.cancelReason,
-    createdAt: record.createdAt,
-    updatedAt: record.updatedAt,
+    // A device still waiting on its target page has no row yet, so no times.
+    createdAt: record.unwritten ? undefined : record.createdAt,
+    updatedAt: record.unwritten ? undefined : record.updatedAt,
     notifiedAt: isoOf(record.notifiedAt),
     deadline: isoOf(record.deadline),
     reportedAt: isoOf(record.reportedAt),

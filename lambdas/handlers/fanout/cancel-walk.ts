@@ -1,22 +1,32 @@
 /**
  * The walk that cancel and abort take over an ended deployment's unfinished executions (ADR 0040,
- * "Index writes"). A first attempt's queued row is not indexed: those are read from the table,
- * in thing-name order, from where the last walk stopped (the cursor is saved on the deployment
- * after each page, so a large deployment is canceled over several invocations without re-reading
- * what is done). Then what the index holds (retried devices waiting, then devices at work) is
- * walked from the top: those partitions only hold what is still unfinished.
+ * "Target pages"). Devices still waiting on the target pages (no row yet) come first: each
+ * lane's pages from where its fan-out stopped, lane after lane, from where the last walk stopped
+ * (saved on the deployment after each page, so a large deployment is canceled over several
+ * invocations without re-reading what is done). Then what the index holds (retried devices
+ * waiting, then devices at work) is walked from the top: those partitions only hold what is
+ * still unfinished.
  */
 import {
-  type CancelWalk,
+  type DeploymentRecord,
   type DeploymentStore,
   EXPAND_LANE,
   type FanoutLane,
 } from '../../adapters/deployment-store.ts';
-import { afterThing, type ExecutionRecord, type ExecutionStore } from '../../adapters/execution-store.ts';
+import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
 import type { PagePosition } from '../../adapters/page-token.ts';
+import type { TargetPages } from '../../adapters/target-pages.ts';
+import {
+  decodeLanePosition,
+  decodeTargetPosition,
+  encodeLanePosition,
+  readWaiting,
+  type TargetPosition,
+} from './target-walk.ts';
 
 export interface CancelWalkDeps {
-  readonly executions: Pick<ExecutionStore, 'queryByState'>;
+  readonly executions: Pick<ExecutionStore, 'queryByState' | 'getWritten'>;
+  readonly targets: Pick<TargetPages, 'readLane' | 'uncountRepeat'>;
   readonly deployments: Pick<DeploymentStore, 'saveCancelWalk'>;
   /** Epoch ms. */
   readonly now: () => number;
@@ -32,68 +42,81 @@ export interface CancelWalkLimits {
 const PAGE = 100;
 
 /**
- * Whether the table's queued first attempts of an ended deployment are final: its expansion
- * finished, or its lease ran out (an ended deployment's lane cannot be taken again). Until then
- * an expansion that began before the cancel may still write rows anywhere in thing-name order,
- * so the walk starts from the top and saves nothing.
+ * Whether the target pages of an ended deployment are final: its expansion finished, or its
+ * lease ran out (an ended deployment's lane cannot be taken again). Until then an expansion that
+ * began before the cancel may still write a page, so the walk saves nothing.
  */
-function rowsFinal(fanout: Readonly<Record<string, FanoutLane>>, now: number): boolean {
+function pagesFinal(fanout: Readonly<Record<string, FanoutLane>>, now: number): boolean {
   const expansion = fanout[EXPAND_LANE];
   return expansion?.done === true || (expansion?.leaseUntil ?? 0) < now;
 }
 
+/** The later of two positions in one lane's walk. */
+function later(a: TargetPosition, b: TargetPosition): TargetPosition {
+  return a.page !== b.page ? (a.page > b.page ? a : b) : a.index >= b.index ? a : b;
+}
+
+type Walked = Pick<DeploymentRecord, 'deploymentId' | 'updateId' | 'shards' | 'fanout' | 'cancelWalk'>;
+
 /**
- * Hands `each` the unfinished executions of `deployment`, page by page; `each` answers how many
- * it acted on. Stops early when the budget is spent or `stopAt` has come; returns whether work
- * may be left.
+ * Hands `each` the unfinished executions of `deployment`, page by page (devices waiting on the
+ * target pages as `unwritten` executions, whose first transition writes them); `each` answers how
+ * many it acted on. Stops early when the budget is spent or `stopAt` has come; returns whether
+ * work may be left.
  */
 export async function walkUnfinished(
   deps: CancelWalkDeps,
-  deployment: {
-    readonly deploymentId: string;
-    readonly fanout: Readonly<Record<string, FanoutLane>>;
-    readonly cancelWalk?: CancelWalk;
-  },
+  deployment: Walked,
   limits: CancelWalkLimits,
   each: (page: readonly ExecutionRecord[]) => Promise<number>,
 ): Promise<{ readonly remaining: boolean }> {
   const id = deployment.deploymentId;
   let left = limits.budget ?? Number.POSITIVE_INFINITY;
   const due = (): boolean => left <= 0 || (limits.stopAt !== undefined && deps.now() >= limits.stopAt);
-  /** Walks `selector` from `start` to its end; false when the budget or the time ran out first. */
-  const walk = async (
-    selector: 'queued' | 'in_flight',
-    start: PagePosition | undefined,
-    afterPage: (next: PagePosition | undefined) => Promise<void> = async () => {},
-  ): Promise<boolean> => {
-    let position = start;
+
+  /** The lanes' waiting devices; false when the budget or the time ran out first. */
+  const walkPages = async (): Promise<boolean> => {
+    const final = pagesFinal(deployment.fanout, deps.now());
+    const saved = final ? decodeLanePosition(deployment.cancelWalk?.cursor) : undefined;
+    for (let lane = saved?.lane ?? 0; lane < deployment.shards; lane++) {
+      // Before its fan-out's position every device of the lane has a row.
+      let position = decodeTargetPosition(deployment.fanout[String(lane)]?.cursor);
+      if (saved && saved.lane === lane) position = later(position, saved.position);
+      for (;;) {
+        if (due()) return false;
+        const read = await readWaiting(deps, deployment, lane, position);
+        if (read.exhausted) break;
+        const budgeted = read.waiting.slice(0, Math.max(0, Math.min(left, read.waiting.length)));
+        left -= await each(budgeted.map((w) => w.execution));
+        const whole = budgeted.length === read.waiting.length;
+        position = whole ? read.pageEnd : (budgeted.at(-1)?.after ?? position);
+        if (final)
+          await deps.deployments.saveCancelWalk(id, {
+            cursor: encodeLanePosition({ lane, position }),
+            done: false,
+          });
+      }
+    }
+    if (final) await deps.deployments.saveCancelWalk(id, { done: true });
+    return true;
+  };
+
+  /** Retried devices waiting, then devices at work, from the top. */
+  const walkIndex = async (): Promise<boolean> => {
+    let position: PagePosition | undefined;
     do {
       if (due()) return false;
-      const page = await deps.executions.queryByState(id, selector, {
+      const page = await deps.executions.queryByState(id, 'in_flight', {
         limit: Math.min(left, PAGE),
         ...(position ? { exclusiveStartKey: position } : {}),
       });
-      // Retried devices waiting are the `requeued` partition's, walked second.
-      left -= await each(selector === 'queued' ? page.items.filter((e) => e.attempt === 1) : page.items);
+      left -= await each(page.items);
       position = page.lastEvaluatedKey;
-      await afterPage(position);
     } while (position);
     return true;
   };
 
-  const final = rowsFinal(deployment.fanout, deps.now());
-  if (!(final && deployment.cancelWalk?.done)) {
-    const cursor = final ? deployment.cancelWalk?.cursor : undefined;
-    const saveProgress = async (next: PagePosition | undefined): Promise<void> => {
-      if (!final) return;
-      const passed = next?.key?.thingName;
-      await deps.deployments.saveCancelWalk(
-        id,
-        passed === undefined ? { done: true } : { cursor: passed, done: false },
-      );
-    };
-    if (!(await walk('queued', cursor === undefined ? undefined : afterThing(id, cursor), saveProgress)))
-      return { remaining: true };
-  }
-  return { remaining: !(await walk('in_flight', undefined)) };
+  const pagesDone = pagesFinal(deployment.fanout, deps.now()) && deployment.cancelWalk?.done === true;
+  if (!pagesDone && !(await walkPages())) return { remaining: true };
+  return { remaining: !(await walkIndex()) };
 }

@@ -5,6 +5,7 @@ import type { FanoutReads } from '../../adapters/fanout-reads.ts';
 import type { FleetStore } from '../../adapters/fleet-store.ts';
 import type { FunctionInvoker } from '../../adapters/function-invoker.ts';
 import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
+import type { TargetPages } from '../../adapters/target-pages.ts';
 import type { ThingRegistry } from '../../adapters/thing-registry.ts';
 import type { Observability } from '../../observability.ts';
 import type { GrantPusher } from './push-grant.ts';
@@ -25,8 +26,10 @@ export interface FanoutDeps {
   >;
   readonly executions: Pick<
     ExecutionStore,
-    'batchPutQueued' | 'get' | 'queryByState' | 'listForThing' | 'transition'
+    'batchPutQueued' | 'get' | 'getWritten' | 'queryByState' | 'listForThing' | 'transition'
   >;
+  /** The deployments' target pages (the expansion writes them, the lanes and cancels walk them). */
+  readonly targets: TargetPages;
   readonly reads: FanoutReads;
   readonly fleet: Pick<FleetStore, 'scanCompatible'>;
   readonly registry: Pick<ThingRegistry, 'listThingsInGroup'>;

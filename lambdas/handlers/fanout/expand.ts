@@ -1,8 +1,9 @@
 /**
- * Expansion: the deployment's target, page by page, into execution rows (`queued`, or
- * `incompatible` when the fleet knows the device's compatibility and it does not match the
- * update). The cursor is saved after every page, so a worker that stops or crashes resumes at the
- * last saved page: at worst one page is written twice, as the same rows.
+ * Expansion: the deployment's target, page by page, into target pages (ADR 0040, "Target pages":
+ * the devices to notify, by lane, each written as a row only when first acted on) and
+ * `incompatible` rows (devices the fleet knows whose compatibility does not match the update).
+ * The cursor is saved after every page, so a worker that stops or crashes resumes at the last
+ * saved page: at worst one page is read twice, and written once (a page is never overwritten).
  */
 import type { DeploymentRecord } from '../../adapters/deployment-store.ts';
 import type { NewExecution } from '../../adapters/execution-store.ts';
@@ -11,10 +12,14 @@ import { initialState, isCompatible } from '../../domain/deployment/index.ts';
 import type { FanoutDeps } from './deps.ts';
 import { shardOf } from './sharding.ts';
 
-/** Where the expansion is: source `s` of `sourcesOf(target)`, and that source's page token. */
+/**
+ * Where the expansion is: source `s` of `sourcesOf(target)`, that source's page token, and the
+ * number of target pages written so far (the next page's sequence number).
+ */
 export interface ExpansionCursor {
   readonly s: number;
   readonly t?: string;
+  readonly p?: number;
 }
 
 type Source =
@@ -46,9 +51,10 @@ export function decodeExpansionCursor(text: string | undefined): ExpansionCursor
   try {
     const value: unknown = JSON.parse(text);
     if (typeof value !== 'object' || value === null) return { s: 0 };
-    const { s, t } = value as { s?: unknown; t?: unknown };
+    const { s, t, p } = value as { s?: unknown; t?: unknown; p?: unknown };
     if (typeof s !== 'number' || !Number.isInteger(s) || s < 0) return { s: 0 };
-    return typeof t === 'string' ? { s, t } : { s };
+    const pages = typeof p === 'number' && Number.isInteger(p) && p > 0 ? { p } : {};
+    return typeof t === 'string' ? { s, t, ...pages } : { s, ...pages };
   } catch {
     return { s: 0 };
   }
@@ -64,6 +70,11 @@ interface TargetPage {
 function advance(sources: readonly Source[], cursor: ExpansionCursor, token: string | undefined) {
   if (token !== undefined) return { s: cursor.s, t: token };
   return cursor.s + 1 < sources.length ? { s: cursor.s + 1 } : undefined;
+}
+
+/** The cursor after a page; its page count is set once the page's targets are written. */
+function withPages(cursor: ExpansionCursor, pages: number): ExpansionCursor {
+  return pages > 0 ? { ...cursor, p: pages } : cursor;
 }
 
 async function readTargetPage(
@@ -125,11 +136,27 @@ export async function executionsFor(
 }
 
 export interface ExpansionStep {
+  /** Devices this page targets (to notify, and incompatible). */
   readonly written: number;
   readonly next: ExpansionCursor | undefined;
 }
 
-/** Reads one page of the target and writes its rows; the caller saves `next` as the checkpoint. */
+/** The page's devices to notify, by lane; a thing in two sources of one page is listed once. */
+function byLane(rows: readonly NewExecution[]): Map<number, string[]> {
+  const lanes = new Map<number, string[]>();
+  const seen = new Set<string>();
+  for (const row of rows) {
+    if (row.state !== 'queued' || seen.has(row.thingName)) continue;
+    seen.add(row.thingName);
+    lanes.set(row.shard, [...(lanes.get(row.shard) ?? []), row.thingName]);
+  }
+  return lanes;
+}
+
+/**
+ * Reads one page of the target: writes its incompatible devices' rows, and the rest as the next
+ * target page (when there are any); the caller saves `next` as the checkpoint.
+ */
 export async function expandOnePage(
   deps: FanoutDeps,
   deployment: DeploymentRecord,
@@ -139,6 +166,14 @@ export async function expandOnePage(
 ): Promise<ExpansionStep> {
   const page = await readTargetPage(deps, deployment, cursor);
   const rows = await executionsFor(deps, deployment, page, updateCompatibility);
-  if (rows.length > 0) await deps.executions.batchPutQueued(deployment.deploymentId, rows, now);
-  return { written: rows.length, next: page.next };
+  const incompatible = rows.filter((row) => row.state === 'incompatible');
+  if (incompatible.length > 0)
+    await deps.executions.batchPutQueued(deployment.deploymentId, incompatible, now);
+  const lanes = byLane(rows);
+  let pages = cursor.p ?? 0;
+  if (lanes.size > 0) {
+    await deps.targets.put(deployment.deploymentId, pages, lanes);
+    pages++;
+  }
+  return { written: rows.length, next: page.next && withPages(page.next, pages) };
 }

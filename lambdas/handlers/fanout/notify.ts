@@ -1,12 +1,18 @@
 /**
- * Notification of one shard: walk its queued executions in key order, within the rollout rate and
- * the account cap, send each device the desired document (UpdateThingShadow on `ota`), mark it
- * `notified`. The shadow write comes first and the mark second, so a crash between them leaves the
- * device queued and the next worker sends the identical document again (the agent treats it as
- * one); no device is ever marked notified without having been sent the document.
+ * Notification of one shard: walk its share of the target pages in order (the devices there
+ * without a row), then the devices a retry re-queued, within the rollout rate and the account
+ * cap; send each device the desired document (UpdateThingShadow on `ota`), then write it
+ * `notified` (for a device from the pages, its row's first write). The shadow write comes first
+ * and the mark second, so a crash between them leaves the device waiting and the next worker
+ * sends the identical document again (the agent treats it as one); no device is ever marked
+ * notified without having been sent the document.
  */
-import { activeDeploymentStatuses, type DeploymentRecord } from '../../adapters/deployment-store.ts';
-import { afterThing, type ExecutionRecord } from '../../adapters/execution-store.ts';
+import {
+  type DeploymentRecord,
+  deploymentStatuses,
+  isActiveStatus,
+} from '../../adapters/deployment-store.ts';
+import type { ExecutionRecord } from '../../adapters/execution-store.ts';
 import {
   type DesiredDocument,
   isTerminal,
@@ -18,6 +24,12 @@ import {
 import type { FanoutDeps } from './deps.ts';
 import { desiredDocumentFor } from './desired.ts';
 import { mapWithConcurrency, refundRollout, shardRollout } from './sharding.ts';
+import {
+  decodeTargetPosition,
+  encodeTargetPosition,
+  readWaiting,
+  type TargetPosition,
+} from './target-walk.ts';
 
 export type DeviceOutcome =
   | 'notified'
@@ -73,7 +85,10 @@ async function supersedeExecution(deps: FanoutDeps, execution: ExecutionRecord, 
 /**
  * A device runs one deployment at a time: the newest. Other live executions of this device
  * (read through the `byThing` index: a read instead of a fleet write per device) are superseded
- * when older; when one is newer, this execution is the one superseded and nothing is sent.
+ * when older. When a newer deployment has written an execution of this device, in any state but
+ * `incompatible`, this execution is the one superseded and nothing is sent: a device still
+ * waiting on an older deployment's target page has no row the newer one could supersede, so the
+ * older one gives way when it reaches it, even if the newer one has ended there already.
  */
 async function claimDevice(
   deps: FanoutDeps,
@@ -86,10 +101,11 @@ async function claimDevice(
   if (!history.ok) return { claimed: true, older: [] };
   const older: ExecutionRecord[] = [];
   for (const other of history.value.items) {
-    if (other.deploymentId === deployment.deploymentId || isTerminal(other.state)) continue;
+    if (other.deploymentId === deployment.deploymentId) continue;
     const otherDeployment = await deploymentOf(other.deploymentId);
-    if (otherDeployment && isNewer(otherDeployment, deployment)) return { claimed: false, older: [] };
-    older.push(other);
+    const newer = otherDeployment !== undefined && isNewer(otherDeployment, deployment);
+    if (newer && other.state !== 'incompatible') return { claimed: false, older: [] };
+    if (!newer && !isTerminal(other.state)) older.push(other);
   }
   return { claimed: true, older };
 }
@@ -99,21 +115,28 @@ export interface DeviceContext {
   readonly desiredFor: (attempt: number) => DesiredDocument;
   readonly deploymentOf: (id: string) => Promise<DeploymentRecord | undefined>;
   /**
-   * Another deployment was active when this batch began. When none is, no device can be running
-   * another one, so the per-device history read (an AWS request each) is skipped; a deployment
-   * that starts meanwhile claims its devices itself, and `restoreNewer` repairs the one race left.
+   * Another deployment was active, or a newer one existed, when this batch began. When neither,
+   * no device can be running another deployment nor be owned by a newer one, so the per-device
+   * history read (an AWS request each) is skipped; a deployment that starts meanwhile claims its
+   * devices itself, and `restoreNewer` repairs the one race left.
    */
   readonly othersActive: boolean;
 }
 
-/** True when a deployment other than `deploymentId` is active (one read per status, per batch). */
+/**
+ * True when a deployment other than `deployment` is active, or one newer than it has ended (one
+ * read per status, per batch: listings are newest first).
+ */
 export async function othersActive(
   deps: Pick<FanoutDeps, 'deployments'>,
-  deploymentId: string,
+  deployment: DeploymentRecord,
 ): Promise<boolean> {
-  for (const status of activeDeploymentStatuses) {
-    const page = await deps.deployments.list({ status, limit: 2 });
-    if (!page.ok || page.value.items.some((d) => d.deploymentId !== deploymentId)) return true;
+  for (const status of deploymentStatuses) {
+    const active = isActiveStatus(status);
+    const page = await deps.deployments.list({ status, limit: active ? 2 : 1 });
+    if (!page.ok) return true;
+    const others = page.value.items.filter((d) => d.deploymentId !== deployment.deploymentId);
+    if (others.some((d) => active || isNewer(d, deployment))) return true;
   }
   return false;
 }
@@ -146,6 +169,40 @@ async function restoreNewer(deps: FanoutDeps, context: DeviceContext, thingName:
     thingName,
     restored: sent.ok,
   });
+}
+
+/**
+ * The claim before the send could not see a deployment that was sending to the same device at
+ * the same moment and had no row yet (devices wait on target pages unwritten). Looked at again
+ * once this execution's row exists: when a newer deployment has written one, this execution gives
+ * way and the newer document is sent again; an older one notified since this send began is
+ * superseded, and this document is sent again (the last send is what the device runs). Returns
+ * whether this execution gave way.
+ */
+async function lostRace(
+  deps: FanoutDeps,
+  context: DeviceContext,
+  mine: ExecutionRecord,
+  sendingAt: number,
+): Promise<boolean> {
+  const history = await deps.executions.listForThing(mine.thingName, { limit: 10 });
+  if (!history.ok) return false;
+  let resend = false;
+  for (const other of history.value.items) {
+    if (other.deploymentId === mine.deploymentId) continue;
+    const otherDeployment = await context.deploymentOf(other.deploymentId);
+    if (otherDeployment && isNewer(otherDeployment, context.deployment)) {
+      if (other.state === 'incompatible') continue;
+      await supersedeExecution(deps, mine, deps.now());
+      await restoreNewer(deps, context, mine.thingName);
+      return true;
+    }
+    if (isTerminal(other.state)) continue;
+    if (other.notifiedAt !== undefined && other.notifiedAt >= sendingAt) resend = true;
+    await supersedeExecution(deps, other, deps.now());
+  }
+  if (resend) await deps.shadows.update(mine.thingName, context.desiredFor(mine.attempt).document);
+  return false;
 }
 
 export async function notifyDevice(
@@ -186,6 +243,12 @@ export async function notifyDevice(
     deadline: now + deployment.policy.deviceTimeoutSeconds * 1000,
   });
   if (written.ok) {
+    if (
+      execution.unwritten &&
+      context.othersActive &&
+      (await lostRace(deps, context, written.value, sendingAt))
+    )
+      return 'superseded';
     // Only once the execution is live: a cancel or supersede that raced the send leaves the
     // device to ask the authorizer, which refuses it. The agent waits a moment for the grant.
     await deps.grants?.push(deployment, written.value);
@@ -211,13 +274,16 @@ export type ShardOutcome =
   | { readonly kind: 'skipped'; readonly reason: string };
 
 interface Walk {
-  cursor: string | undefined;
-  /** The walk reached the end of the shard; only the tail pass (retried devices) is left. */
+  /** Where the walk of the target pages goes on (saved as the lane's cursor). */
+  position: TargetPosition;
+  /** The walk passed the last target page; only the tail pass (retried devices) is left. */
   walked: boolean;
   buffer: ExecutionRecord[];
-  /** Where the next walk read starts once `buffer` is used up. */
-  pageEnd: string | undefined;
-  /** The buffer came from the tail pass (the index), not the walk: the cursor stays. */
+  /** The position after each buffered device from the pages (by thing name). */
+  after: Map<string, TargetPosition>;
+  /** Where the walk goes on once `buffer` is used up. */
+  pageEnd: TargetPosition | undefined;
+  /** The buffer came from the tail pass (the index), not the pages: the position stays. */
   fromTail: boolean;
   bucket: RolloutBucket | undefined;
 }
@@ -230,19 +296,13 @@ async function refill(
   walk: Walk,
 ): Promise<void> {
   if (!walk.walked) {
-    // The table, strongly consistent: a device the walk has just notified is never read as queued again.
-    const id = deployment.deploymentId;
-    const page = await deps.executions.queryByState(id, 'queued', {
-      limit: deps.tuning.scanPage,
-      shard,
-      ...(walk.cursor !== undefined ? { exclusiveStartKey: afterThing(id, walk.cursor) } : {}),
-    });
-    const lastThingName = page.lastEvaluatedKey?.key?.thingName;
-    walk.buffer = [...page.items];
-    walk.pageEnd = lastThingName;
-    walk.walked = page.lastEvaluatedKey === undefined;
+    const read = await readWaiting(deps, deployment, shard, walk.position);
+    walk.buffer = read.waiting.map((w) => w.execution);
+    walk.after = new Map(read.waiting.map((w) => [w.execution.thingName, w.after]));
+    walk.pageEnd = read.exhausted ? undefined : read.pageEnd;
+    walk.walked = read.exhausted;
     walk.fromTail = false;
-    if (walk.buffer.length === 0 && lastThingName) walk.cursor = lastThingName;
+    if (walk.buffer.length === 0 && !read.exhausted) walk.position = read.pageEnd;
     return;
   }
   // Retried devices were re-queued behind the cursor. The index lags its table, so each candidate
@@ -253,6 +313,7 @@ async function refill(
   const mine = page.items.filter((e) => e.shard === shard);
   const fresh = await Promise.all(mine.map((e) => deps.executions.get(e.deploymentId, e.thingName)));
   walk.buffer = fresh.filter((e): e is ExecutionRecord => e?.state === 'queued');
+  walk.after = new Map();
   walk.pageEnd = undefined;
   walk.fromTail = true;
 }
@@ -299,9 +360,10 @@ export async function runShard(
 ): Promise<ShardOutcome> {
   const lane = String(shard);
   const walk: Walk = {
-    cursor: lease.cursor,
+    position: decodeTargetPosition(lease.cursor),
     walked: lease.done === true,
     buffer: [],
+    after: new Map(),
     pageEnd: undefined,
     fromTail: false,
     bucket: lease.bucket,
@@ -328,10 +390,10 @@ export async function runShard(
       deployment.deploymentId,
       lane,
       {
-        ...(walk.cursor !== undefined ? { cursor: walk.cursor } : {}),
+        cursor: encodeTargetPosition(walk.position),
         ...(walk.bucket ? { bucket: walk.bucket } : {}),
         // Done once the walk's last page is read and sent: devices left in its buffer are found
-        // again by walking on from the cursor (the index only holds retries for the tail pass).
+        // again by walking on from the position (the index only holds retries for the tail pass).
         done: walk.walked && (walk.fromTail || walk.buffer.length === 0),
       },
       { owner: lease.owner, now },
@@ -394,7 +456,7 @@ export async function runShard(
       continue;
     }
     const batch = walk.buffer.splice(0, grant.granted);
-    const batchContext = { ...context, othersActive: await othersActive(deps, deployment.deploymentId) };
+    const batchContext = { ...context, othersActive: await othersActive(deps, deployment) };
     const outcomes = await mapWithConcurrency(batch, deps.tuning.concurrency, (execution) =>
       notifyDevice(deps, batchContext, execution),
     );
@@ -412,8 +474,10 @@ export async function runShard(
       });
     } else if (!walk.fromTail) {
       // Everything up to the batch's last device is handled; once the page is used up, up to its end.
-      const last = batch.at(-1)?.thingName;
-      walk.cursor = walk.buffer.length === 0 ? (walk.pageEnd ?? last) : last;
+      const last = batch.at(-1);
+      const afterLast = last && walk.after.get(last.thingName);
+      if (walk.buffer.length === 0 && walk.pageEnd) walk.position = walk.pageEnd;
+      else if (afterLast) walk.position = afterLast;
     }
     if (!(await checkpoint(false))) return { kind: 'skipped', reason: 'lease lost' };
   }

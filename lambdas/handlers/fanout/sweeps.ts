@@ -7,6 +7,7 @@ import type { ExecutionRecord, ExecutionStore, StateSelector } from '../../adapt
 import type { FunctionInvoker } from '../../adapters/function-invoker.ts';
 import type { PagePosition } from '../../adapters/page-token.ts';
 import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
+import type { TargetPages } from '../../adapters/target-pages.ts';
 import {
   buildCancelDocument,
   type CancelReason,
@@ -22,7 +23,8 @@ import { walkUnfinished } from './cancel-walk.ts';
 
 export interface SweepDeps {
   readonly deployments: Pick<DeploymentStore, 'get' | 'list' | 'end' | 'recordAbort' | 'saveCancelWalk'>;
-  readonly executions: Pick<ExecutionStore, 'get' | 'queryByState' | 'transition'>;
+  readonly executions: Pick<ExecutionStore, 'get' | 'getWritten' | 'queryByState' | 'transition'>;
+  readonly targets: Pick<TargetPages, 'readLane' | 'uncountRepeat'>;
   readonly shadows: Pick<ShadowWriter, 'get' | 'update'>;
   readonly invoker: FunctionInvoker;
   readonly observability: Observability;

@@ -3,10 +3,15 @@ import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { makeArtifactStore } from '../../../lambdas/adapters/artifact-store.ts';
 import { type DeploymentStore, makeDeploymentStore } from '../../../lambdas/adapters/deployment-store.ts';
-import { type ExecutionStore, makeExecutionStore } from '../../../lambdas/adapters/execution-store.ts';
+import {
+  type ExecutionStore,
+  makeExecutionStore,
+  unwrittenExecution,
+} from '../../../lambdas/adapters/execution-store.ts';
 import { type FleetStore, makeFleetStore } from '../../../lambdas/adapters/fleet-store.ts';
 import { generateLocalSigningKey, makeLocalKeySigner } from '../../../lambdas/adapters/local-key-signer.ts';
 import { makeShadowWriter, type ShadowWriter } from '../../../lambdas/adapters/shadow-writer.ts';
+import { makeTargetPages, type TargetPages } from '../../../lambdas/adapters/target-pages.ts';
 import { makeUpdateStore } from '../../../lambdas/adapters/update-store.ts';
 import { apiRoutes } from '../../../lambdas/definitions/api.ts';
 import { type ExecutionState, retry } from '../../../lambdas/domain/deployment/index.ts';
@@ -18,6 +23,7 @@ import {
   type DeploymentsApiOptions,
   makeDeploymentsApi,
 } from '../../../lambdas/handlers/deployments-api.ts';
+import { shardOf } from '../../../lambdas/handlers/fanout/sharding.ts';
 import { makeUpdatesApi, type UpdatesApiHandler } from '../../../lambdas/handlers/updates-api.ts';
 import { matchRoute } from '../../../lambdas/http/router.ts';
 import { recordingObservability } from '../../../lambdas/observability.ts';
@@ -55,6 +61,7 @@ let iotData: IoTDataPlaneClient;
 let shadows: ShadowWriter;
 let deployments: DeploymentStore;
 let executions: ExecutionStore;
+let targets: TargetPages;
 let fleet: FleetStore;
 let updatesApi: UpdatesApiHandler;
 let api: DeploymentsApiHandler;
@@ -78,6 +85,7 @@ beforeAll(async () => {
   const signer = makeLocalKeySigner({ privateKeyPem: key.privateKeyPem });
   deployments = makeDeploymentStore({ db, tableName: tables.deployments, updatesTableName: tables.updates });
   executions = makeExecutionStore({ db, tableName: tables.executions });
+  targets = makeTargetPages({ db, tableName: tables.deployments });
   fleet = makeFleetStore({ db, tableName: tables.fleet });
   registry.register('fanoutWorker', (event: unknown) => {
     workerEvents.push(event);
@@ -93,6 +101,7 @@ beforeAll(async () => {
   apiOptions = {
     deployments,
     executions,
+    targets,
     fleet,
     updates,
     artifacts,
@@ -202,21 +211,43 @@ async function deploy(id: UpdateIdFixture, policy: Record<string, unknown> = {})
 }
 
 /** Puts executions in given states, as the fan-out and acknowledgements would leave them. */
+/** Target pages written so far per deployment (the next page's number). */
+const pagesWritten = new Map<string, number>();
+
+/**
+ * Lists `things` on the deployment's next target page, as the expansion does (each counted
+ * `queued`); returns the page's number.
+ */
+async function seedPage(deploymentId: string, things: readonly string[]): Promise<number> {
+  const deployment = await deploymentNow(deploymentId);
+  const lanes = new Map<number, string[]>();
+  for (const thing of things) {
+    const lane = shardOf(thing, deployment.shards);
+    lanes.set(lane, [...(lanes.get(lane) ?? []), thing]);
+  }
+  const page = pagesWritten.get(deploymentId) ?? 0;
+  pagesWritten.set(deploymentId, page + 1);
+  await targets.put(deploymentId, page, lanes);
+  return page;
+}
+
+/** Devices in `states`: all listed on a target page; those past `queued` written from it, as the fan-out does. */
 async function seedExecutions(
   deploymentId: string,
   id: UpdateIdFixture,
   states: Readonly<Record<string, ExecutionState>>,
 ): Promise<void> {
   const now = Date.now();
-  await executions.batchPutQueued(
-    deploymentId,
-    Object.keys(states).map((thingName) => ({ thingName, updateId: id, state: 'queued' as const, shard: 0 })),
-    now,
-  );
+  const deployment = await deploymentNow(deploymentId);
+  const page = await seedPage(deploymentId, Object.keys(states));
   for (const [thingName, state] of Object.entries(states)) {
     if (state === 'queued') continue;
-    const queued = await executions.get(deploymentId, thingName);
-    if (!queued) throw new Error('missing execution');
+    const queued = unwrittenExecution(deploymentId, {
+      thingName,
+      updateId: id,
+      shard: shardOf(thingName, deployment.shards),
+      targetPage: page,
+    });
     const notified = await executions.transition(
       queued,
       { ...queued, state: 'notified', notifiedAt: now },
@@ -598,44 +629,57 @@ async function deploymentNow(deploymentId: string) {
 }
 
 describe('cancel of a deployment larger than one request', () => {
-  it('continues where the last pass stopped, never reading a canceled row again', async () => {
+  it('continues where the last pass stopped, never reading a canceled device again', async () => {
     const { deploymentId, names } = await queuedDeployment('Resumed', 'big', 60);
     await deployments.end(deploymentId, { status: 'canceled' }, Date.now());
-    // Where each read of the queued rows starts: the cursor a pass takes up.
-    const starts: (string | undefined)[] = [];
+    // Which devices each pass looks up on the target pages: where it took the walk up.
+    const looked: string[] = [];
     const spied: ExecutionStore = {
       ...executions,
-      queryByState: (dep, selector, query) => {
-        if (selector === 'queued') starts.push(query.exclusiveStartKey?.key?.thingName);
-        return executions.queryByState(dep, selector, query);
+      getWritten: (dep, things) => {
+        looked.push(...things);
+        return executions.getWritten(dep, things);
       },
     };
-    const deps = { executions: spied, deployments, shadows, tuning: { ...defaultTuning, concurrency: 4 } };
+    const deps = {
+      executions: spied,
+      targets,
+      deployments,
+      shadows,
+      tuning: { ...defaultTuning, concurrency: 4 },
+    };
     const current = () => deploymentNow(deploymentId);
 
     const first = await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 25);
     expect(first).toEqual({ canceled: 25, cancelRequested: 0, remaining: true });
-    expect((await current()).cancelWalk).toEqual({ cursor: 'big-24', done: false });
-    starts.length = 0;
+    expect((await current()).cancelWalk).toEqual({
+      cursor: expect.stringMatching(/^c\d{4}\.\d{7}\.\d{6}$/),
+      done: false,
+    });
+    const canceledFirst: string[] = [];
+    for (const name of names)
+      if ((await executions.get(deploymentId, name))?.state === 'canceled') canceledFirst.push(name);
+    expect(canceledFirst).toHaveLength(25);
+    looked.length = 0;
     const second = await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 100);
     expect(second).toEqual({ canceled: 35, cancelRequested: 0, remaining: false });
-    expect(starts).toEqual(['big-24']);
+    expect(looked.filter((name) => canceledFirst.includes(name))).toEqual([]);
     expect((await current()).cancelWalk).toMatchObject({ done: true });
-    // A walk that is done reads no queued row at all.
-    starts.length = 0;
+    // A walk that is done reads no target page at all.
+    looked.length = 0;
     expect(await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 100)).toEqual({
       canceled: 0,
       cancelRequested: 0,
       remaining: false,
     });
-    expect(starts).toEqual([]);
+    expect(looked).toEqual([]);
     for (const name of names) expect((await executions.get(deploymentId, name))?.state).toBe('canceled');
   });
 });
 
 describe('cancel while the expansion still runs', () => {
-  it('walks from the top and saves no cursor until the expansion is over, so rows it writes late are canceled too', async () => {
-    const { id, deploymentId } = await queuedDeployment('Expanding', 'exp', 30);
+  it('saves no cursor until the expansion is over, so a page it writes late is canceled too', async () => {
+    const { deploymentId } = await queuedDeployment('Expanding', 'exp', 30);
     const lease = await deployments.acquireLease(
       deploymentId,
       'expand',
@@ -644,7 +688,7 @@ describe('cancel while the expansion still runs', () => {
     );
     expect(lease.ok).toBe(true);
     await deployments.end(deploymentId, { status: 'canceled' }, Date.now());
-    const deps = { executions, deployments, shadows, tuning: { ...defaultTuning, concurrency: 4 } };
+    const deps = { executions, targets, deployments, shadows, tuning: { ...defaultTuning, concurrency: 4 } };
     const current = () => deploymentNow(deploymentId);
 
     expect(
@@ -654,12 +698,8 @@ describe('cancel while the expansion still runs', () => {
       remaining: false,
     });
     expect((await current()).cancelWalk).toBeUndefined();
-    // The expansion, still holding its lease, writes one more page: a row among those passed.
-    await executions.batchPutQueued(
-      deploymentId,
-      [{ thingName: 'exp-00a', updateId: id, state: 'queued', shard: 0 }],
-      Date.now(),
-    );
+    // The expansion, still holding its lease, writes one more page.
+    await seedPage(deploymentId, ['exp-00a']);
     await deployments.releaseLease(deploymentId, 'expand', 'expander');
     expect(
       await cancelExecutions(deps, await current(), 'canceled_by_operator', Date.now(), 100),

@@ -38,6 +38,7 @@ function scheduler(aheadMs = 0) {
   const deps: SchedulerDeps = {
     deployments: rig.deps.deployments,
     executions: rig.deps.executions,
+    targets: rig.deps.targets,
     shadows: rig.deps.shadows,
     invoker: rig.invoker,
     observability: recordingObservability(),
