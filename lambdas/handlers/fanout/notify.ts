@@ -258,6 +258,29 @@ export async function notifyDevice(
   return 'changed';
 }
 
+/**
+ * A batch sent without the supersede check (no other deployment then) checks once more after its
+ * writes: a deployment that started meanwhile may have claimed one of these devices before its
+ * row existed (it waited on its target page), and the two sends raced. Devices notified in the
+ * batch are then looked at as `lostRace` does. A deployment that starts after this check finds
+ * their rows and supersedes them itself.
+ */
+async function settleLateArrivals(
+  deps: FanoutDeps,
+  context: DeviceContext,
+  batch: readonly ExecutionRecord[],
+  outcomes: readonly DeviceOutcome[],
+  batchStartedAt: number,
+): Promise<void> {
+  if (!(await othersActive(deps, context.deployment))) return;
+  const checked = { ...context, othersActive: true };
+  const sent = batch.filter((e, i) => e.unwritten && outcomes[i] === 'notified');
+  await mapWithConcurrency(sent, deps.tuning.concurrency, async (execution) => {
+    const row = await deps.executions.get(execution.deploymentId, execution.thingName);
+    if (row?.state === 'notified') await lostRace(deps, checked, row, batchStartedAt);
+  });
+}
+
 export interface ShardProgress {
   readonly notified: number;
   readonly superseded: number;
@@ -456,10 +479,12 @@ export async function runShard(
       continue;
     }
     const batch = walk.buffer.splice(0, grant.granted);
+    const batchStartedAt = deps.now();
     const batchContext = { ...context, othersActive: await othersActive(deps, deployment) };
     const outcomes = await mapWithConcurrency(batch, deps.tuning.concurrency, (execution) =>
       notifyDevice(deps, batchContext, execution),
     );
+    if (!batchContext.othersActive) await settleLateArrivals(deps, context, batch, outcomes, batchStartedAt);
     const throttled = batch.filter((_, i) => outcomes[i] === 'throttled');
     progress.notified += outcomes.filter((o) => o === 'notified').length;
     progress.superseded += outcomes.filter((o) => o === 'superseded').length;

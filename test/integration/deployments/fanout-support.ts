@@ -8,10 +8,11 @@ import {
   IoTClient,
 } from '@aws-sdk/client-iot';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
-import { type DynamoDBDocumentClient, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { type DeploymentRecord, makeDeploymentStore } from '../../../lambdas/adapters/deployment-store.ts';
 import { type ExecutionRecord, executionFromItem } from '../../../lambdas/adapters/execution-store.ts';
 import type { FunctionInvoker, InvocableFunction } from '../../../lambdas/adapters/function-invoker.ts';
+import { targetPageKey } from '../../../lambdas/adapters/target-pages.ts';
 import { makeThingRegistry } from '../../../lambdas/adapters/thing-registry.ts';
 import { parseDeploymentRequest } from '../../../lambdas/domain/deployment/index.ts';
 import {
@@ -194,3 +195,23 @@ export async function registerGroup(iot: IoTClient, group: string, things: reado
 
 export const things = (prefix: string, count: number): string[] =>
   Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(4, '0')}`);
+
+/** The things on a deployment's target pages, page by page, every lane's (ADR 0040, "Target pages"). */
+export async function targetPagesOf(
+  doc: DynamoDBDocumentClient,
+  tables: DeploymentTables,
+  deploymentId: string,
+): Promise<string[][]> {
+  const pages: string[][] = [];
+  for (let seq = 0; ; seq++) {
+    const { Item } = await doc.send(
+      new GetCommand({
+        TableName: tables.deployments,
+        Key: targetPageKey(deploymentId, seq),
+        ConsistentRead: true,
+      }),
+    );
+    if (!Item) return pages;
+    pages.push(Object.values(Item.lanes as Record<string, string[]>).flat());
+  }
+}

@@ -16,6 +16,7 @@ import {
   fanoutRig,
   putFleetCompatibility,
   registerGroup,
+  targetPagesOf,
   things,
 } from './fanout-support.ts';
 
@@ -88,10 +89,19 @@ describe('fan-out worker: expansion', () => {
     const outcome = await makeFanoutWorker(deps)({ deploymentId: deployment.deploymentId }, budget(30_000));
 
     expect(outcome).toMatchObject({ kind: 'expanded', shardsStarted: 1 });
+    // Only the incompatible device has a row; the others wait on target pages, each listed once
+    // per page (grp-a-0000 is on the explicit page and on the group's first).
     const rows = await executionsOf(doc, tables, deployment.deploymentId);
-    expect(rows.map((r) => r.thingName).sort()).toEqual([...members, 'solo-1'].sort());
-    expect(rows.filter((r) => r.state === 'incompatible').map((r) => r.thingName)).toEqual(['grp-a-0003']);
-    expect(rows.every((r) => r.shard === 0)).toBe(true);
+    expect(rows.map((r) => [r.thingName, r.state, r.shard])).toEqual([['grp-a-0003', 'incompatible', 0]]);
+    const pages = await targetPagesOf(doc, tables, deployment.deploymentId);
+    expect(pages).toEqual([
+      ['solo-1', 'grp-a-0000'],
+      ['grp-a-0000', 'grp-a-0001', 'grp-a-0002'],
+      ['grp-a-0004', 'grp-a-0005'],
+      ['grp-a-0006'],
+    ]);
+    // Counted queued once per listing, until the fan-out takes the repeat back.
+    expect((await deps.deployments.get(deployment.deploymentId))?.counters).toMatchObject({ queued: 8 });
     expect((await deps.deployments.get(deployment.deploymentId))?.status).toBe('rolling_out');
     expect(invoker.calls).toEqual([
       { name: 'fanoutWorker', payload: { deploymentId: deployment.deploymentId, lane: '0' } },
@@ -125,7 +135,9 @@ describe('fan-out worker: expansion of a canceled deployment', () => {
 
     expect(outcome).toMatchObject({ kind: 'skipped', reason: 'deployment is canceled' });
     expect(pages).toBe(1);
-    expect(await executionsOf(doc, tables, deployment.deploymentId)).toHaveLength(3);
+    expect(await targetPagesOf(doc, tables, deployment.deploymentId)).toEqual([
+      ['grp-c-0000', 'grp-c-0001', 'grp-c-0002'],
+    ]);
   });
 });
 
