@@ -8,8 +8,10 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { IoTClient } from '@aws-sdk/client-iot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalCloud, startLocalCloud } from '../../local/cloud.ts';
+import { registerFleet } from '../../local/demo/operator.ts';
 import { type DesiredOtaSeen, ScriptedDevice } from '../integration/deployments/ack-device.ts';
 import { eventually } from './support/cloud.ts';
 import { importManifest } from './support/updates.ts';
@@ -163,6 +165,45 @@ describe('deployments end to end', () => {
       const view = (await call('GET', `/devices/${d.thingName}`)).body;
       expect(view.installedUpdateId).toEqual(updateId);
     }
+  });
+
+  it('Given devices listed twice (a thing group and the explicit list), Then each is sent once, counted once, and the deployment completes with exact counters', async () => {
+    const fleet = await fleetOf(4, 'twice');
+    const group = `twice-${randomUUID().slice(0, 6)}`;
+    const iot = new IoTClient({
+      endpoint: cloud.endpoints.iot,
+      region: cloud.region,
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    await registerFleet(
+      iot,
+      group,
+      fleet.map((d) => d.thingName),
+    );
+    iot.destroy();
+    // Two devices in both sources: the expansion lists them on two target pages.
+    const created = await call('POST', '/deployments', {
+      update: updateId,
+      target: { things: fleet.slice(0, 2).map((d) => d.thingName), thingGroups: [group] },
+      policy: { abort: [] },
+    });
+    expect(created.status).toBe(201);
+    const id = String(created.body.deploymentId);
+    const jobs = await Promise.all(fleet.map((d) => d.waitForWork()));
+    await Promise.all(fleet.map((d, i) => d.succeeded(jobs[i] as DesiredOtaSeen)));
+    await tick();
+    const done = await eventually(
+      () => deployment(id),
+      (body) => body.status === 'completed',
+    );
+    expect(countsOf(done)).toMatchObject({ succeeded: 4, queued: 0, notified: 0 });
+    expect(done.devices).toBe(4);
+    // One delta each: the repeat was not sent again.
+    const sentTo = (d: ScriptedDevice) =>
+      d.deltas.filter(
+        (delta) => (delta.state as Json | undefined)?.ota && JSON.stringify(delta).includes(id),
+      );
+    for (const d of fleet) expect(sentTo(d)).toHaveLength(1);
   });
 
   it('Given a device whose second step fails, Then its execution is failed with ADU result codes per step', async () => {
