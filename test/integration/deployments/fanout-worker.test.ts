@@ -409,6 +409,46 @@ describe('fan-out worker: the supersede check only while another deployment is a
     });
   });
 
+  it('gives way without sending when it reaches a device a newer deployment already ended on', async () => {
+    const { tables: lateTables, made } = await isolatedRig('fanout-late');
+    const t0 = Date.now();
+    const older = await createDeployment(doc, lateTables, { target: { things: ['late-1'] } }, t0 - 2000);
+    const newer = await createDeployment(doc, lateTables, { target: { things: ['late-1'] } }, t0);
+    const worker = makeFanoutWorker(made.deps);
+    // The older one expands (the device waits on its page, no row), the newer one runs and ends.
+    await worker({ deploymentId: older.deploymentId }, budget(30_000));
+    const olderLane = made.invoker.calls.at(-1)?.payload;
+    if (!olderLane) throw new Error('no lane started');
+    made.invoker.calls.length = 0;
+    await runAll(made.deps, newer.deploymentId, made.invoker);
+    const [newerRow] = await executionsOf(doc, lateTables, newer.deploymentId);
+    if (!newerRow) throw new Error('newer not notified');
+    const ended = await made.deps.executions.transition(
+      newerRow,
+      { ...newerRow, state: 'succeeded', reportOrder: 2, reportedAt: Date.now() },
+      { at: Date.now(), reason: 'device_report' },
+    );
+    expect(ended.ok).toBe(true);
+    await made.deps.deployments.end(newer.deploymentId, { status: 'completed' }, Date.now());
+    const sends: string[] = [];
+    const counting: FanoutDeps = {
+      ...made.deps,
+      shadows: {
+        ...made.deps.shadows,
+        update(thingName, document) {
+          sends.push(thingName);
+          return made.deps.shadows.update(thingName, document);
+        },
+      },
+    };
+
+    await makeFanoutWorker(counting)(olderLane, budget(30_000));
+
+    expect(sends).toEqual([]);
+    const [olderRow] = await executionsOf(doc, lateTables, older.deploymentId);
+    expect(olderRow).toMatchObject({ state: 'canceled', reason: 'superseded', targetPage: 0 });
+  });
+
   it('sends the newer document again when a newer deployment claimed the device during its own send', async () => {
     const { tables: raceTables, made } = await isolatedRig('fanout-race');
     const t0 = Date.now();
