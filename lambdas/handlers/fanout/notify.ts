@@ -124,21 +124,39 @@ export interface DeviceContext {
 }
 
 /**
- * True when a deployment other than `deployment` is active, or one newer than it has ended (one
- * read per status, per batch: listings are newest first).
+ * Whether a deployment other than `deployment` is active, or one newer than it exists, asked
+ * once per batch (listings are newest first). A newer deployment stays newer, so once seen the
+ * answer is yes for the rest of the invocation. One that is not active any more can only have
+ * been missed if it started and ended between two checks, so only the first check reads the
+ * ended statuses: the others read the active ones (three Queries).
  */
-export async function othersActive(
+export interface OthersWatch {
+  check(): Promise<boolean>;
+}
+
+export function watchOthers(
   deps: Pick<FanoutDeps, 'deployments'>,
   deployment: DeploymentRecord,
-): Promise<boolean> {
-  for (const status of deploymentStatuses) {
-    const active = isActiveStatus(status);
-    const page = await deps.deployments.list({ status, limit: active ? 2 : 1 });
-    if (!page.ok) return true;
-    const others = page.value.items.filter((d) => d.deploymentId !== deployment.deploymentId);
-    if (others.some((d) => active || isNewer(d, deployment))) return true;
-  }
-  return false;
+): OthersWatch {
+  let newerSeen = false;
+  let first = true;
+  return {
+    async check() {
+      if (newerSeen) return true;
+      let active = false;
+      for (const status of deploymentStatuses) {
+        const isActive = isActiveStatus(status);
+        if (!isActive && !first) continue;
+        const page = await deps.deployments.list({ status, limit: isActive ? 2 : 1 });
+        if (!page.ok) return true;
+        const others = page.value.items.filter((d) => d.deploymentId !== deployment.deploymentId);
+        if (others.some((d) => isNewer(d, deployment))) newerSeen = true;
+        if (isActive && others.length > 0) active = true;
+      }
+      first = false;
+      return newerSeen || active;
+    },
+  };
 }
 
 /**
@@ -263,23 +281,28 @@ export async function notifyDevice(
  * writes: a deployment that started meanwhile may have claimed one of these devices before its
  * row existed (it waited on its target page), and the two sends raced. Devices notified in the
  * batch are then looked at as `lostRace` does. A deployment that starts after this check finds
- * their rows and supersedes them itself.
+ * their rows and supersedes them itself. Returns whether another deployment was found.
  */
 async function settleLateArrivals(
   deps: FanoutDeps,
   context: DeviceContext,
+  others: OthersWatch,
   batch: readonly ExecutionRecord[],
   outcomes: readonly DeviceOutcome[],
   batchStartedAt: number,
-): Promise<void> {
-  if (!(await othersActive(deps, context.deployment))) return;
+): Promise<boolean> {
+  if (!(await others.check())) return false;
   const checked = { ...context, othersActive: true };
   const sent = batch.filter((e, i) => e.unwritten && outcomes[i] === 'notified');
   await mapWithConcurrency(sent, deps.tuning.concurrency, async (execution) => {
     const row = await deps.executions.get(execution.deploymentId, execution.thingName);
     if (row?.state === 'notified') await lostRace(deps, checked, row, batchStartedAt);
   });
+  return true;
 }
+
+/** How long the check after a batch answers for the next one (which checks again after its own writes). */
+const QUIET_REUSE_MS = 1_000;
 
 export interface ShardProgress {
   readonly notified: number;
@@ -403,6 +426,9 @@ export async function runShard(
     othersActive: true,
   };
   let savedAt = 0;
+  const others = watchOthers(deps, initial);
+  /** When the check after the last batch found no other deployment. */
+  let quietAt: number | undefined;
   let lastGrabAt = Number.NEGATIVE_INFINITY;
 
   const checkpoint = async (force: boolean): Promise<boolean> => {
@@ -480,11 +506,18 @@ export async function runShard(
     }
     const batch = walk.buffer.splice(0, grant.granted);
     const batchStartedAt = deps.now();
-    const batchContext = { ...context, othersActive: await othersActive(deps, deployment) };
+    // A quiet answer from the check after the last batch still holds: this batch checks again after its writes.
+    const quiet = quietAt !== undefined && deps.now() - quietAt < QUIET_REUSE_MS;
+    const batchContext = { ...context, othersActive: quiet ? false : await others.check() };
     const outcomes = await mapWithConcurrency(batch, deps.tuning.concurrency, (execution) =>
       notifyDevice(deps, batchContext, execution),
     );
-    if (!batchContext.othersActive) await settleLateArrivals(deps, context, batch, outcomes, batchStartedAt);
+    quietAt = undefined;
+    if (
+      !batchContext.othersActive &&
+      !(await settleLateArrivals(deps, context, others, batch, outcomes, batchStartedAt))
+    )
+      quietAt = deps.now();
     const throttled = batch.filter((_, i) => outcomes[i] === 'throttled');
     progress.notified += outcomes.filter((o) => o === 'notified').length;
     progress.superseded += outcomes.filter((o) => o === 'superseded').length;
