@@ -26,23 +26,41 @@ function failedConditions(error: TransactionCanceledException): number[] {
   );
 }
 
+/** True when a canceled transaction failed only on another transaction at work on one of its items. */
+function conflictedOnly(error: TransactionCanceledException): boolean {
+  const codes = (error.CancellationReasons ?? []).map((reason) => reason.Code ?? 'None');
+  return (
+    codes.includes('TransactionConflict') && codes.every((c) => c === 'TransactionConflict' || c === 'None')
+  );
+}
+
+/**
+ * Pauses before running a transaction again that collided with another on the same item (the SDK
+ * does not retry those); full jitter, so the two do not collide again.
+ */
+const CONFLICT_RETRY_DELAYS_MS = [20, 50, 100, 200, 400];
+
 /**
  * Runs a transaction; a failed condition is an expected outcome (the positions of the items whose
- * condition failed), anything else is thrown.
+ * condition failed), a collision with another transaction is retried, anything else is thrown.
  */
 export async function transactWrite(
   db: Pick<DynamoDBDocumentClient, 'send'>,
   input: TransactWriteCommandInput,
+  retryDelaysMs: readonly number[] = CONFLICT_RETRY_DELAYS_MS,
 ): Promise<Result<void, number[]>> {
-  try {
-    await db.send(new TransactWriteCommand(input));
-    return ok(undefined);
-  } catch (error) {
-    if (error instanceof TransactionCanceledException) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await db.send(new TransactWriteCommand(input));
+      return ok(undefined);
+    } catch (error) {
+      if (!(error instanceof TransactionCanceledException)) throw error;
       const failed = failedConditions(error);
       if (failed.length > 0) return err(failed);
+      const delay = retryDelaysMs[attempt];
+      if (!conflictedOnly(error) || delay === undefined) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * delay));
     }
-    throw error;
   }
 }
 

@@ -3,6 +3,7 @@ import {
   BatchWriteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
+  PutCommand,
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
@@ -80,7 +81,10 @@ export function unwrittenExecution(
   };
 }
 
-/** A device the fan-out targets; it is written `queued`, or `incompatible` when its compatibility does not match. */
+/**
+ * A device the expansion targets, as a row: `incompatible` when its compatibility does not match
+ * (the others wait on target pages); `queued` rows are what tests seed.
+ */
 export interface NewExecution {
   readonly thingName: string;
   readonly updateId: UpdateId;
@@ -125,8 +129,19 @@ export interface StatePage {
 }
 
 export interface ExecutionStore {
-  /** Writes the executions (BatchWriteItem, unprocessed items retried); rewriting a page writes the same rows. */
+  /** Writes the executions (BatchWriteItem, unprocessed items retried), unconditionally: for seeding rows. */
   batchPutQueued(deploymentId: string, executions: readonly NewExecution[], now: number): Promise<void>;
+  /**
+   * Writes `incompatible` rows for devices that have none (conditional puts): a device another
+   * source listed, and the fan-out reached, keeps its row.
+   */
+  putIncompatible(deploymentId: string, executions: readonly NewExecution[], now: number): Promise<void>;
+  /**
+   * Takes back the `queued` count of a device listed again on target page `page` (a device in two
+   * target groups) whose row was written otherwise: the row's `repeats` goes up by one, once per
+   * page, and the counter projection reads that as one `queued` less (ADR 0040, "Target pages").
+   */
+  takeBackRepeat(deploymentId: string, thingName: string, page: number): Promise<void>;
   get(deploymentId: string, thingName: string): Promise<ExecutionRecord | undefined>;
   /** The executions of these things that have a row (strongly consistent), in no particular order. */
   getWritten(deploymentId: string, thingNames: readonly string[]): Promise<ExecutionRecord[]>;
@@ -140,10 +155,17 @@ export interface ExecutionStore {
     state: StateSelector,
     options: { readonly limit: number; readonly exclusiveStartKey?: PagePosition; readonly shard?: number },
   ): Promise<StatePage>;
-  /** The API's listing: all of a deployment's executions, or those in one state, by thing name. */
+  /**
+   * The API's listing: all of a deployment's executions, or those in one state (or the retried
+   * devices waiting, `requeued`), by thing name.
+   */
   listForDeployment(
     deploymentId: string,
-    options: { readonly state?: ExecutionState; readonly limit: number; readonly nextToken?: string },
+    options: {
+      readonly state?: ExecutionState | 'requeued';
+      readonly limit: number;
+      readonly nextToken?: string;
+    },
   ): Promise<Result<ExecutionPage, InvalidNextToken>>;
   /** A device's executions, newest first (index `byThing`). */
   listForThing(
@@ -203,9 +225,9 @@ type Item = Record<string, unknown>;
 
 /**
  * The `byDeploymentState` partition of an execution in `state` (ADR 0040, "Index writes"); none
- * for a first attempt's `queued` and for `succeeded`. A first attempt waits unindexed: the lane
- * that notifies it and the cancel that ends it walk the table (each from its own cursor), so its
- * creation writes no index item and its notification only puts one. The in-progress states share
+ * for a first attempt's `queued` and for `succeeded`. A first attempt waits on its target page
+ * with no row at all ("Target pages"; a `queued` attempt-1 row is only written by tests and by
+ * versions before the pages), so its notification only puts one index item. The in-progress states share
  * one partition (`active`), so a report that moves a device along rewrites its index item in
  * place, and the sweeps that walk it read devices at work only. A retried device waits in
  * `requeued`, where the fan-out finds the few behind its cursor; `succeeded`, the bulk of a
@@ -229,14 +251,6 @@ export function deploymentStateKey(
  * retried devices waiting, then devices at work; a first attempt's queued row is not indexed).
  */
 export type StateSelector = ExecutionState | 'in_progress' | 'requeued' | 'in_flight';
-
-/**
- * Where a walk of the table's own partition (`queued`, `succeeded`) continues after `thingName`:
- * the cursor a lane or a cancel keeps as a thing name.
- */
-export function afterThing(deploymentId: string, thingName: string): PagePosition {
-  return { part: 0, key: { deploymentId, thingName } };
-}
 
 /** Where a selector's executions are: index partitions in walk order (or the table's), and the state filter. */
 interface StateScan {
@@ -520,6 +534,42 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     }
   }
 
+  async function putIncompatible(
+    deploymentId: string,
+    executions: readonly NewExecution[],
+    now: number,
+  ): Promise<void> {
+    const unique = [...new Map(executions.map((e) => [e.thingName, e])).values()];
+    await Promise.all(
+      unique.map((execution) =>
+        db
+          .send(
+            new PutCommand({
+              TableName: tableName,
+              Item: toItem(deploymentId, { ...execution, state: 'incompatible' }, now),
+              ConditionExpression: 'attribute_not_exists(thingName)',
+            }),
+          )
+          .catch(ignoreConditionFailure),
+      ),
+    );
+  }
+
+  async function takeBackRepeat(deploymentId: string, thingName: string, page: number): Promise<void> {
+    await db
+      .send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: { deploymentId, thingName },
+          UpdateExpression: 'SET #repeats = if_not_exists(#repeats, :zero) + :one ADD #pages :page',
+          ConditionExpression: 'attribute_exists(thingName) AND NOT contains(#pages, :listed)',
+          ExpressionAttributeNames: { '#repeats': 'repeats', '#pages': 'repeatPages' },
+          ExpressionAttributeValues: { ':zero': 0, ':one': 1, ':page': new Set([page]), ':listed': page },
+        }),
+      )
+      .catch(ignoreConditionFailure);
+  }
+
   async function get(deploymentId: string, thingName: string): Promise<ExecutionRecord | undefined> {
     const { Item } = await db.send(
       new GetCommand({ TableName: tableName, Key: { deploymentId, thingName }, ConsistentRead: true }),
@@ -603,7 +653,11 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
 
   async function listForDeployment(
     deploymentId: string,
-    query: { readonly state?: ExecutionState; readonly limit: number; readonly nextToken?: string },
+    query: {
+      readonly state?: ExecutionState | 'requeued';
+      readonly limit: number;
+      readonly nextToken?: string;
+    },
   ): Promise<Result<ExecutionPage, InvalidNextToken>> {
     const scan = query.state === undefined ? undefined : scanOf(deploymentId, query.state);
     const indexed = scan !== undefined && scan.partitions[0] !== undefined;
@@ -775,6 +829,8 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     batchPutQueued,
     get,
     getWritten,
+    putIncompatible,
+    takeBackRepeat,
     markDownloadStarted,
     queryByState,
     listForDeployment,
@@ -787,4 +843,8 @@ function pageOf(records: ExecutionRecord[], lastKey: Item | undefined): Executio
   return lastKey
     ? { items: records, nextToken: encodePageToken({ part: 0, key: lastKey as PageKey }) }
     : { items: records };
+}
+
+function ignoreConditionFailure(error: unknown): void {
+  if (!(error instanceof ConditionalCheckFailedException)) throw error;
 }

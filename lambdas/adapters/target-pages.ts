@@ -16,12 +16,6 @@ export interface TargetPages {
   put(deploymentId: string, seq: number, lanes: ReadonlyMap<number, readonly string[]>): Promise<boolean>;
   /** Lane `lane`'s things on page `seq` ([] when it has none); undefined when there is no such page. */
   readLane(deploymentId: string, seq: number, lane: number): Promise<readonly string[] | undefined>;
-  /**
-   * Takes back the `queued` count of a thing listed again on page `seq` (a device in two target
-   * groups) once its execution was written from an earlier page: once per page and thing, so a
-   * walk that reads the page again does not take it twice.
-   */
-  uncountRepeat(deploymentId: string, seq: number, thingName: string): Promise<void>;
 }
 
 export interface TargetPagesOptions {
@@ -95,31 +89,5 @@ export function makeTargetPages(options: TargetPagesOptions): TargetPages {
     return Array.isArray(things) ? things.map(String) : [];
   }
 
-  async function uncountRepeat(deploymentId: string, seq: number, thingName: string): Promise<void> {
-    await transactWrite(db, {
-      TransactItems: [
-        {
-          Update: {
-            TableName: tableName,
-            Key: targetPageKey(deploymentId, seq),
-            UpdateExpression: 'ADD repeats :thing',
-            ConditionExpression: 'attribute_exists(deploymentId) AND NOT contains(repeats, :name)',
-            ExpressionAttributeValues: { ':thing': new Set([thingName]), ':name': thingName },
-          },
-        },
-        {
-          Update: {
-            TableName: tableName,
-            Key: { deploymentId },
-            UpdateExpression: 'SET counters.#queued = counters.#queued - :one',
-            ConditionExpression: 'attribute_exists(deploymentId)',
-            ExpressionAttributeNames: { '#queued': 'queued' },
-            ExpressionAttributeValues: { ':one': 1 },
-          },
-        },
-      ],
-    });
-  }
-
-  return { put, readLane, uncountRepeat };
+  return { put, readLane };
 }

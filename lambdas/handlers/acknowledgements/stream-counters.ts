@@ -42,13 +42,29 @@ function insertedFrom(after: ExecutionState): ExecutionState | undefined {
   return after === 'queued' || after === 'incompatible' ? undefined : 'queued';
 }
 
-/** The deltas of one record: INSERT creates, MODIFY moves, REMOVE (a TTL or a delete) takes one away. */
+/** How many repeated listings of the device on target pages were taken back (`repeats`). */
+function repeatsOf(image: Image | undefined): number {
+  const value = Number(image?.repeats?.N ?? 0);
+  return Number.isFinite(value) ? value : 0;
+}
+
+/**
+ * The deltas of one record: INSERT creates, MODIFY moves, REMOVE (a TTL or a delete) takes one
+ * away. A MODIFY that raises `repeats` also takes that many back from `queued`: a device listed on
+ * another target page too, counted there, and written once (ADR 0040, "Target pages").
+ */
 export function recordDeltas(record: DynamoDBRecord): CounterDeltas {
-  const before = stateOf(record.dynamodb?.OldImage);
-  const after = stateOf(record.dynamodb?.NewImage);
+  const change = record.dynamodb;
+  const before = stateOf(change?.OldImage);
+  const after = stateOf(change?.NewImage);
   if (record.eventName === 'REMOVE') return before ? { [before]: -1 } : {};
   if (!after) return {};
-  return counterDeltas(record.eventName === 'INSERT' ? insertedFrom(after) : before, after);
+  if (record.eventName === 'INSERT') return counterDeltas(insertedFrom(after), after);
+  const moved = counterDeltas(before, after);
+  const repeats = repeatsOf(change?.NewImage) - repeatsOf(change?.OldImage);
+  if (repeats <= 0) return moved;
+  const queued = (moved.queued ?? 0) - repeats;
+  return { ...moved, queued };
 }
 
 function addInto(sum: Partial<Record<ExecutionState, number>>, deltas: CounterDeltas): void {

@@ -89,9 +89,11 @@ async function listRows(
 ): Promise<
   Result<{ readonly items: readonly ExecutionRecord[]; readonly next?: string }, 'INVALID_NEXT_TOKEN'>
 > {
+  // Queued rows are retried devices (first attempts wait on the pages): their index partition.
+  const selector = state === 'queued' ? 'requeued' : state;
   const page = await deps.executions.listForDeployment(deploymentId, {
     limit,
-    ...(state !== undefined ? { state } : {}),
+    ...(selector !== undefined ? { state: selector } : {}),
     ...(token !== undefined ? { nextToken: token } : {}),
   });
   if (!page.ok) return err('INVALID_NEXT_TOKEN');
@@ -101,7 +103,8 @@ async function listRows(
 /**
  * One page of the listing: for `queued`, the waiting devices and then the queued rows (retried
  * devices); for no state, the rows and then the waiting devices; for another state, its rows. A
- * page that ends one part with room left goes on into the next.
+ * page that ends one part with room left goes on into the next; one that stops short within a
+ * part answers as it is (a page may be short and still have a token).
  */
 export async function listDevices(
   deps: ListingDeps,
@@ -119,10 +122,9 @@ export async function listDevices(
     const part = await listPart(deps, deployment, state, phase, limit - items.length);
     if (!part.ok) return part;
     items.push(...part.value.items);
-    if (part.value.next) {
-      phase = part.value.next;
-      continue;
-    }
+    // A part that stopped short (a filtered Query, or its page reads spent) answers as it is:
+    // one request reads a bounded amount.
+    if (part.value.next) return ok({ items, nextToken: encodeToken(part.value.next) });
     const following: 'rows' | 'waiting' | undefined =
       order[order.indexOf('rows' in phase ? 'rows' : 'waiting') + 1];
     phase =

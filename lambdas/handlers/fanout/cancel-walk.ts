@@ -25,8 +25,8 @@ import {
 } from './target-walk.ts';
 
 export interface CancelWalkDeps {
-  readonly executions: Pick<ExecutionStore, 'queryByState' | 'getWritten'>;
-  readonly targets: Pick<TargetPages, 'readLane' | 'uncountRepeat'>;
+  readonly executions: Pick<ExecutionStore, 'queryByState' | 'getWritten' | 'takeBackRepeat'>;
+  readonly targets: Pick<TargetPages, 'readLane'>;
   readonly deployments: Pick<DeploymentStore, 'saveCancelWalk'>;
   /** Epoch ms. */
   readonly now: () => number;

@@ -26,7 +26,13 @@ export interface FanoutDeps {
   >;
   readonly executions: Pick<
     ExecutionStore,
-    'batchPutQueued' | 'get' | 'getWritten' | 'queryByState' | 'listForThing' | 'transition'
+    | 'putIncompatible'
+    | 'get'
+    | 'getWritten'
+    | 'takeBackRepeat'
+    | 'queryByState'
+    | 'listForThing'
+    | 'transition'
   >;
   /** The deployments' target pages (the expansion writes them, the lanes and cancels walk them). */
   readonly targets: TargetPages;
@@ -48,7 +54,7 @@ export interface FanoutDeps {
 export interface FanoutTuning {
   /** Shadow updates in flight at once per worker. */
   readonly concurrency: number;
-  /** Executions a walk reads per Query (before the queued/shard filter). */
+  /** Retried devices the tail pass reads per Query (before the shard filter). */
   readonly scanPage: number;
   /** The worker stops this long before its invocation's end (checkpoint, lease release, re-invoke). */
   readonly stopBeforeEndMs: number;

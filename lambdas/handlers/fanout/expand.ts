@@ -155,7 +155,8 @@ function byLane(rows: readonly NewExecution[]): Map<number, string[]> {
 
 /**
  * Reads one page of the target: writes its incompatible devices' rows, and the rest as the next
- * target page (when there are any); the caller saves `next` as the checkpoint.
+ * target page (a page written before, by an expansion that crashed, stays as it was: what the
+ * source held then); the caller saves `next` as the checkpoint.
  */
 export async function expandOnePage(
   deps: FanoutDeps,
@@ -168,12 +169,10 @@ export async function expandOnePage(
   const rows = await executionsFor(deps, deployment, page, updateCompatibility);
   const incompatible = rows.filter((row) => row.state === 'incompatible');
   if (incompatible.length > 0)
-    await deps.executions.batchPutQueued(deployment.deploymentId, incompatible, now);
-  const lanes = byLane(rows);
-  let pages = cursor.p ?? 0;
-  if (lanes.size > 0) {
-    await deps.targets.put(deployment.deploymentId, pages, lanes);
-    pages++;
-  }
-  return { written: rows.length, next: page.next && withPages(page.next, pages) };
+    await deps.executions.putIncompatible(deployment.deploymentId, incompatible, now);
+  // Every page of the source is one target page, even an empty one: a resumed expansion that
+  // reads a page again meets the page it wrote then, and its numbering stays the same.
+  const pages = cursor.p ?? 0;
+  await deps.targets.put(deployment.deploymentId, pages, byLane(rows));
+  return { written: rows.length, next: page.next && withPages(page.next, pages + 1) };
 }

@@ -55,6 +55,16 @@ export function makeDeploymentCache(
   };
 }
 
+/**
+ * Whether a newer deployment's execution owns the device: it reached it (sent it its document,
+ * or is to send it again), not one the fan-out never got to (`incompatible`, or `canceled`
+ * while it waited: that deployment was canceled or aborted before the device heard of it).
+ */
+function ownsDevice(row: ExecutionRecord): boolean {
+  if (row.state === 'incompatible') return false;
+  return !(row.state === 'canceled' && row.notifiedAt === undefined && row.attempt === 1);
+}
+
 /** True when `a` was created after `b` (ties broken by id, so two workers always agree). */
 function isNewer(a: DeploymentRecord, b: DeploymentRecord): boolean {
   if (a.createdAt !== b.createdAt) return a.createdAt > b.createdAt;
@@ -85,8 +95,8 @@ async function supersedeExecution(deps: FanoutDeps, execution: ExecutionRecord, 
 /**
  * A device runs one deployment at a time: the newest. Other live executions of this device
  * (read through the `byThing` index: a read instead of a fleet write per device) are superseded
- * when older. When a newer deployment has written an execution of this device, in any state but
- * `incompatible`, this execution is the one superseded and nothing is sent: a device still
+ * when older. When a newer deployment's execution owns the device (`ownsDevice`: it reached it,
+ * whatever its state now), this execution is the one superseded and nothing is sent: a device still
  * waiting on an older deployment's target page has no row the newer one could supersede, so the
  * older one gives way when it reaches it, even if the newer one has ended there already.
  */
@@ -104,7 +114,7 @@ async function claimDevice(
     if (other.deploymentId === deployment.deploymentId) continue;
     const otherDeployment = await deploymentOf(other.deploymentId);
     const newer = otherDeployment !== undefined && isNewer(otherDeployment, deployment);
-    if (newer && other.state !== 'incompatible') return { claimed: false, older: [] };
+    if (newer && ownsDevice(other)) return { claimed: false, older: [] };
     if (!newer && !isTerminal(other.state)) older.push(other);
   }
   return { claimed: true, older };
@@ -210,7 +220,7 @@ async function lostRace(
     if (other.deploymentId === mine.deploymentId) continue;
     const otherDeployment = await context.deploymentOf(other.deploymentId);
     if (otherDeployment && isNewer(otherDeployment, context.deployment)) {
-      if (other.state === 'incompatible') continue;
+      if (!ownsDevice(other)) continue;
       await supersedeExecution(deps, mine, deps.now());
       await restoreNewer(deps, context, mine.thingName);
       return true;
@@ -343,13 +353,16 @@ async function refill(
 ): Promise<void> {
   if (!walk.walked) {
     const read = await readWaiting(deps, deployment, shard, walk.position);
-    walk.buffer = read.waiting.map((w) => w.execution);
-    walk.after = new Map(read.waiting.map((w) => [w.execution.thingName, w.after]));
-    walk.pageEnd = read.exhausted ? undefined : read.pageEnd;
-    walk.walked = read.exhausted;
-    walk.fromTail = false;
-    if (walk.buffer.length === 0 && !read.exhausted) walk.position = read.pageEnd;
-    return;
+    if (!read.exhausted) {
+      walk.buffer = read.waiting.map((w) => w.execution);
+      walk.after = new Map(read.waiting.map((w) => [w.execution.thingName, w.after]));
+      walk.pageEnd = read.pageEnd;
+      walk.fromTail = false;
+      if (walk.buffer.length === 0) walk.position = read.pageEnd;
+      return;
+    }
+    // Past the last page: on to the tail pass at once.
+    walk.walked = true;
   }
   // Retried devices were re-queued behind the cursor. The index lags its table, so each candidate
   // is re-read (strongly consistent) before anything is sent to it.

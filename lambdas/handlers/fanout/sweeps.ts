@@ -23,8 +23,11 @@ import { walkUnfinished } from './cancel-walk.ts';
 
 export interface SweepDeps {
   readonly deployments: Pick<DeploymentStore, 'get' | 'list' | 'end' | 'recordAbort' | 'saveCancelWalk'>;
-  readonly executions: Pick<ExecutionStore, 'get' | 'getWritten' | 'queryByState' | 'transition'>;
-  readonly targets: Pick<TargetPages, 'readLane' | 'uncountRepeat'>;
+  readonly executions: Pick<
+    ExecutionStore,
+    'get' | 'getWritten' | 'takeBackRepeat' | 'queryByState' | 'transition'
+  >;
+  readonly targets: Pick<TargetPages, 'readLane'>;
   readonly shadows: Pick<ShadowWriter, 'get' | 'update'>;
   readonly invoker: FunctionInvoker;
   readonly observability: Observability;

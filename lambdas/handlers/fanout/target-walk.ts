@@ -69,8 +69,8 @@ export interface TargetRead {
 }
 
 export interface TargetWalkDeps {
-  readonly targets: Pick<TargetPages, 'readLane' | 'uncountRepeat'>;
-  readonly executions: Pick<ExecutionStore, 'getWritten'>;
+  readonly targets: Pick<TargetPages, 'readLane'>;
+  readonly executions: Pick<ExecutionStore, 'getWritten' | 'takeBackRepeat'>;
 }
 
 /**
@@ -94,8 +94,9 @@ export async function readWaiting(
   const waiting: WaitingTarget[] = [];
   for (const [offset, thingName] of candidates.entries()) {
     const row = rows.get(thingName);
-    if (options.uncountRepeats && row?.targetPage !== undefined && row.targetPage < from.page)
-      await deps.targets.uncountRepeat(id, from.page, thingName);
+    // Written from another page (its first listing) or otherwise (incompatible): this listing's count goes.
+    if (options.uncountRepeats && row && row.targetPage !== from.page)
+      await deps.executions.takeBackRepeat(id, thingName, from.page);
     if (row) continue;
     waiting.push({
       execution: unwrittenExecution(id, {
@@ -111,17 +112,19 @@ export async function readWaiting(
 }
 
 /**
- * A device still waiting on the target pages (no row), found on its lane's pages: the execution
- * an operator command acts on before the fan-out reaches it. Reads the lane's pages in order, so
- * it finds the device's first listing.
+ * A device still waiting on the target pages (no row: the caller looked), found on its lane's
+ * pages: the execution an operator command acts on before the fan-out reaches it. Reads the
+ * lane's pages in order from where its fan-out is (a device listed before that has a row), so it
+ * finds the device's first listing still waiting.
  */
 export async function findWaiting(
   deps: { readonly targets: Pick<TargetPages, 'readLane'> },
-  deployment: Pick<DeploymentRecord, 'deploymentId' | 'updateId' | 'shards'>,
+  deployment: Pick<DeploymentRecord, 'deploymentId' | 'updateId' | 'shards' | 'fanout'>,
   thingName: string,
 ): Promise<ExecutionRecord | undefined> {
   const lane = shardOf(thingName, deployment.shards);
-  for (let page = 0; ; page++) {
+  const from = decodeTargetPosition(deployment.fanout[String(lane)]?.cursor);
+  for (let page = from.page; ; page++) {
     const things = await deps.targets.readLane(deployment.deploymentId, page, lane);
     if (things === undefined) return undefined;
     if (things.includes(thingName)) {

@@ -732,6 +732,9 @@ describe('retry', () => {
     });
     expect(await executions.get(deploymentId, 't1')).toMatchObject({ state: 'queued', attempt: 2 });
     expect((await executions.get(deploymentId, 'f1'))?.lastResult).toBeUndefined();
+    // Retried devices are listed queued (from their index partition, after the target pages).
+    const queued = await call('GET', `/deployments/${deploymentId}/devices?state=queued`);
+    expect((queued.body.devices ?? []).map((d) => d.thingName).sort()).toEqual(['f1', 't1']);
     expect((await executions.get(deploymentId, 'ok1'))?.state).toBe('succeeded');
     expect(await activeDeploymentsOf(db, tables.updates, id)).toBe(1);
     await registry.idle();

@@ -1,6 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { ExecutionStore } from '../../../lambdas/adapters/execution-store.ts';
+import { type ExecutionStore, unwrittenExecution } from '../../../lambdas/adapters/execution-store.ts';
 import { makeShadowWriter } from '../../../lambdas/adapters/shadow-writer.ts';
 import type { FanoutDeps } from '../../../lambdas/handlers/fanout/deps.ts';
 import { desiredDocumentFor } from '../../../lambdas/handlers/fanout/desired.ts';
@@ -447,6 +447,41 @@ describe('fan-out worker: the supersede check only while another deployment is a
     expect(sends).toEqual([]);
     const [olderRow] = await executionsOf(doc, lateTables, older.deploymentId);
     expect(olderRow).toMatchObject({ state: 'canceled', reason: 'superseded', targetPage: 0 });
+  });
+
+  it('still sends to a device that a newer deployment was canceled before reaching', async () => {
+    const { tables: lateTables, made } = await isolatedRig('fanout-unreached');
+    const t0 = Date.now();
+    const older = await createDeployment(doc, lateTables, { target: { things: ['unreached-1'] } }, t0 - 2000);
+    const newer = await createDeployment(doc, lateTables, { target: { things: ['unreached-1'] } }, t0);
+    const worker = makeFanoutWorker(made.deps);
+    await worker({ deploymentId: older.deploymentId }, budget(30_000));
+    const olderLane = made.invoker.calls.at(-1)?.payload;
+    if (!olderLane) throw new Error('no lane started');
+    // The newer one is canceled while the device still waits on its page: its cancel writes the
+    // device's row `canceled`, never notified.
+    const waiting = unwrittenExecution(newer.deploymentId, {
+      thingName: 'unreached-1',
+      updateId: newer.updateId,
+      shard: 0,
+      targetPage: 0,
+    });
+    const canceledRow = await made.deps.executions.transition(
+      waiting,
+      { ...waiting, state: 'canceled' },
+      { at: Date.now(), reason: 'canceled_by_operator' },
+    );
+    expect(canceledRow.ok).toBe(true);
+    await made.deps.deployments.end(newer.deploymentId, { status: 'canceled' }, Date.now());
+
+    await makeFanoutWorker(made.deps)(olderLane, budget(30_000));
+
+    const [olderRow] = await executionsOf(doc, lateTables, older.deploymentId);
+    expect(olderRow).toMatchObject({ state: 'notified' });
+    const shadow = iot.shadows.get({ thingName: 'unreached-1', shadowName: 'ota' }, Buffer.alloc(0));
+    expect(shadow.ok && shadow.body.state).toMatchObject({
+      desired: { ota: { deploymentId: older.deploymentId } },
+    });
   });
 
   it('sends the newer document again when a newer deployment claimed the device during its own send', async () => {

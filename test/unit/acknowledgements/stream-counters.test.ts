@@ -39,6 +39,17 @@ describe('the counter projection of one stream record', () => {
     expect(recordDeltas(record('INSERT', 'd', undefined, 'canceled'))).toEqual({ queued: -1, canceled: 1 });
   });
 
+  it('takes a repeated listing back from queued when a modify raises the row’s repeats', () => {
+    const repeat = record('MODIFY', 'd', 'notified', 'notified');
+    const change = repeat.dynamodb ?? {};
+    if (change.OldImage) change.OldImage.repeats = { N: '1' };
+    if (change.NewImage) change.NewImage.repeats = { N: '2' };
+    expect(recordDeltas(repeat)).toEqual({ queued: -1 });
+    const moved = record('MODIFY', 'd', 'notified', 'succeeded');
+    if (moved.dynamodb?.NewImage) moved.dynamodb.NewImage.repeats = { N: '1' };
+    expect(recordDeltas(moved)).toEqual({ notified: -1, succeeded: 1, queued: -1 });
+  });
+
   it('moves a modified row between its states, and takes a removed one away', () => {
     expect(recordDeltas(record('MODIFY', 'd', 'notified', 'succeeded'))).toEqual({
       notified: -1,
