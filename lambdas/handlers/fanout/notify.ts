@@ -443,6 +443,7 @@ export async function runShard(
   /** When the check after the last batch found no other deployment. */
   let quietAt: number | undefined;
   let lastGrabAt = Number.NEGATIVE_INFINITY;
+  let readAt = Number.NEGATIVE_INFINITY;
 
   const checkpoint = async (force: boolean): Promise<boolean> => {
     const now = deps.now();
@@ -469,12 +470,17 @@ export async function runShard(
       await checkpoint(true);
       return { kind: 'out_of_time', ...progress };
     }
-    const fresh = await deps.deployments.get(deployment.deploymentId);
-    if (fresh?.status !== 'rolling_out') {
-      await checkpoint(true);
-      return { kind: 'skipped', reason: `deployment is ${fresh?.status ?? 'gone'}` };
+    // The deployment as it is (a cancel, the counters a ramp reads), read at most once per grab
+    // interval: the waits between grabs would otherwise read it again and again.
+    if (now - readAt >= deps.tuning.minGrabIntervalMs) {
+      readAt = now;
+      const fresh = await deps.deployments.get(deployment.deploymentId);
+      if (fresh?.status !== 'rolling_out') {
+        await checkpoint(true);
+        return { kind: 'skipped', reason: `deployment is ${fresh?.status ?? 'gone'}` };
+      }
+      deployment = fresh;
     }
-    deployment = fresh;
     if (walk.buffer.length === 0) {
       await refill(deps, deployment, shard, walk);
       if (walk.buffer.length === 0) {
