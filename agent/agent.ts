@@ -239,7 +239,7 @@ export class Agent {
     grants: GrantSource,
     resuming: boolean,
     fetchDetached: VerifyOptions['fetchDetached'],
-  ): Promise<Result<VerifiedUpdate, Refusal>> {
+  ): Promise<Result<{ readonly update: VerifiedUpdate; readonly signed: SignedManifest }, Refusal>> {
     const deps = this.#deps;
     const signed = await this.#signedManifest(desired, grants, resuming);
     if (!signed.ok) return err({ state: 'failed', error: signed.error });
@@ -255,8 +255,7 @@ export class Agent {
         fetchDetached,
       },
     );
-    if (verified.ok && !resuming) await this.#keepSigned(desired, signed.value);
-    return verified;
+    return verified.ok ? ok({ update: verified.value, signed: signed.value }) : verified;
   }
 
   /**
@@ -315,7 +314,9 @@ export class Agent {
       if (entry) await this.#reportTerminal(entry, outcome);
       return;
     }
-    const update = verified.value;
+    // Kept once verified: a resume after a crash or reboot verifies against it without the service.
+    if (!resuming) await this.#keepSigned(desired, verified.value.signed);
+    const { update } = verified.value;
     log.info(resuming ? 'resuming update' : 'starting update', { updateId: update.updateId });
     const running: Running = {
       deploymentId: update.deploymentId,
