@@ -4,7 +4,8 @@
  * sweep got there first, so the command re-reads and decides again.
  */
 import type { DeploymentRecord } from '../../adapters/deployment-store.ts';
-import type { ExecutionRecord } from '../../adapters/execution-store.ts';
+import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
+import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
 import {
   buildCancelDocument,
   type CancelReason,
@@ -46,7 +47,7 @@ export type CancelOutcome = 'canceled' | 'cancel_requested' | 'unchanged' | 'end
  * execution's document was seen (ADR 0010): a newer deployment's document is never touched.
  */
 export async function sendCancelAction(
-  deps: Pick<DeploymentsDeps, 'shadows'>,
+  deps: { readonly shadows: Pick<ShadowWriter, 'get' | 'update'> },
   execution: Pick<ExecutionRecord, 'deploymentId' | 'thingName' | 'attempt'>,
 ): Promise<boolean> {
   for (let round = 0; round < MAX_DECISIONS; round++) {
@@ -64,12 +65,17 @@ export async function sendCancelAction(
 }
 
 /**
- * Cancels one execution: a queued one ends `canceled` at once; one at work is marked and sent the
- * cancel action (it ends when the device confirms, or at its deadline). Safe to repeat: a repeat
- * sends the action again, which the device treats as one.
+ * Cancels one execution: a queued one (or one still waiting on its target page) ends `canceled`
+ * at once; one at work is marked and sent the cancel action (it ends when the device confirms, or
+ * at its deadline). A conflict is decided again on the execution as it is. Safe to repeat: a
+ * repeat sends the action again, which the device treats as one. The operator's commands and the
+ * scheduler's cancel of an ended deployment both cancel through here.
  */
 export async function cancelExecution(
-  deps: Pick<DeploymentsDeps, 'executions' | 'shadows'>,
+  deps: {
+    readonly executions: Pick<ExecutionStore, 'transition'>;
+    readonly shadows: Pick<ShadowWriter, 'get' | 'update'>;
+  },
   first: ExecutionRecord,
   reason: CancelReason,
   now: number,

@@ -9,16 +9,14 @@ import type { PagePosition } from '../../adapters/page-token.ts';
 import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
 import type { TargetPages } from '../../adapters/target-pages.ts';
 import {
-  buildCancelDocument,
   type CancelReason,
-  cancel,
-  desiredBelongsTo,
   type ExecutionState,
   evaluateAbort,
   inProgressStates,
   timeOutIfDue,
 } from '../../domain/deployment/index.ts';
 import type { Observability } from '../../observability.ts';
+import { cancelExecution } from '../deployments/control.ts';
 import { walkUnfinished } from './cancel-walk.ts';
 
 export interface SweepDeps {
@@ -101,18 +99,6 @@ export async function sweepTimeouts(
   return timedOut;
 }
 
-/** Sends the `cancel` action, locked to the shadow version that holds this deployment's document. */
-async function sendCancel(deps: SweepDeps, execution: ExecutionRecord): Promise<void> {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const shadow = await deps.shadows.get(execution.thingName);
-    if (!shadow.ok || !shadow.value) return;
-    const desired = shadow.value.state.desired?.ota;
-    if (!desiredBelongsTo(desired, execution.deploymentId, execution.attempt)) return;
-    const sent = await deps.shadows.update(execution.thingName, buildCancelDocument(shadow.value.version));
-    if (sent.ok || sent.error.code !== 'VERSION_CONFLICT') return;
-  }
-}
-
 /**
  * An ended (canceled or aborted) deployment's remaining devices: queued ones end `canceled` at
  * once; devices at work are asked to cancel (best effort; they end when they confirm or time out).
@@ -131,22 +117,27 @@ export async function cancelRemaining(
   return changed;
 }
 
+/**
+ * One execution of an ended deployment, canceled as the operator's cancel does it (control.ts):
+ * false for one already asked to cancel, and when it fails (the next tick tries again).
+ */
 async function cancelOne(
   deps: SweepDeps,
   execution: ExecutionRecord,
   reason: CancelReason,
 ): Promise<boolean> {
   if (execution.cancelReason) return false;
-  const decision = cancel(execution, reason);
-  if (!decision.ok || decision.value.kind === 'unchanged') return false;
-  const now = deps.now();
-  const written = await deps.executions.transition(execution, decision.value.next, {
-    at: now,
-    ...(decision.value.kind === 'transition' ? { reason: decision.value.transition.reason } : {}),
-  });
-  if (!written.ok) return false;
-  if (decision.value.kind === 'cancel_requested') await sendCancel(deps, written.value);
-  return true;
+  try {
+    const result = await cancelExecution(deps, execution, reason, deps.now());
+    return result.ok && result.value.outcome !== 'unchanged';
+  } catch (error) {
+    deps.observability.logger.warn('cancel failed; the next tick tries again', {
+      deploymentId: execution.deploymentId,
+      thingName: execution.thingName,
+      error: String(error),
+    });
+    return false;
+  }
 }
 
 /** Aborts when the counters meet a criterion; true when it did. */
