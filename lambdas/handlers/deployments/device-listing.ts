@@ -1,8 +1,8 @@
 /**
- * `GET /deployments/{id}/devices`: a deployment's executions with rows, and the devices still
- * waiting on its target pages (ADR 0040, "Target pages"), which are `queued` without a row. The
- * listing walks the rows (the store's token) and the pages (lane after lane, from where each
- * lane's fan-out is), in one opaque token.
+ * `GET /deployments/{id}/devices`: the devices still waiting on a deployment's target pages (ADR
+ * 0040, "Target pages"), which are `queued` without a row, and its executions with rows. The
+ * listing walks the pages (lane after lane, from where each lane's fan-out is) and the rows (the
+ * store's token), in one opaque token.
  */
 import type { DeploymentRecord } from '../../adapters/deployment-store.ts';
 import type { ExecutionRecord } from '../../adapters/execution-store.ts';
@@ -97,12 +97,14 @@ async function listRows(
     ...(token !== undefined ? { nextToken: token } : {}),
   });
   if (!page.ok) return err('INVALID_NEXT_TOKEN');
-  return ok({ items: page.value.items, ...(page.value.nextToken ? { next: page.value.nextToken } : {}) });
+  // The index lags its table: a device notified a moment ago may still be in `requeued`.
+  const items = state === undefined ? page.value.items : page.value.items.filter((e) => e.state === state);
+  return ok({ items, ...(page.value.nextToken ? { next: page.value.nextToken } : {}) });
 }
 
 /**
- * One page of the listing: for `queued`, the waiting devices and then the queued rows (retried
- * devices); for no state, the rows and then the waiting devices; for another state, its rows. A
+ * One page of the listing: the waiting devices and then the rows in the state (for `queued`, the
+ * retried devices; for no state, all); for another state, its rows. A
  * page that ends one part with room left goes on into the next; one that stops short within a
  * part answers as it is (a page may be short and still have a token).
  */
@@ -112,8 +114,10 @@ export async function listDevices(
   query: { readonly state?: ExecutionState; readonly limit: number; readonly nextToken?: string },
 ): Promise<Result<DeviceListing, 'INVALID_NEXT_TOKEN'>> {
   const { state, limit } = query;
+  // Waiting devices first: one the fan-out writes while the listing goes on moves from the pages
+  // into the rows ahead of the rows' cursor, so it is listed once or twice, never missed.
   const order: readonly ('rows' | 'waiting')[] =
-    state === 'queued' ? ['waiting', 'rows'] : state === undefined ? ['rows', 'waiting'] : ['rows'];
+    state === 'queued' || state === undefined ? ['waiting', 'rows'] : ['rows'];
   const start: Phase = order[0] === 'waiting' ? { waiting: undefined } : { rows: undefined };
   let phase: Phase | undefined = query.nextToken === undefined ? start : decodeToken(query.nextToken);
   if (!phase || !order.includes('rows' in phase ? 'rows' : 'waiting')) return err('INVALID_NEXT_TOKEN');

@@ -110,16 +110,27 @@ export async function cancelRemaining(
   stopAt: number,
 ): Promise<number> {
   let changed = 0;
-  await walkUnfinished(deps, deployment, { stopAt }, async (page) => {
-    for (const execution of page) if (await cancelOne(deps, execution, reason)) changed++;
-    return 0;
-  });
+  try {
+    await walkUnfinished(deps, deployment, { stopAt }, async (page) => {
+      for (const execution of page) if (await cancelOne(deps, execution, reason)) changed++;
+      return 0;
+    });
+  } catch (error) {
+    // The walk's cursor stays before the page that failed: the next tick walks it again. The
+    // other deployments of this tick go on.
+    deps.observability.logger.warn('cancel walk stopped; the next tick goes on from its cursor', {
+      deploymentId: deployment.deploymentId,
+      error: String(error),
+    });
+  }
   return changed;
 }
 
 /**
  * One execution of an ended deployment, canceled as the operator's cancel does it (control.ts):
- * false for one already asked to cancel, and when it fails (the next tick tries again).
+ * false for one already asked to cancel. A device still waiting on its target page that cannot
+ * be written fails the walk (its page is walked again next tick: passing it would leave it
+ * `queued` for good); for a device at work the failure is logged (it ends at its deadline).
  */
 async function cancelOne(
   deps: SweepDeps,
@@ -131,7 +142,8 @@ async function cancelOne(
     const result = await cancelExecution(deps, execution, reason, deps.now());
     return result.ok && result.value.outcome !== 'unchanged';
   } catch (error) {
-    deps.observability.logger.warn('cancel failed; the next tick tries again', {
+    if (execution.unwritten) throw error;
+    deps.observability.logger.warn('cancel failed; the device ends at its deadline', {
       deploymentId: execution.deploymentId,
       thingName: execution.thingName,
       error: String(error),

@@ -91,13 +91,14 @@ export async function readWaiting(
   if (things === undefined) return { waiting: [], pageEnd: from, exhausted: true };
   const candidates = things.slice(from.index);
   const rows = new Map((await deps.executions.getWritten(id, candidates)).map((e) => [e.thingName, e]));
+  // Written from another page (its first listing) or otherwise (incompatible): this listing's count goes.
+  if (options.uncountRepeats) {
+    const repeats = [...rows.values()].filter((row) => row.targetPage !== from.page);
+    await Promise.all(repeats.map((row) => deps.executions.takeBackRepeat(id, row.thingName, from.page)));
+  }
   const waiting: WaitingTarget[] = [];
   for (const [offset, thingName] of candidates.entries()) {
-    const row = rows.get(thingName);
-    // Written from another page (its first listing) or otherwise (incompatible): this listing's count goes.
-    if (options.uncountRepeats && row && row.targetPage !== from.page)
-      await deps.executions.takeBackRepeat(id, thingName, from.page);
-    if (row) continue;
+    if (rows.has(thingName)) continue;
     waiting.push({
       execution: unwrittenExecution(id, {
         thingName,
@@ -124,16 +125,25 @@ export async function findWaiting(
 ): Promise<ExecutionRecord | undefined> {
   const lane = shardOf(thingName, deployment.shards);
   const from = decodeTargetPosition(deployment.fanout[String(lane)]?.cursor);
-  for (let page = from.page; ; page++) {
-    const things = await deps.targets.readLane(deployment.deploymentId, page, lane);
-    if (things === undefined) return undefined;
-    if (things.includes(thingName)) {
-      return unwrittenExecution(deployment.deploymentId, {
-        thingName,
-        updateId: deployment.updateId,
-        shard: lane,
-        targetPage: page,
-      });
+  // Pages are read FIND_CHUNK at a time, so a device far down a large deployment is found (or
+  // not) within an API request's time.
+  for (let first = from.page; ; first += FIND_CHUNK) {
+    const pages = Array.from({ length: FIND_CHUNK }, (_, i) => first + i);
+    const read = await Promise.all(
+      pages.map((page) => deps.targets.readLane(deployment.deploymentId, page, lane)),
+    );
+    for (const [i, things] of read.entries()) {
+      if (things === undefined) return undefined;
+      if (things.includes(thingName)) {
+        return unwrittenExecution(deployment.deploymentId, {
+          thingName,
+          updateId: deployment.updateId,
+          shard: lane,
+          targetPage: first + i,
+        });
+      }
     }
   }
 }
+
+const FIND_CHUNK = 16;

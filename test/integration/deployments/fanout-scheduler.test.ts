@@ -1,5 +1,6 @@
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { cancelRemaining } from '../../../lambdas/handlers/fanout/sweeps.ts';
 import { makeFanoutWorker } from '../../../lambdas/handlers/fanout-worker.ts';
 import { makeScheduler, type SchedulerDeps } from '../../../lambdas/handlers/scheduler.ts';
 import { recordingObservability } from '../../../lambdas/observability.ts';
@@ -141,5 +142,51 @@ describe('scheduler', () => {
       name: 'fanoutWorker',
       payload: { deploymentId: deployment.deploymentId, lane: '0' },
     });
+  });
+});
+
+describe('the cancel of an ended deployment’s waiting devices', () => {
+  it('walks a page again next time when a device on it could not be written, so none stays queued', async () => {
+    const devices = things('sched-flaky', 3);
+    const deployment = await createDeployment(doc, tables, { target: { things: devices } });
+    // Expanded (the devices wait on their page), then canceled before any is notified.
+    await makeFanoutWorker(rig.deps)({ deploymentId: deployment.deploymentId }, budget(5_000));
+    await rig.deps.deployments.end(deployment.deploymentId, { status: 'canceled' }, Date.now());
+    let failures = 1;
+    const flaky = {
+      ...rig.deps.executions,
+      transition: ((current, next, extra) => {
+        if (current.unwritten && failures-- > 0) throw new Error('throttled');
+        return rig.deps.executions.transition(current, next, extra);
+      }) as typeof rig.deps.executions.transition,
+    };
+    const deps = (executions: typeof rig.deps.executions) => ({
+      deployments: rig.deps.deployments,
+      executions,
+      targets: rig.deps.targets,
+      shadows: rig.deps.shadows,
+      invoker: rig.invoker,
+      observability: recordingObservability(),
+      now: Date.now,
+    });
+    const current = async () => {
+      const found = await rig.deps.deployments.get(deployment.deploymentId);
+      if (!found) throw new Error('gone');
+      return found;
+    };
+
+    await cancelRemaining(deps(flaky), await current(), 'canceled_by_operator', Date.now() + 20_000);
+    expect((await current()).cancelWalk?.done).not.toBe(true);
+    expect((await executionsOf(doc, tables, deployment.deploymentId)).length).toBeLessThan(3);
+
+    await cancelRemaining(
+      deps(rig.deps.executions),
+      await current(),
+      'canceled_by_operator',
+      Date.now() + 20_000,
+    );
+    const rows = await executionsOf(doc, tables, deployment.deploymentId);
+    expect(rows.map((r) => r.state)).toEqual(['canceled', 'canceled', 'canceled']);
+    expect((await current()).cancelWalk?.done).toBe(true);
   });
 });
