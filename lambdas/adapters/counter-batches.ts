@@ -1,11 +1,7 @@
-import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import {
-  type DynamoDBDocumentClient,
-  TransactWriteCommand,
-  type TransactWriteCommandInput,
-} from '@aws-sdk/lib-dynamodb';
+import type { DynamoDBDocumentClient, TransactWriteCommandInput } from '@aws-sdk/lib-dynamodb';
 import { type CounterDeltas, executionStates } from '../domain/deployment/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
+import { transactWrite } from './dynamodb.ts';
 
 /**
  * The counter projection's write (ADR 0040): one stream batch's deltas for one deployment, added
@@ -95,23 +91,10 @@ export function makeCounterBatches({
         },
       ],
     };
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await db.send(new TransactWriteCommand(input));
-        return ok(undefined);
-      } catch (error) {
-        if (!(error instanceof TransactionCanceledException)) throw error;
-        const [marker, deployment] = error.CancellationReasons ?? [];
-        if (marker?.Code === 'ConditionalCheckFailed')
-          return err({ code: 'BATCH_ALREADY_APPLIED', deploymentId });
-        if (deployment?.Code === 'ConditionalCheckFailed')
-          return err({ code: 'DEPLOYMENT_NOT_FOUND', deploymentId });
-        const delay = retryDelays[attempt];
-        const collided = error.CancellationReasons?.some((reason) => reason.Code === 'TransactionConflict');
-        if (!collided || delay === undefined) throw error;
-        await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
-      }
-    }
+    const written = await transactWrite(db, input, retryDelays);
+    if (written.ok) return written;
+    if (written.error.includes(0)) return err({ code: 'BATCH_ALREADY_APPLIED', deploymentId });
+    return err({ code: 'DEPLOYMENT_NOT_FOUND', deploymentId });
   }
 
   return { add };
