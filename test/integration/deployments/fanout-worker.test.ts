@@ -409,17 +409,28 @@ describe('fan-out worker: the supersede check only while another deployment is a
     });
   });
 
-  it('gives way without sending when it reaches a device a newer deployment already ended on', async () => {
-    const { tables: lateTables, made } = await isolatedRig('fanout-late');
+  /**
+   * An older and a newer deployment of one device, in their own tables: the older one expanded
+   * (the device waits on its page, no row) with its lane not yet run, the newer one created.
+   */
+  async function olderExpandedWithNewer(label: string, thingName: string) {
+    const { tables: lateTables, made } = await isolatedRig(label);
     const t0 = Date.now();
-    const older = await createDeployment(doc, lateTables, { target: { things: ['late-1'] } }, t0 - 2000);
-    const newer = await createDeployment(doc, lateTables, { target: { things: ['late-1'] } }, t0);
-    const worker = makeFanoutWorker(made.deps);
-    // The older one expands (the device waits on its page, no row), the newer one runs and ends.
-    await worker({ deploymentId: older.deploymentId }, budget(30_000));
+    const older = await createDeployment(doc, lateTables, { target: { things: [thingName] } }, t0 - 2000);
+    const newer = await createDeployment(doc, lateTables, { target: { things: [thingName] } }, t0);
+    await makeFanoutWorker(made.deps)({ deploymentId: older.deploymentId }, budget(30_000));
     const olderLane = made.invoker.calls.at(-1)?.payload;
     if (!olderLane) throw new Error('no lane started');
     made.invoker.calls.length = 0;
+    return { lateTables, made, older, newer, olderLane };
+  }
+
+  it('gives way without sending when it reaches a device a newer deployment already ended on', async () => {
+    const { lateTables, made, older, newer, olderLane } = await olderExpandedWithNewer(
+      'fanout-late',
+      'late-1',
+    );
+    // The newer one runs and ends.
     await runAll(made.deps, newer.deploymentId, made.invoker);
     const [newerRow] = await executionsOf(doc, lateTables, newer.deploymentId);
     if (!newerRow) throw new Error('newer not notified');
@@ -450,14 +461,10 @@ describe('fan-out worker: the supersede check only while another deployment is a
   });
 
   it('still sends to a device that a newer deployment was canceled before reaching', async () => {
-    const { tables: lateTables, made } = await isolatedRig('fanout-unreached');
-    const t0 = Date.now();
-    const older = await createDeployment(doc, lateTables, { target: { things: ['unreached-1'] } }, t0 - 2000);
-    const newer = await createDeployment(doc, lateTables, { target: { things: ['unreached-1'] } }, t0);
-    const worker = makeFanoutWorker(made.deps);
-    await worker({ deploymentId: older.deploymentId }, budget(30_000));
-    const olderLane = made.invoker.calls.at(-1)?.payload;
-    if (!olderLane) throw new Error('no lane started');
+    const { lateTables, made, older, newer, olderLane } = await olderExpandedWithNewer(
+      'fanout-unreached',
+      'unreached-1',
+    );
     // The newer one is canceled while the device still waits on its page: its cancel writes the
     // device's row `canceled`, never notified.
     const waiting = unwrittenExecution(newer.deploymentId, {
