@@ -62,8 +62,10 @@ export const updatesTable: TableDefinition = {
 
 /**
  * Deployments, one item per deployment (pk `deploymentId`): request, status, counters, fan-out
- * checkpoints (ADR 0040). Also holds the account-wide shadow-rate limiter item (pk `#account-rate`).
- * `byStatus` lists deployments and finds the active ones for the scheduler.
+ * checkpoints (ADR 0040). Also holds the account-wide shadow-rate limiter item (pk `#account-rate`),
+ * the counter batches' markers (`#counted#...`) and each deployment's target pages
+ * (`#targets#<id>#<seq>`, ADR 0040 "Target pages"); none has a status, so `byStatus` (which lists
+ * deployments and finds the active ones for the scheduler) never holds them.
  */
 export const deploymentsTable: TableDefinition = {
   id: 'Deployments',
