@@ -113,6 +113,17 @@ export function supersede(execution: Execution): Applied | Unchanged {
   return applyTransition(execution, 'canceled', 'superseded');
 }
 
+/**
+ * Whether a newer deployment's execution owns the device, so an older one must give way: it
+ * reached the device (sent it its document, or is to send it again), whatever its state now; not
+ * one the fan-out never got to (`incompatible`, or `canceled` while it waited on its target page:
+ * that deployment was canceled or aborted before the device heard of it).
+ */
+export function ownsDevice(execution: Execution): boolean {
+  if (execution.state === 'incompatible') return false;
+  return !(execution.state === 'canceled' && execution.notifiedAt === undefined && execution.attempt === 1);
+}
+
 /** Re-queues a failed or timed-out device as a new attempt; the fan-out notifies it again. */
 export function retry(execution: Execution): Result<Applied, CommandRefused> {
   if (execution.state !== 'failed' && execution.state !== 'timed_out') {

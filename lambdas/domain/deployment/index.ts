@@ -44,6 +44,7 @@ export {
   type Execution,
   initialState,
   notify,
+  ownsDevice,
   retry,
   supersede,
   timeOutIfDue,

@@ -17,6 +17,7 @@ import {
   type DesiredDocument,
   isTerminal,
   notify,
+  ownsDevice,
   planRollout,
   type RolloutBucket,
   supersede,
@@ -55,16 +56,6 @@ export function makeDeploymentCache(
   };
 }
 
-/**
- * Whether a newer deployment's execution owns the device: it reached it (sent it its document,
- * or is to send it again), not one the fan-out never got to (`incompatible`, or `canceled`
- * while it waited: that deployment was canceled or aborted before the device heard of it).
- */
-function ownsDevice(row: ExecutionRecord): boolean {
-  if (row.state === 'incompatible') return false;
-  return !(row.state === 'canceled' && row.notifiedAt === undefined && row.attempt === 1);
-}
-
 /** True when `a` was created after `b` (ties broken by id, so two workers always agree). */
 function isNewer(a: DeploymentRecord, b: DeploymentRecord): boolean {
   if (a.createdAt !== b.createdAt) return a.createdAt > b.createdAt;
@@ -93,31 +84,44 @@ async function supersedeExecution(deps: FanoutDeps, execution: ExecutionRecord, 
 }
 
 /**
- * A device runs one deployment at a time: the newest. Other live executions of this device
- * (read through the `byThing` index: a read instead of a fleet write per device) are superseded
- * when older. When a newer deployment's execution owns the device (`ownsDevice`: it reached it,
- * whatever its state now), this execution is the one superseded and nothing is sent: a device still
- * waiting on an older deployment's target page has no row the newer one could supersede, so the
- * older one gives way when it reaches it, even if the newer one has ended there already.
+ * What the device's other executions (its newest few, through the `byThing` index: a read instead
+ * of a fleet write per device) say about this one: whether a newer deployment owns the device
+ * (`ownsDevice`), and otherwise the older ones still live. Undefined when the history cannot be read.
+ */
+async function othersOnDevice(
+  deps: FanoutDeps,
+  context: DeviceContext,
+  thingName: string,
+): Promise<{ readonly newerOwns: boolean; readonly older: readonly ExecutionRecord[] } | undefined> {
+  const history = await deps.executions.listForThing(thingName, { limit: 10 });
+  if (!history.ok) return undefined;
+  const older: ExecutionRecord[] = [];
+  for (const other of history.value.items) {
+    if (other.deploymentId === context.deployment.deploymentId) continue;
+    const otherDeployment = await context.deploymentOf(other.deploymentId);
+    const newer = otherDeployment !== undefined && isNewer(otherDeployment, context.deployment);
+    if (newer && ownsDevice(other)) return { newerOwns: true, older: [] };
+    if (!newer && !isTerminal(other.state)) older.push(other);
+  }
+  return { newerOwns: false, older };
+}
+
+/**
+ * A device runs one deployment at a time: the newest. Older live executions of this device are
+ * superseded; when a newer deployment owns the device, this execution is the one superseded and
+ * nothing is sent: a device still waiting on an older deployment's target page has no row the
+ * newer one could supersede, so the older one gives way when it reaches it, even if the newer one
+ * has ended there already.
  */
 async function claimDevice(
   deps: FanoutDeps,
   context: DeviceContext,
   execution: ExecutionRecord,
 ): Promise<{ readonly claimed: boolean; readonly older: readonly ExecutionRecord[] }> {
-  const { deployment, deploymentOf } = context;
   if (!context.othersActive) return { claimed: true, older: [] };
-  const history = await deps.executions.listForThing(execution.thingName, { limit: 10 });
-  if (!history.ok) return { claimed: true, older: [] };
-  const older: ExecutionRecord[] = [];
-  for (const other of history.value.items) {
-    if (other.deploymentId === deployment.deploymentId) continue;
-    const otherDeployment = await deploymentOf(other.deploymentId);
-    const newer = otherDeployment !== undefined && isNewer(otherDeployment, deployment);
-    if (newer && ownsDevice(other)) return { claimed: false, older: [] };
-    if (!newer && !isTerminal(other.state)) older.push(other);
-  }
-  return { claimed: true, older };
+  const seen = await othersOnDevice(deps, context, execution.thingName);
+  if (!seen) return { claimed: true, older: [] };
+  return { claimed: !seen.newerOwns, older: seen.older };
 }
 
 export interface DeviceContext {
@@ -213,19 +217,15 @@ async function lostRace(
   mine: ExecutionRecord,
   sendingAt: number,
 ): Promise<boolean> {
-  const history = await deps.executions.listForThing(mine.thingName, { limit: 10 });
-  if (!history.ok) return false;
+  const seen = await othersOnDevice(deps, context, mine.thingName);
+  if (!seen) return false;
+  if (seen.newerOwns) {
+    await supersedeExecution(deps, mine, deps.now());
+    await restoreNewer(deps, context, mine.thingName);
+    return true;
+  }
   let resend = false;
-  for (const other of history.value.items) {
-    if (other.deploymentId === mine.deploymentId) continue;
-    const otherDeployment = await context.deploymentOf(other.deploymentId);
-    if (otherDeployment && isNewer(otherDeployment, context.deployment)) {
-      if (!ownsDevice(other)) continue;
-      await supersedeExecution(deps, mine, deps.now());
-      await restoreNewer(deps, context, mine.thingName);
-      return true;
-    }
-    if (isTerminal(other.state)) continue;
+  for (const other of seen.older) {
     if (other.notifiedAt !== undefined && other.notifiedAt >= sendingAt) resend = true;
     await supersedeExecution(deps, other, deps.now());
   }

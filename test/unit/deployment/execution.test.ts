@@ -7,6 +7,7 @@ import {
   initialState,
   isAllowedTransition,
   notify,
+  ownsDevice,
   retry,
   supersede,
   timeOutIfDue,
@@ -197,5 +198,21 @@ describe('every command produces only allowed transitions', () => {
       if (outcome.kind === 'transition')
         expect(isAllowedTransition(outcome.transition.from, outcome.transition.to)).toBe(true);
     }
+  });
+});
+
+describe('ownsDevice: whether a newer deployment\u2019s execution holds the device', () => {
+  it('owns it once it reached the device, whatever its state now', () => {
+    expect(ownsDevice(execution('notified', { notifiedAt: 1 }))).toBe(true);
+    expect(ownsDevice(execution('succeeded', { notifiedAt: 1 }))).toBe(true);
+    expect(ownsDevice(execution('canceled', { notifiedAt: 1 }))).toBe(true);
+    // A retried attempt will be sent again.
+    expect(ownsDevice(execution('queued', { attempt: 2 }))).toBe(true);
+  });
+
+  it('does not own a device it never reached', () => {
+    expect(ownsDevice(execution('incompatible'))).toBe(false);
+    // Canceled while it waited: never notified.
+    expect(ownsDevice({ ...execution('queued'), state: 'canceled' })).toBe(false);
   });
 });
