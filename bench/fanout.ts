@@ -30,6 +30,8 @@ import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { S3Client } from '@aws-sdk/client-s3';
 import { BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { makeDeploymentStore } from '../lambdas/adapters/deployment-store.ts';
+import { fastDocumentClientOf } from '../lambdas/adapters/fast-document-client.ts';
+import { fastIotDataOf } from '../lambdas/adapters/fast-iot-data.ts';
 import type { FunctionInvoker } from '../lambdas/adapters/function-invoker.ts';
 import {
   type BackgroundFunctionId,
@@ -280,6 +282,12 @@ function countRequests(
   );
 }
 
+/** Counts an SDK client's requests and those its lean twin sends for the per-device handlers. */
+function countRequestsOfBoth(sdk: object, fast: object, counts: Counts): void {
+  countRequests(sdk as never, counts);
+  countRequests(fast as never, counts);
+}
+
 /** AWS meters a shadow operation per 1 KB of its document, a message per 5 KB of payload and topic. */
 const SHADOW_OP_UNIT_BYTES = 1024;
 const MESSAGE_UNIT_BYTES = 5 * 1024;
@@ -495,8 +503,8 @@ async function measureAcknowledgements(input: {
   const iotData = new IoTDataPlaneClient({ ...aws, endpoint: iotCore.endpoints.iotData, maxAttempts: 1 });
   // Lambda's event source mapping reads the stream at no request charge: not counted.
   const streams = new DynamoDBStreamsClient({ ...aws, endpoint: input.ddbEndpoint });
-  countRequests(dynamodb as never, counts);
-  countRequests(iotData as never, counts);
+  countRequestsOfBoth(dynamodb, fastDocumentClientOf(dynamodb), counts);
+  countRequestsOfBoth(iotData, fastIotDataOf(iotData), counts);
   const acknowledge = makeAcknowledge(
     acknowledgeDepsFromConfig(
       { executionsTable: tables.executions, fleetTable: tables.fleet },
@@ -648,9 +656,9 @@ async function run(): Promise<BenchmarkOutcome> {
 
     // Counting starts here: everything below is the fan-out's own work.
     const counts: Counts = new Map();
-    countRequests(dynamodb as never, counts);
+    countRequestsOfBoth(dynamodb, fastDocumentClientOf(dynamodb), counts);
     countRequests(iot as never, counts);
-    countRequests(iotData as never, counts);
+    countRequestsOfBoth(iotData, fastIotDataOf(iotData), counts);
     const pending: Promise<unknown>[] = [];
     let invocations = 0;
     const worker = { run: (_event: unknown): Promise<unknown> => Promise.resolve() };

@@ -1,7 +1,8 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
-import { documentClient } from '../adapters/dynamodb.ts';
 import { type ExecutionStore, makeExecutionStore } from '../adapters/execution-store.ts';
+import { fastDocumentClient } from '../adapters/fast-document-client.ts';
+import { fastIotData } from '../adapters/fast-iot-data.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { makeShadowWriter, shadowWriterClient } from '../adapters/shadow-writer.ts';
 import { env } from '../definitions/environment.ts';
@@ -86,8 +87,9 @@ export function acknowledgeDepsFromConfig(
   clients: AcknowledgeClients = {},
   observability: Observability = powertools,
 ): AcknowledgeParts {
-  const db = documentClient(clients.dynamodb);
-  const iotData = clients.iotData ?? shadowWriterClient(config.iotDataEndpoint);
+  // The per-device path: lean signed requests on the SDK clients' configuration (aws-http.ts).
+  const db = fastDocumentClient(clients.dynamodb);
+  const iotData = fastIotData(clients.iotData ?? shadowWriterClient(config.iotDataEndpoint));
   return {
     executions: makeExecutionStore({ db, tableName: config.executionsTable }),
     fleet: makeFleetStore({ db, tableName: config.fleetTable }),

@@ -2,7 +2,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBStreamEvent } from 'aws-lambda';
 import { type CounterBatches, makeCounterBatches } from '../adapters/counter-batches.ts';
 import { type DeploymentStore, isActiveStatus, makeDeploymentStore } from '../adapters/deployment-store.ts';
-import { documentClient } from '../adapters/dynamodb.ts';
+import { fastDocumentClient } from '../adapters/fast-document-client.ts';
 import { env } from '../definitions/environment.ts';
 import { evaluateAbort } from '../domain/deployment/index.ts';
 import { type Observability, outcome, powertools } from '../observability.ts';
@@ -99,7 +99,8 @@ export function makeCountersStreamFromConfig(
   clients: { readonly dynamodb?: DynamoDBClient } = {},
   observability?: Observability,
 ): CountersStreamHandler {
-  const db = documentClient(clients.dynamodb);
+  // Every batch of reports lands here: lean signed requests (aws-http.ts).
+  const db = fastDocumentClient(clients.dynamodb);
   return makeCountersStream({
     counters: makeCounterBatches({ db, tableName: config.deploymentsTable }),
     deployments: makeDeploymentStore({

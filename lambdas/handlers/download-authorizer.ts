@@ -4,8 +4,9 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { STSClient } from '@aws-sdk/client-sts';
 import { makeDeploymentStore } from '../adapters/deployment-store.ts';
 import { type DownloadCredentials, makeDownloadCredentials } from '../adapters/download-credentials.ts';
-import { documentClient } from '../adapters/dynamodb.ts';
 import { makeExecutionStore } from '../adapters/execution-store.ts';
+import { fastDocumentClient } from '../adapters/fast-document-client.ts';
+import { fastIotData } from '../adapters/fast-iot-data.ts';
 import { type IotPublisher, makeIotPublisher } from '../adapters/iot-publisher.ts';
 import { makeUpdateStore } from '../adapters/update-store.ts';
 import { env } from '../definitions/environment.ts';
@@ -148,16 +149,18 @@ export function makeDownloadAuthorizerFromConfig(
   clients: DownloadAuthorizerClients = {},
   observability?: Observability,
 ): DownloadAuthorizerHandler {
-  const db = documentClient(clients.dynamodb);
+  // The per-device path: lean signed requests on the SDK clients' configuration (aws-http.ts).
+  const db = fastDocumentClient(clients.dynamodb);
   const credentials: DownloadCredentials = makeDownloadCredentials({
     s3: clients.s3 ?? new S3Client({}),
     sts: clients.sts ?? new STSClient({}),
     bucket: config.artifactBucket,
     downloadRoleArn: config.downloadRoleArn,
   });
-  const iotData =
+  const iotData = fastIotData(
     clients.iotData ??
-    new IoTDataPlaneClient(config.iotDataEndpoint ? { endpoint: config.iotDataEndpoint } : {});
+      new IoTDataPlaneClient(config.iotDataEndpoint ? { endpoint: config.iotDataEndpoint } : {}),
+  );
   return makeDownloadAuthorizer({
     executions: makeExecutionStore({ db, tableName: config.executionsTable }),
     deployments: makeDeploymentStore({

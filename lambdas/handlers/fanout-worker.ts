@@ -7,9 +7,10 @@ import type { Context } from 'aws-lambda';
 import { DEFAULT_ACCOUNT_SHADOW_RATE_CAP, makeAccountRateLimiter } from '../adapters/account-rate-limiter.ts';
 import { makeDeploymentStore } from '../adapters/deployment-store.ts';
 import { makeGetPresigner } from '../adapters/download-credentials.ts';
-import { documentClient } from '../adapters/dynamodb.ts';
 import { makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFanoutReads } from '../adapters/fanout-reads.ts';
+import { fastDocumentClient } from '../adapters/fast-document-client.ts';
+import { fastIotData } from '../adapters/fast-iot-data.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { type FunctionInvoker, makeLambdaFunctionInvoker } from '../adapters/function-invoker.ts';
 import { makeIotPublisher } from '../adapters/iot-publisher.ts';
@@ -103,8 +104,9 @@ export function fanoutDepsFromConfig(
   clients: FanoutClients = {},
   overrides: FanoutOverrides = {},
 ): FanoutDeps {
-  const db = documentClient(clients.dynamodb);
-  const iotData = clients.iotData ?? shadowWriterClient(config.iotDataEndpoint);
+  // The per-device path: lean signed requests on the SDK clients' configuration (aws-http.ts).
+  const db = fastDocumentClient(clients.dynamodb);
+  const iotData = fastIotData(clients.iotData ?? shadowWriterClient(config.iotDataEndpoint));
   return {
     deployments: makeDeploymentStore({
       db,

@@ -1,0 +1,253 @@
+import * as dynamodbModel from '@aws-sdk/client-dynamodb';
+import { type DynamoDBClient, DynamoDBServiceException } from '@aws-sdk/client-dynamodb';
+import {
+  BatchGetCommand,
+  BatchWriteCommand,
+  DeleteCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  ScanCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import {
+  type AwsHttp,
+  type AwsHttpResponse,
+  errorTypeOf,
+  isTransientNetworkError,
+  jsonBodyOf,
+  MiddlewareChain,
+  makeAwsHttp,
+  metadataOf,
+  THROTTLING_ERRORS,
+  withRetries,
+} from './aws-http.ts';
+
+/**
+ * The document client of the per-device handlers: the commands of `@aws-sdk/lib-dynamodb` they
+ * send, with the same marshalling (undefined attributes dropped), the same outputs and the same
+ * exception classes (`ConditionalCheckFailedException` with its `Item`, `TransactionCanceledException`
+ * with its reasons), sent as signed JSON over `undici` (see aws-http.ts for why). A command it
+ * does not know is refused at once, not sent.
+ */
+
+type Item = Record<string, unknown>;
+type Wire = Record<string, unknown>;
+
+const MARSHALL = { removeUndefinedValues: true } as const;
+
+const toWire = (value: unknown): unknown =>
+  value === undefined ? undefined : marshall(value as Item, MARSHALL);
+const fromWire = (value: unknown): unknown =>
+  value === undefined ? undefined : unmarshall(value as Record<string, dynamodbModel.AttributeValue>);
+
+/** A copy of `input` with the named attribute maps converted by `convert`. */
+function converting(input: Wire, fields: readonly string[], convert: (value: unknown) => unknown): Wire {
+  const out: Wire = { ...input };
+  for (const field of fields) if (input[field] !== undefined) out[field] = convert(input[field]);
+  return out;
+}
+
+const ITEM_FIELDS = ['Key', 'Item', 'ExpressionAttributeValues', 'ExclusiveStartKey'] as const;
+const OUTPUT_FIELDS = ['Item', 'Attributes', 'LastEvaluatedKey'] as const;
+
+function simpleIn(input: Wire): Wire {
+  return converting(input, ITEM_FIELDS, toWire);
+}
+
+function simpleOut(output: Wire): Wire {
+  const out = converting(output, OUTPUT_FIELDS, fromWire);
+  if (Array.isArray(output.Items)) out.Items = output.Items.map(fromWire);
+  return out;
+}
+
+function mapTables(tables: unknown, convert: (request: Wire) => Wire): Wire | undefined {
+  if (!tables) return undefined;
+  return Object.fromEntries(
+    Object.entries(tables as Wire).map(([table, value]) => [table, convert(value as Wire)]),
+  );
+}
+
+const batchGetKeys =
+  (convert: (value: unknown) => unknown) =>
+  (request: Wire): Wire => ({ ...request, Keys: (request.Keys as unknown[]).map(convert) });
+
+function batchGetIn(input: Wire): Wire {
+  return { ...input, RequestItems: mapTables(input.RequestItems, batchGetKeys(toWire)) };
+}
+
+function batchGetOut(output: Wire): Wire {
+  const out: Wire = { ...output };
+  if (output.Responses)
+    out.Responses = Object.fromEntries(
+      Object.entries(output.Responses as Record<string, unknown[]>).map(([t, items]) => [
+        t,
+        items.map(fromWire),
+      ]),
+    );
+  if (output.UnprocessedKeys) out.UnprocessedKeys = mapTables(output.UnprocessedKeys, batchGetKeys(fromWire));
+  return out;
+}
+
+function writeRequests(convert: (value: unknown) => unknown) {
+  return (requests: Wire): Wire =>
+    (requests as unknown as Wire[]).map((request) => ({
+      ...(request.PutRequest
+        ? { PutRequest: converting(request.PutRequest as Wire, ['Item'], convert) }
+        : {}),
+      ...(request.DeleteRequest
+        ? { DeleteRequest: converting(request.DeleteRequest as Wire, ['Key'], convert) }
+        : {}),
+    })) as unknown as Wire;
+}
+
+function batchWriteIn(input: Wire): Wire {
+  return { ...input, RequestItems: mapTables(input.RequestItems, writeRequests(toWire)) };
+}
+
+function batchWriteOut(output: Wire): Wire {
+  const out: Wire = { ...output };
+  if (output.UnprocessedItems)
+    out.UnprocessedItems = mapTables(output.UnprocessedItems, writeRequests(fromWire));
+  return out;
+}
+
+const TRANSACT_KINDS = ['Put', 'Update', 'Delete', 'ConditionCheck'] as const;
+
+function transactWriteIn(input: Wire): Wire {
+  const items = (input.TransactItems as Wire[]).map((entry) =>
+    Object.fromEntries(
+      TRANSACT_KINDS.filter((kind) => entry[kind] !== undefined).map((kind) => [
+        kind,
+        converting(entry[kind] as Wire, ['Key', 'Item', 'ExpressionAttributeValues'], toWire),
+      ]),
+    ),
+  );
+  return { ...input, TransactItems: items };
+}
+
+interface Operation {
+  /** The DynamoDB API action (`X-Amz-Target`). */
+  readonly action: string;
+  readonly toWire: (input: Wire) => Wire;
+  readonly fromWire: (output: Wire) => Wire;
+}
+
+const operations = new Map<unknown, Operation>([
+  [GetCommand, { action: 'GetItem', toWire: simpleIn, fromWire: simpleOut }],
+  [PutCommand, { action: 'PutItem', toWire: simpleIn, fromWire: simpleOut }],
+  [UpdateCommand, { action: 'UpdateItem', toWire: simpleIn, fromWire: simpleOut }],
+  [DeleteCommand, { action: 'DeleteItem', toWire: simpleIn, fromWire: simpleOut }],
+  [QueryCommand, { action: 'Query', toWire: simpleIn, fromWire: simpleOut }],
+  [ScanCommand, { action: 'Scan', toWire: simpleIn, fromWire: simpleOut }],
+  [BatchGetCommand, { action: 'BatchGetItem', toWire: batchGetIn, fromWire: batchGetOut }],
+  [BatchWriteCommand, { action: 'BatchWriteItem', toWire: batchWriteIn, fromWire: batchWriteOut }],
+  [TransactWriteCommand, { action: 'TransactWriteItems', toWire: transactWriteIn, fromWire: (o) => o }],
+]);
+
+type ServiceExceptionClass = new (options: Record<string, unknown>) => DynamoDBServiceException;
+
+/** The SDK's exception class of that name, so callers' `instanceof` checks hold. */
+function exceptionClass(name: string): ServiceExceptionClass | undefined {
+  const candidate = (dynamodbModel as Record<string, unknown>)[name];
+  return typeof candidate === 'function' && candidate.prototype instanceof DynamoDBServiceException
+    ? (candidate as ServiceExceptionClass)
+    : undefined;
+}
+
+/** An error answer as the SDK would throw it, with the items it carries unmarshalled. */
+export function dynamoDbErrorOf(response: AwsHttpResponse, attempts: number): DynamoDBServiceException {
+  const body = jsonBodyOf(response);
+  const name = errorTypeOf(response, body);
+  const message = String(body.message ?? body.Message ?? name);
+  const fields: Wire = { ...body };
+  delete fields.__type;
+  if (fields.Item) fields.Item = fromWire(fields.Item);
+  if (Array.isArray(fields.CancellationReasons))
+    fields.CancellationReasons = (fields.CancellationReasons as Wire[]).map((reason) =>
+      reason.Item ? { ...reason, Item: fromWire(reason.Item) } : reason,
+    );
+  const options = { ...fields, message, $metadata: metadataOf(response, attempts) };
+  const Known = exceptionClass(name);
+  if (Known) return new Known(options);
+  return new DynamoDBServiceException({
+    ...options,
+    name,
+    $fault: response.status >= 500 ? 'server' : 'client',
+  });
+}
+
+function retryableDynamoDbError(error: unknown): boolean {
+  if (error instanceof DynamoDBServiceException)
+    return THROTTLING_ERRORS.has(error.name) || (error.$metadata.httpStatusCode ?? 0) >= 500;
+  return isTransientNetworkError(error);
+}
+
+/** The document client's `send`, for the commands listed above. */
+export type DocumentSender = Pick<DynamoDBDocumentClient, 'send'>;
+
+export interface FastDocumentClient {
+  send(command: { input: object }): Promise<Wire>;
+  /** As an SDK client's: the benchmark counts requests with it. */
+  readonly middlewareStack: MiddlewareChain;
+}
+
+function makeFastDocumentClient(http: AwsHttp): FastDocumentClient {
+  const middlewareStack = new MiddlewareChain();
+  const post = async (action: string, wireInput: Wire): Promise<Wire> => {
+    const { maxAttempts } = await http.target;
+    const body = JSON.stringify(wireInput);
+    return withRetries(maxAttempts, retryableDynamoDbError, async (attempt) => {
+      const response = await http.send({
+        method: 'POST',
+        path: '/',
+        headers: {
+          'content-type': 'application/x-amz-json-1.0',
+          'x-amz-target': `DynamoDB_20120810.${action}`,
+        },
+        body,
+      });
+      if (response.status !== 200) throw dynamoDbErrorOf(response, attempt);
+      const output = JSON.parse(response.body.toString('utf8')) as Wire;
+      return { ...output, $metadata: metadataOf(response, attempt) };
+    });
+  };
+  return {
+    middlewareStack,
+    async send(command) {
+      const operation = operations.get(command.constructor);
+      if (!operation) throw new Error(`the fast document client does not send ${command.constructor.name}`);
+      const output = await middlewareStack.run(
+        `${operation.action}Command`,
+        operation.toWire(command.input as Wire),
+        (wireInput) => post(operation.action, wireInput),
+      );
+      return operation.fromWire(output);
+    },
+  };
+}
+
+const built = new WeakMap<object, FastDocumentClient>();
+
+/**
+ * The fast document client on the SDK client's configuration, one per SDK client (so the stores
+ * of one handler share its connections, and a benchmark can reach it to count).
+ */
+export function fastDocumentClient(
+  client: DynamoDBClient = new dynamodbModel.DynamoDBClient({}),
+): DocumentSender {
+  return fastDocumentClientOf(client) as unknown as DocumentSender;
+}
+
+/** The fast client itself (its middleware stack), for the benchmark. */
+export function fastDocumentClientOf(client: DynamoDBClient): FastDocumentClient {
+  let fast = built.get(client);
+  if (!fast) {
+    fast = makeFastDocumentClient(makeAwsHttp(client as never, 'dynamodb'));
+    built.set(client, fast);
+  }
+  return fast;
+}

@@ -1,0 +1,188 @@
+import { randomUUID } from 'node:crypto';
+import {
+  ConditionalCheckFailedException,
+  ResourceNotFoundException,
+  TransactionCanceledException,
+} from '@aws-sdk/client-dynamodb';
+import {
+  BatchGetCommand,
+  BatchWriteCommand,
+  DeleteCommand,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  ScanCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { fastDocumentClient, fastDocumentClientOf } from '../../../lambdas/adapters/fast-document-client.ts';
+import { updatesTable } from '../../../lambdas/definitions/tables.ts';
+import { ensureTable } from '../../../local/tables.ts';
+import { documentClient, dynamoDbClient } from '../import/support.ts';
+
+// The lean client against DynamoDB Local, answer for answer beside the SDK's document client.
+const sdkClient = dynamoDbClient(inject('ddbEndpoint'));
+const sdk = documentClient(sdkClient);
+const fast = fastDocumentClient(sdkClient);
+const TableName = `fast-client-${randomUUID().slice(0, 8)}`;
+const item = (sk: string) => ({
+  pk: 'p',
+  sk,
+  n: 7,
+  big: 2 ** 40,
+  tags: new Set(['a', 'b']),
+  nested: { list: [1, 'two', { three: true }], empty: null },
+  dropped: undefined,
+});
+
+beforeAll(async () => {
+  await ensureTable(sdkClient, updatesTable, TableName);
+});
+
+describe('the fast document client', () => {
+  it('puts, gets, updates and deletes items as the SDK document client does', async () => {
+    await fast.send(new PutCommand({ TableName, Item: item('1') }));
+    const viaFast = await fast.send(new GetCommand({ TableName, Key: { pk: 'p', sk: '1' } }));
+    const viaSdk = await sdk.send(new GetCommand({ TableName, Key: { pk: 'p', sk: '1' } }));
+    expect(viaFast.Item).toEqual(viaSdk.Item);
+    expect(viaFast.Item).toEqual({ ...item('1'), dropped: undefined });
+    const updated = await fast.send(
+      new UpdateCommand({
+        TableName,
+        Key: { pk: 'p', sk: '1' },
+        UpdateExpression: 'SET n = n + :one',
+        ExpressionAttributeValues: { ':one': 1 },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    expect(updated.Attributes?.n).toBe(8);
+    const deleted = await fast.send(
+      new DeleteCommand({ TableName, Key: { pk: 'p', sk: '1' }, ReturnValues: 'ALL_OLD' }),
+    );
+    expect(deleted.Attributes?.n).toBe(8);
+    expect((await fast.send(new GetCommand({ TableName, Key: { pk: 'p', sk: '1' } }))).Item).toBeUndefined();
+  });
+
+  it('throws the SDK exception, with the item a refused condition returns', async () => {
+    await fast.send(new PutCommand({ TableName, Item: item('2') }));
+    const refused = fast.send(
+      new PutCommand({
+        TableName,
+        Item: item('2'),
+        ConditionExpression: 'attribute_not_exists(pk)',
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      }),
+    );
+    await expect(refused).rejects.toBeInstanceOf(ConditionalCheckFailedException);
+    await expect(refused).rejects.toMatchObject({
+      Item: { sk: '2', n: 7 },
+      $metadata: { httpStatusCode: 400 },
+    });
+    await expect(
+      fast.send(new GetCommand({ TableName: 'no-such-table', Key: { pk: 'p', sk: '1' } })),
+    ).rejects.toBeInstanceOf(ResourceNotFoundException);
+  });
+
+  it('queries and scans page by page', async () => {
+    await fast.send(
+      new BatchWriteCommand({
+        RequestItems: {
+          [TableName]: ['a', 'b', 'c'].map((sk) => ({ PutRequest: { Item: item(`q-${sk}`) } })),
+        },
+      }),
+    );
+    const first = await fast.send(
+      new QueryCommand({
+        TableName,
+        KeyConditionExpression: 'pk = :p AND begins_with(sk, :q)',
+        ExpressionAttributeValues: { ':p': 'p', ':q': 'q-' },
+        Limit: 2,
+      }),
+    );
+    expect(first.Items?.map((i) => i.sk)).toEqual(['q-a', 'q-b']);
+    expect(first.LastEvaluatedKey).toEqual({ pk: 'p', sk: 'q-b' });
+    const rest = await fast.send(
+      new QueryCommand({
+        TableName,
+        KeyConditionExpression: 'pk = :p AND begins_with(sk, :q)',
+        ExpressionAttributeValues: { ':p': 'p', ':q': 'q-' },
+        ExclusiveStartKey: first.LastEvaluatedKey,
+      }),
+    );
+    expect(rest.Items?.map((i) => i.sk)).toEqual(['q-c']);
+    const scanned = await fast.send(new ScanCommand({ TableName }));
+    expect(scanned.Items?.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('batch-gets items across keys', async () => {
+    const answer = await fast.send(
+      new BatchGetCommand({
+        RequestItems: {
+          [TableName]: {
+            Keys: [
+              { pk: 'p', sk: 'q-a' },
+              { pk: 'p', sk: 'missing' },
+            ],
+          },
+        },
+      }),
+    );
+    expect(answer.Responses?.[TableName]?.map((i) => i.sk)).toEqual(['q-a']);
+    expect(answer.Responses?.[TableName]?.[0]?.tags).toEqual(new Set(['a', 'b']));
+  });
+
+  it('writes a transaction, and names the refused item of a canceled one', async () => {
+    await fast.send(
+      new TransactWriteCommand({
+        TransactItems: [
+          { Put: { TableName, Item: item('t-1') } },
+          {
+            Update: {
+              TableName,
+              Key: { pk: 'p', sk: 'q-a' },
+              UpdateExpression: 'SET n = :n',
+              ExpressionAttributeValues: { ':n': 70 },
+            },
+          },
+        ],
+      }),
+    );
+    expect((await sdk.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 'q-a' } }))).Item?.n).toBe(70);
+    const canceled = fast.send(
+      new TransactWriteCommand({
+        TransactItems: [
+          { Put: { TableName, Item: item('t-2') } },
+          {
+            ConditionCheck: {
+              TableName,
+              Key: { pk: 'p', sk: 't-1' },
+              ConditionExpression: 'n = :n',
+              ExpressionAttributeValues: { ':n': 0 },
+              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+            },
+          },
+        ],
+      }),
+    );
+    await expect(canceled).rejects.toBeInstanceOf(TransactionCanceledException);
+    const error = (await canceled.catch((e: unknown) => e)) as TransactionCanceledException;
+    expect(error.CancellationReasons?.map((r) => r.Code)).toEqual(['None', 'ConditionalCheckFailed']);
+    expect(error.CancellationReasons?.[1]?.Item).toMatchObject({ sk: 't-1', n: 7 });
+    expect((await sdk.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 't-2' } }))).Item).toBeUndefined();
+  });
+
+  it('refuses a command it does not know, and counts what it sends through its middleware', async () => {
+    class OtherCommand {
+      readonly input = {};
+    }
+    await expect(fast.send(new OtherCommand() as never)).rejects.toThrow(/does not send OtherCommand/);
+    const seen: string[] = [];
+    fastDocumentClientOf(sdkClient).middlewareStack.add((next, context) => async (args) => {
+      seen.push(`${context.commandName} ${String(args.input.TableName)}`);
+      return next(args);
+    });
+    await fast.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 'q-b' } }));
+    expect(seen).toEqual([`GetItemCommand ${TableName}`]);
+  });
+});
