@@ -29,8 +29,8 @@ import {
 /**
  * The document client of the per-device handlers: the commands of `@aws-sdk/lib-dynamodb` they
  * send, with the same marshalling (undefined attributes dropped), the same outputs and the same
- * exception classes (`ConditionalCheckFailedException` with its `Item`, `TransactionCanceledException`
- * with its reasons), sent as signed JSON over `undici` (see aws-http.ts for why). A command it
+ * exception classes (`ConditionalCheckFailedException` with its marshalled `Item`, as the SDK leaves it,
+ * `TransactionCanceledException` with its reasons), sent as signed JSON over `undici` (see aws-http.ts for why). A command it
  * does not know is refused at once, not sent.
  */
 
@@ -158,18 +158,14 @@ function exceptionClass(name: string): ServiceExceptionClass | undefined {
     : undefined;
 }
 
-/** An error answer as the SDK would throw it, with the items it carries unmarshalled. */
+/** An error answer as the SDK would throw it (with any items it carries, still marshalled). */
 export function dynamoDbErrorOf(response: AwsHttpResponse, attempts: number): DynamoDBServiceException {
   const body = jsonBodyOf(response);
   const name = errorTypeOf(response, body);
   const message = String(body.message ?? body.Message ?? name);
   const fields: Wire = { ...body };
   delete fields.__type;
-  if (fields.Item) fields.Item = fromWire(fields.Item);
-  if (Array.isArray(fields.CancellationReasons))
-    fields.CancellationReasons = (fields.CancellationReasons as Wire[]).map((reason) =>
-      reason.Item ? { ...reason, Item: fromWire(reason.Item) } : reason,
-    );
+  // Items in errors stay marshalled, as the SDK document client leaves them.
   const options = { ...fields, message, $metadata: metadataOf(response, attempts) };
   const Known = exceptionClass(name);
   if (Known) return new Known(options);

@@ -64,7 +64,7 @@ describe('the fast document client', () => {
     expect((await fast.send(new GetCommand({ TableName, Key: { pk: 'p', sk: '1' } }))).Item).toBeUndefined();
   });
 
-  it('throws the SDK exception, with the item a refused condition returns', async () => {
+  it('throws the SDK exception, with the item a refused condition returns (marshalled, as the SDK leaves it)', async () => {
     await fast.send(new PutCommand({ TableName, Item: item('2') }));
     const refused = fast.send(
       new PutCommand({
@@ -76,9 +76,23 @@ describe('the fast document client', () => {
     );
     await expect(refused).rejects.toBeInstanceOf(ConditionalCheckFailedException);
     await expect(refused).rejects.toMatchObject({
-      Item: { sk: '2', n: 7 },
+      Item: { sk: { S: '2' }, n: { N: '7' } },
       $metadata: { httpStatusCode: 400 },
     });
+    const viaSdk = await sdk
+      .send(
+        new PutCommand({
+          TableName,
+          Item: item('2'),
+          ConditionExpression: 'attribute_not_exists(pk)',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      )
+      .catch((error: ConditionalCheckFailedException) => error);
+    const viaFast = await refused.catch((error: ConditionalCheckFailedException) => error);
+    expect((viaFast as ConditionalCheckFailedException).Item).toEqual(
+      (viaSdk as ConditionalCheckFailedException).Item,
+    );
     await expect(
       fast.send(new GetCommand({ TableName: 'no-such-table', Key: { pk: 'p', sk: '1' } })),
     ).rejects.toBeInstanceOf(ResourceNotFoundException);
@@ -168,7 +182,7 @@ describe('the fast document client', () => {
     await expect(canceled).rejects.toBeInstanceOf(TransactionCanceledException);
     const error = (await canceled.catch((e: unknown) => e)) as TransactionCanceledException;
     expect(error.CancellationReasons?.map((r) => r.Code)).toEqual(['None', 'ConditionalCheckFailed']);
-    expect(error.CancellationReasons?.[1]?.Item).toMatchObject({ sk: 't-1', n: 7 });
+    expect(error.CancellationReasons?.[1]?.Item).toMatchObject({ sk: { S: 't-1' }, n: { N: '7' } });
     expect((await sdk.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 't-2' } }))).Item).toBeUndefined();
   });
 
