@@ -239,6 +239,67 @@ export function metadataOf(response: AwsHttpResponse, attempts: number) {
   };
 }
 
+/** What the lean clients need of an SDK service exception. */
+interface ServiceExceptionLike {
+  readonly name: string;
+  readonly $metadata: { readonly httpStatusCode?: number };
+}
+
+/** Typed loosely: each SDK exception takes its own options, checked by the SDK, not here. */
+type ServiceExceptionClass<E> = new (...options: never[]) => E;
+type Constructing<E> = new (options: Record<string, unknown>) => E;
+
+/** A service's SDK model: its exports (exception classes by name) and its exceptions' base class. */
+export interface ServiceModel<E extends ServiceExceptionLike> {
+  readonly exports: object;
+  readonly base: ServiceExceptionClass<E>;
+}
+
+/**
+ * An error answer as the SDK would throw it: the service's exception class of that name (so
+ * callers' `instanceof` checks hold) or its base class named so, with `fields` copied on.
+ */
+export function serviceErrorOf<E extends ServiceExceptionLike>(
+  model: ServiceModel<E>,
+  response: AwsHttpResponse,
+  attempts: number,
+  fields: Record<string, unknown> = {},
+): E {
+  const body = jsonBodyOf(response);
+  const name = errorTypeOf(response, body);
+  const options = {
+    ...fields,
+    message: String(body.message ?? body.Message ?? name),
+    $metadata: metadataOf(response, attempts),
+  };
+  const candidate = (model.exports as Record<string, unknown>)[name];
+  if (typeof candidate === 'function' && candidate.prototype instanceof model.base)
+    return new (candidate as Constructing<E>)(options);
+  const Base = model.base as unknown as Constructing<E>;
+  return new Base({ ...options, name, $fault: response.status >= 500 ? 'server' : 'client' });
+}
+
+/** Whether to try again, as the SDK's standard mode does: throttling, 5xx, a failed connection. */
+export function retryableFor<E extends ServiceExceptionLike>(model: ServiceModel<E>) {
+  return (error: unknown): boolean =>
+    error instanceof model.base
+      ? THROTTLING_ERRORS.has(error.name) || (error.$metadata.httpStatusCode ?? 0) >= 500
+      : isTransientNetworkError(error);
+}
+
+/** One lean client per SDK client: a handler's stores share its connections, a benchmark can reach it. */
+export function onePerClient<C extends object, F>(make: (client: C) => F): (client: C) => F {
+  const built = new WeakMap<C, F>();
+  return (client) => {
+    let fast = built.get(client);
+    if (fast === undefined) {
+      fast = make(client);
+      built.set(client, fast);
+    }
+    return fast;
+  };
+}
+
 /** Error names AWS uses for throttling: retried, as the SDK does. */
 export const THROTTLING_ERRORS = new Set([
   'ThrottlingException',

@@ -16,13 +16,14 @@ import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import {
   type AwsHttp,
   type AwsHttpResponse,
-  errorTypeOf,
-  isTransientNetworkError,
   jsonBodyOf,
   MiddlewareChain,
   makeAwsHttp,
   metadataOf,
-  THROTTLING_ERRORS,
+  onePerClient,
+  retryableFor,
+  type ServiceModel,
+  serviceErrorOf,
   withRetries,
 } from './aws-http.ts';
 
@@ -148,39 +149,18 @@ const operations = new Map<unknown, Operation>([
   [TransactWriteCommand, { action: 'TransactWriteItems', toWire: transactWriteIn, fromWire: (o) => o }],
 ]);
 
-type ServiceExceptionClass = new (options: Record<string, unknown>) => DynamoDBServiceException;
+const dynamoDb: ServiceModel<DynamoDBServiceException> = {
+  exports: dynamodbModel,
+  base: DynamoDBServiceException,
+};
 
-/** The SDK's exception class of that name, so callers' `instanceof` checks hold. */
-function exceptionClass(name: string): ServiceExceptionClass | undefined {
-  const candidate = (dynamodbModel as Record<string, unknown>)[name];
-  return typeof candidate === 'function' && candidate.prototype instanceof DynamoDBServiceException
-    ? (candidate as ServiceExceptionClass)
-    : undefined;
-}
-
-/** An error answer as the SDK would throw it (with any items it carries, still marshalled). */
+/** An error answer as the SDK would throw it (with any items it carries, still marshalled, as the SDK leaves them). */
 export function dynamoDbErrorOf(response: AwsHttpResponse, attempts: number): DynamoDBServiceException {
-  const body = jsonBodyOf(response);
-  const name = errorTypeOf(response, body);
-  const message = String(body.message ?? body.Message ?? name);
-  const fields: Wire = { ...body };
-  delete fields.__type;
-  // Items in errors stay marshalled, as the SDK document client leaves them.
-  const options = { ...fields, message, $metadata: metadataOf(response, attempts) };
-  const Known = exceptionClass(name);
-  if (Known) return new Known(options);
-  return new DynamoDBServiceException({
-    ...options,
-    name,
-    $fault: response.status >= 500 ? 'server' : 'client',
-  });
+  const { __type: _type, ...fields } = jsonBodyOf(response);
+  return serviceErrorOf(dynamoDb, response, attempts, fields);
 }
 
-function retryableDynamoDbError(error: unknown): boolean {
-  if (error instanceof DynamoDBServiceException)
-    return THROTTLING_ERRORS.has(error.name) || (error.$metadata.httpStatusCode ?? 0) >= 500;
-  return isTransientNetworkError(error);
-}
+const retryableDynamoDbError = retryableFor(dynamoDb);
 
 /** The document client's `send`, for the commands listed above. */
 export type DocumentSender = Pick<DynamoDBDocumentClient, 'send'>;
@@ -226,8 +206,6 @@ function makeFastDocumentClient(http: AwsHttp): FastDocumentClient {
   };
 }
 
-const built = new WeakMap<object, FastDocumentClient>();
-
 /**
  * The fast document client on the SDK client's configuration, one per SDK client (so the stores
  * of one handler share its connections, and a benchmark can reach it to count).
@@ -239,11 +217,6 @@ export function fastDocumentClient(
 }
 
 /** The fast client itself (its middleware stack), for the benchmark. */
-export function fastDocumentClientOf(client: DynamoDBClient): FastDocumentClient {
-  let fast = built.get(client);
-  if (!fast) {
-    fast = makeFastDocumentClient(makeAwsHttp(client as never, 'dynamodb'));
-    built.set(client, fast);
-  }
-  return fast;
-}
+export const fastDocumentClientOf = onePerClient((client: DynamoDBClient) =>
+  makeFastDocumentClient(makeAwsHttp(client as never, 'dynamodb')),
+);

@@ -10,13 +10,13 @@ import {
   type AwsHttp,
   type AwsHttpRequest,
   type AwsHttpResponse,
-  errorTypeOf,
-  isTransientNetworkError,
-  jsonBodyOf,
   MiddlewareChain,
   makeAwsHttp,
   metadataOf,
-  THROTTLING_ERRORS,
+  onePerClient,
+  retryableFor,
+  type ServiceModel,
+  serviceErrorOf,
   withRetries,
 } from './aws-http.ts';
 
@@ -114,37 +114,17 @@ export function iotDataRequestOf(command: { input: object }): AwsHttpRequest {
   return operation.request(command.input as Wire);
 }
 
-type ServiceExceptionClass = new (options: Record<string, unknown>) => IoTDataPlaneServiceException;
-
-function exceptionClass(name: string): ServiceExceptionClass | undefined {
-  const candidate = (iotDataModel as Record<string, unknown>)[name];
-  return typeof candidate === 'function' && candidate.prototype instanceof IoTDataPlaneServiceException
-    ? (candidate as ServiceExceptionClass)
-    : undefined;
-}
+const iotDataPlane: ServiceModel<IoTDataPlaneServiceException> = {
+  exports: iotDataModel,
+  base: IoTDataPlaneServiceException,
+};
 
 /** An error answer as the SDK would throw it. */
 export function iotDataErrorOf(response: AwsHttpResponse, attempts: number): IoTDataPlaneServiceException {
-  const body = jsonBodyOf(response);
-  const name = errorTypeOf(response, body);
-  const options = {
-    message: String(body.message ?? body.Message ?? name),
-    $metadata: metadataOf(response, attempts),
-  };
-  const Known = exceptionClass(name);
-  if (Known) return new Known(options);
-  return new IoTDataPlaneServiceException({
-    ...options,
-    name,
-    $fault: response.status >= 500 ? 'server' : 'client',
-  });
+  return serviceErrorOf(iotDataPlane, response, attempts);
 }
 
-function retryableIotDataError(error: unknown): boolean {
-  if (error instanceof IoTDataPlaneServiceException)
-    return THROTTLING_ERRORS.has(error.name) || (error.$metadata.httpStatusCode ?? 0) >= 500;
-  return isTransientNetworkError(error);
-}
+const retryableIotDataError = retryableFor(iotDataPlane);
 
 export interface FastIotData {
   send(command: { input: object }): Promise<Wire>;
@@ -175,18 +155,11 @@ function makeFastIotData(http: AwsHttp): FastIotData {
   };
 }
 
-const built = new WeakMap<object, FastIotData>();
-
 /** The fast data-plane client on the SDK client's configuration (endpoint, attempts), one per SDK client. */
 export function fastIotData(client: IoTDataPlaneClient): Pick<IoTDataPlaneClient, 'send'> {
   return fastIotDataOf(client) as unknown as Pick<IoTDataPlaneClient, 'send'>;
 }
 
-export function fastIotDataOf(client: IoTDataPlaneClient): FastIotData {
-  let fast = built.get(client);
-  if (!fast) {
-    fast = makeFastIotData(makeAwsHttp(client as never, 'iotdata'));
-    built.set(client, fast);
-  }
-  return fast;
-}
+export const fastIotDataOf = onePerClient((client: IoTDataPlaneClient) =>
+  makeFastIotData(makeAwsHttp(client as never, 'iotdata')),
+);
