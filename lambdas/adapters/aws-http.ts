@@ -1,6 +1,6 @@
 import type { AwsCredentialIdentity } from '@smithy/types';
 import aws4 from 'aws4';
-import { Agent, errors as undiciErrors } from 'undici';
+import { Agent } from 'undici';
 
 /**
  * Signed AWS requests over plain HTTP, for the handlers on the per-device path (fan-out,
@@ -72,6 +72,8 @@ export interface AwsHttp {
   /** One attempt: a signed request and its whole answer, whatever its status. */
   send(request: AwsHttpRequest): Promise<AwsHttpResponse>;
   readonly target: Promise<AwsTarget>;
+  /** The client's retry quota, shared by all its requests as the SDK's is. */
+  readonly budget: RetryBudget;
 }
 
 /** Timeouts of one attempt: an answer that has not begun in this long is taken as lost. */
@@ -92,6 +94,7 @@ export function makeAwsHttp(client: SdkClientLike, signingName: string): AwsHttp
   });
   return {
     target,
+    budget: new RetryBudget(),
     async send(request) {
       const { origin, region, credentials } = await target;
       const headers = signedHeaders({ origin, region, signingName }, request, await credentials());
@@ -136,48 +139,155 @@ function bodyOf(body: string | Uint8Array): string | Buffer {
   return typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
 }
 
-/** Errors of the connection itself (refused, reset, timed out): worth another attempt. */
-export function isTransientNetworkError(error: unknown): boolean {
-  if (error instanceof undiciErrors.UndiciError) return true;
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' && TRANSIENT_NETWORK_CODES.has(code);
-}
-
+/** Node's codes for a connection that failed or was cut: worth another attempt (as the SDK's). */
 const TRANSIENT_NETWORK_CODES = new Set([
   'ECONNRESET',
   'ECONNREFUSED',
   'EPIPE',
   'ETIMEDOUT',
-  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
   'ENOTFOUND',
+  'EAI_AGAIN',
+  // undici's: the socket closed under a request, or an answer or a connection took too long.
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
 ]);
 
-/** The SDK's standard retry mode: full jitter over 100 ms × 2^retry, at most 20 s. */
-const RETRY_BASE_MS = 100;
-const RETRY_CAP_MS = 20_000;
+/** Error names AWS uses for throttling (the SDK's list): retried after a longer pause. */
+export const THROTTLING_ERRORS = new Set([
+  'BandwidthLimitExceeded',
+  'LimitExceededException',
+  'PriorRequestNotComplete',
+  'ProvisionedThroughputExceededException',
+  'RequestLimitExceeded',
+  'RequestThrottled',
+  'RequestThrottledException',
+  'SlowDown',
+  'ThrottledException',
+  'Throttling',
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'TransactionInProgressException',
+]);
 
-export function retryDelayMs(retry: number, random: () => number = Math.random): number {
-  return Math.floor(random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** retry));
+const TRANSIENT_ERROR_NAMES = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException']);
+const TRANSIENT_STATUSES = new Set([500, 502, 503, 504]);
+
+export type RetryKind = 'throttling' | 'transient';
+
+interface FailureLike {
+  readonly name?: unknown;
+  readonly code?: unknown;
+  readonly cause?: unknown;
+  readonly $metadata?: { readonly httpStatusCode?: number };
 }
 
 /**
- * Runs `attempt` until it succeeds, throws something `retryable` refuses, or `maxAttempts` are
- * spent; pauses with full jitter in between. What was thrown last is thrown.
+ * How the SDK's standard mode classifies a failure: throttling, transient (a 500/502/503/504, a
+ * timeout, a failed connection), or not worth another attempt (`undefined`).
+ */
+export function retryKindOf(error: unknown, depth = 0): RetryKind | undefined {
+  if (!error || typeof error !== 'object' || depth > 10) return undefined;
+  const failure = error as FailureLike;
+  const status = failure.$metadata?.httpStatusCode;
+  const name = typeof failure.name === 'string' ? failure.name : '';
+  if (status === 429 || THROTTLING_ERRORS.has(name)) return 'throttling';
+  if (TRANSIENT_ERROR_NAMES.has(name) || TRANSIENT_STATUSES.has(status ?? 0)) return 'transient';
+  if (typeof failure.code === 'string' && TRANSIENT_NETWORK_CODES.has(failure.code)) return 'transient';
+  return retryKindOf(failure.cause, depth + 1) === 'transient' ? 'transient' : undefined;
+}
+
+/** The SDK's (2026) backoff: full jitter over base × 2^retry, at most 20 s; throttling waits longer. */
+const RETRY_BASE_MS: Record<RetryKind, number> = { transient: 50, throttling: 1_000 };
+const RETRY_CAP_MS = 20_000;
+/** How far past its own backoff a `Retry-After` may push a retry, as the SDK allows. */
+const RETRY_AFTER_SLACK_MS = 5_000;
+
+export function retryDelayMs(
+  kind: RetryKind,
+  retry: number,
+  random: () => number = Math.random,
+  retryAfterMs?: number,
+): number {
+  const backoff = Math.floor(random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS[kind] * 2 ** retry));
+  if (retryAfterMs === undefined) return backoff;
+  return Math.max(backoff, Math.min(retryAfterMs, backoff + RETRY_AFTER_SLACK_MS));
+}
+
+/**
+ * The SDK's retry quota, one per client: retries spend it (a transient failure more than a
+ * throttle), successes refill it. When an endpoint keeps failing, requests stop retrying rather
+ * than multiply the load on it.
+ */
+export class RetryBudget {
+  static readonly CAPACITY = 500;
+  static readonly COST: Record<RetryKind, number> = { transient: 14, throttling: 5 };
+  #capacity = RetryBudget.CAPACITY;
+
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /** The cost taken for one retry of this kind, or `undefined` when the budget cannot pay it. */
+  take(kind: RetryKind): number | undefined {
+    const cost = RetryBudget.COST[kind];
+    if (this.#capacity < cost) return undefined;
+    this.#capacity -= cost;
+    return cost;
+  }
+
+  /** A success gives back what its last retry cost, or 1 when it needed none. */
+  refund(cost: number | undefined): void {
+    this.#capacity = Math.min(RetryBudget.CAPACITY, this.#capacity + (cost ?? 1));
+  }
+}
+
+export interface RetryOptions {
+  readonly maxAttempts: number;
+  readonly budget?: RetryBudget;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly random?: () => number;
+}
+
+const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `attempt` until it succeeds, fails in a way `retryKindOf` does not retry, or the attempts
+ * or the budget are spent; pauses as the SDK does in between. What was thrown last is thrown.
  */
 export async function withRetries<T>(
-  maxAttempts: number,
-  retryable: (error: unknown) => boolean,
   attempt: (attemptNumber: number) => Promise<T>,
-  sleep: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  options: RetryOptions,
 ): Promise<T> {
+  const { maxAttempts, budget = new RetryBudget(), sleep = sleepFor, random = Math.random } = options;
+  let lastCost: number | undefined;
   for (let number = 1; ; number++) {
     try {
-      return await attempt(number);
+      const result = await attempt(number);
+      budget.refund(lastCost);
+      return result;
     } catch (error) {
-      if (number >= maxAttempts || !retryable(error)) throw error;
-      await sleep(retryDelayMs(number - 1));
+      const kind = number < maxAttempts ? retryKindOf(error) : undefined;
+      lastCost = kind && budget.take(kind);
+      if (!kind || lastCost === undefined) throw error;
+      await sleep(retryDelayMs(kind, number - 1, random, retryAfterHints.get(error as object)));
     }
   }
+}
+
+/** `Retry-After` of the answers errors were made from, in ms from when they arrived. */
+const retryAfterHints = new WeakMap<object, number>();
+
+function retryAfterMsOf(response: AwsHttpResponse): number | undefined {
+  const header = response.headers['retry-after'];
+  if (typeof header !== 'string') return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
 /** The SDK's middleware shape, so the benchmark's request counter fits both kinds of client. */
@@ -272,19 +382,23 @@ export function serviceErrorOf<E extends ServiceExceptionLike>(
     message: String(body.message ?? body.Message ?? name),
     $metadata: metadataOf(response, attempts),
   };
+  const error = exceptionOf(model, name, options, response.status);
+  const retryAfter = retryAfterMsOf(response);
+  if (retryAfter !== undefined) retryAfterHints.set(error, retryAfter);
+  return error;
+}
+
+function exceptionOf<E extends ServiceExceptionLike>(
+  model: ServiceModel<E>,
+  name: string,
+  options: Record<string, unknown>,
+  status: number,
+): E {
   const candidate = (model.exports as Record<string, unknown>)[name];
   if (typeof candidate === 'function' && candidate.prototype instanceof model.base)
     return new (candidate as Constructing<E>)(options);
   const Base = model.base as unknown as Constructing<E>;
-  return new Base({ ...options, name, $fault: response.status >= 500 ? 'server' : 'client' });
-}
-
-/** Whether to try again, as the SDK's standard mode does: throttling, 5xx, a failed connection. */
-export function retryableFor<E extends ServiceExceptionLike>(model: ServiceModel<E>) {
-  return (error: unknown): boolean =>
-    error instanceof model.base
-      ? THROTTLING_ERRORS.has(error.name) || (error.$metadata.httpStatusCode ?? 0) >= 500
-      : isTransientNetworkError(error);
+  return new Base({ ...options, name, $fault: status >= 500 ? 'server' : 'client' });
 }
 
 /** One lean client per SDK client: a handler's stores share its connections, a benchmark can reach it. */
@@ -299,15 +413,3 @@ export function onePerClient<C extends object, F>(make: (client: C) => F): (clie
     return fast;
   };
 }
-
-/** Error names AWS uses for throttling: retried, as the SDK does. */
-export const THROTTLING_ERRORS = new Set([
-  'ThrottlingException',
-  'ThrottledException',
-  'RequestLimitExceeded',
-  'ProvisionedThroughputExceededException',
-  'RequestThrottled',
-  'RequestThrottledException',
-  'TooManyRequestsException',
-  'SlowDown',
-]);

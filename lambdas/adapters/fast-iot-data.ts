@@ -14,7 +14,6 @@ import {
   makeAwsHttp,
   metadataOf,
   onePerClient,
-  retryableFor,
   type ServiceModel,
   serviceErrorOf,
   withRetries,
@@ -124,8 +123,6 @@ export function iotDataErrorOf(response: AwsHttpResponse, attempts: number): IoT
   return serviceErrorOf(iotDataPlane, response, attempts);
 }
 
-const retryableIotDataError = retryableFor(iotDataPlane);
-
 export interface FastIotData {
   send(command: { input: object }): Promise<Wire>;
   readonly middlewareStack: MiddlewareChain;
@@ -136,12 +133,17 @@ function makeFastIotData(http: AwsHttp): FastIotData {
   const call = async (operation: Operation, input: Wire): Promise<Wire> => {
     const { maxAttempts } = await http.target;
     const request = operation.request(input);
-    return withRetries(maxAttempts, retryableIotDataError, async (attempt) => {
-      const response = await http.send(request);
-      if (response.status < 200 || response.status >= 300) throw iotDataErrorOf(response, attempt);
-      const $metadata = metadataOf(response, attempt);
-      return operation.answersPayload ? { payload: new Uint8Array(response.body), $metadata } : { $metadata };
-    });
+    return withRetries(
+      async (attempt) => {
+        const response = await http.send(request);
+        if (response.status < 200 || response.status >= 300) throw iotDataErrorOf(response, attempt);
+        const $metadata = metadataOf(response, attempt);
+        return operation.answersPayload
+          ? { payload: new Uint8Array(response.body), $metadata }
+          : { $metadata };
+      },
+      { maxAttempts, budget: http.budget },
+    );
   };
   return {
     middlewareStack,

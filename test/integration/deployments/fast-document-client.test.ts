@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import {
   ConditionalCheckFailedException,
   ResourceNotFoundException,
@@ -199,4 +201,85 @@ describe('the fast document client', () => {
     await fast.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 'q-b' } }));
     expect(seen).toEqual([`GetItemCommand ${TableName}`]);
   });
+
+  it('sends binary values as the SDK does, and reads them back as bytes', async () => {
+    const binary = {
+      pk: 'p',
+      sk: 'bin',
+      b: new Uint8Array([0, 1, 254, 255]),
+      bs: new Set([new Uint8Array([7])]),
+    };
+    await fast.send(new PutCommand({ TableName, Item: binary }));
+    const viaSdk = await sdk.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 'bin' } }));
+    const viaFast = await fast.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 'bin' } }));
+    expect(viaSdk.Item).toEqual(binary);
+    expect(viaFast.Item).toEqual(viaSdk.Item);
+    expect(viaFast.Item?.b).toBeInstanceOf(Uint8Array);
+  });
+
+  it.each([
+    ['Expected', new PutCommand({ TableName, Item: item('x'), Expected: { n: { Exists: false } } })],
+    ['ScanFilter', new ScanCommand({ TableName, ScanFilter: { n: { ComparisonOperator: 'NOT_NULL' } } })],
+    [
+      'ItemCollectionMetrics',
+      new PutCommand({ TableName, Item: item('x'), ReturnItemCollectionMetrics: 'SIZE' }),
+    ],
+  ])('refuses %s, which it would not convert, before sending anything', async (field, command) => {
+    await expect(fast.send(command as never)).rejects.toThrow(new RegExp(`does not convert ${field}`));
+    expect((await sdk.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 'x' } }))).Item).toBeUndefined();
+  });
+
+  it('retries a transaction whose answer was lost without running it twice', async () => {
+    const proxy = await answerLostOnce(inject('ddbEndpoint'), 'TransactWriteItems');
+    try {
+      const viaProxy = fastDocumentClient(dynamoDbClient(proxy.origin));
+      const once = await viaProxy.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            { Put: { TableName, Item: item('once'), ConditionExpression: 'attribute_not_exists(pk)' } },
+          ],
+        }),
+      );
+      expect(proxy.lost).toBe(1);
+      expect(once.$metadata.attempts).toBe(2);
+      expect((await sdk.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 'once' } }))).Item?.n).toBe(7);
+    } finally {
+      await proxy.close();
+    }
+  });
 });
+
+/**
+ * A proxy to DynamoDB Local that forwards everything but answers the first request of `action`
+ * with a 500 after DynamoDB ran it: an answer lost on the way back.
+ */
+async function answerLostOnce(endpoint: string, action: string) {
+  let lost = 0;
+  const server = createServer(async (request, response) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const forwarded = await fetch(endpoint, {
+      method: 'POST',
+      headers: Object.fromEntries(
+        Object.entries(request.headers).filter(([name]) => name !== 'host' && name !== 'content-length'),
+      ) as Record<string, string>,
+      body: Buffer.concat(chunks),
+    });
+    const body = Buffer.from(await forwarded.arrayBuffer());
+    if (lost === 0 && String(request.headers['x-amz-target']).endsWith(`.${action}`)) {
+      lost++;
+      response.writeHead(500, { 'x-amzn-errortype': 'InternalServerError' }).end('{}');
+      return;
+    }
+    response.writeHead(forwarded.status, { 'content-type': 'application/x-amz-json-1.0' }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    get lost() {
+      return lost;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

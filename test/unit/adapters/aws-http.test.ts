@@ -1,9 +1,14 @@
+import * as dynamodbModel from '@aws-sdk/client-dynamodb';
+import { DynamoDBServiceException } from '@aws-sdk/client-dynamodb';
 import { PublishCommand, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   type AwsHttpRequest,
+  RetryBudget,
   retryDelayMs,
+  retryKindOf,
+  serviceErrorOf,
   signedHeaders,
   withRetries,
 } from '../../../lambdas/adapters/aws-http.ts';
@@ -112,17 +117,26 @@ describe('signed requests', () => {
   });
 });
 
+/** A service error as the lean clients throw them. */
+function serviceError(name: string, status: number, headers: Record<string, string> = {}) {
+  return serviceErrorOf(
+    { exports: dynamodbModel, base: DynamoDBServiceException },
+    { status, headers: { 'x-amzn-errortype': name, ...headers }, body: Buffer.from('{}') },
+    1,
+  );
+}
+
+const noSleep = async () => {};
+
 describe('retries', () => {
   it('retries what is retryable up to the attempts, then throws the last error', async () => {
     const attempts: number[] = [];
     const failing = withRetries(
-      3,
-      () => true,
       async (n) => {
         attempts.push(n);
-        throw new Error(`attempt ${n}`);
+        throw Object.assign(new Error(`attempt ${n}`), { code: 'ECONNRESET' });
       },
-      async () => {},
+      { maxAttempts: 3, sleep: noSleep },
     );
     await expect(failing).rejects.toThrow('attempt 3');
     expect(attempts).toEqual([1, 2, 3]);
@@ -131,31 +145,96 @@ describe('retries', () => {
   it('throws at once what is not retryable, and returns a success', async () => {
     let calls = 0;
     const refused = withRetries(
-      5,
-      () => false,
       async () => {
         calls++;
-        throw new Error('refused');
+        throw serviceError('ConditionalCheckFailedException', 400);
       },
-      async () => {},
+      { maxAttempts: 5, sleep: noSleep },
     );
-    await expect(refused).rejects.toThrow('refused');
+    await expect(refused).rejects.toBeInstanceOf(dynamodbModel.ConditionalCheckFailedException);
     expect(calls).toBe(1);
-    expect(
-      await withRetries(
-        5,
-        () => true,
-        async (n) => (n < 2 ? Promise.reject(new Error('x')) : n),
-        async () => {},
-      ),
-    ).toBe(2);
+    const flaky = async (n: number) => (n < 2 ? Promise.reject(serviceError('InternalServerError', 500)) : n);
+    expect(await withRetries(flaky, { maxAttempts: 5, sleep: noSleep })).toBe(2);
   });
 
   it.each([
-    [0, 0.999, 99],
-    [3, 0.5, 400],
-    [20, 0.999, 19_980],
-  ])('full jitter: retry %i with random %f waits %i ms', (retry, random, expected) => {
-    expect(retryDelayMs(retry, () => random)).toBe(expected);
+    ['ThrottlingException', 400, 'throttling'],
+    ['ProvisionedThroughputExceededException', 400, 'throttling'],
+    ['TransactionInProgressException', 400, 'throttling'],
+    ['LimitExceededException', 400, 'throttling'],
+    ['Whatever', 429, 'throttling'],
+    ['ServiceUnavailable', 503, 'transient'],
+    ['InternalServerError', 500, 'transient'],
+    ['NotImplemented', 501, undefined],
+    ['ValidationException', 400, undefined],
+    ['ConditionalCheckFailedException', 400, undefined],
+  ])('classifies %s (%i) as %s', (name, status, kind) => {
+    expect(retryKindOf(serviceError(name, status))).toBe(kind);
+  });
+
+  it.each([
+    ['ECONNRESET', 'transient'],
+    ['UND_ERR_SOCKET', 'transient'],
+    ['UND_ERR_HEADERS_TIMEOUT', 'transient'],
+    ['UND_ERR_CLOSED', undefined],
+    ['UND_ERR_INVALID_ARG', undefined],
+  ])('classifies a network error %s as %s', (code, kind) => {
+    expect(retryKindOf(Object.assign(new Error(code), { code }))).toBe(kind);
+  });
+
+  it('classifies an error by the connection error that caused it', () => {
+    const cause = Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+    expect(retryKindOf(new Error('fetch failed', { cause }))).toBe('transient');
+  });
+
+  it.each([
+    ['transient', 0, 0.999, 49],
+    ['transient', 3, 0.5, 200],
+    ['throttling', 0, 0.5, 500],
+    ['throttling', 2, 0.999, 3_996],
+    ['transient', 20, 0.999, 19_980],
+  ] as const)('full jitter: a %s retry %i with random %f waits %i ms', (kind, retry, random, expected) => {
+    expect(retryDelayMs(kind, retry, () => random)).toBe(expected);
+  });
+
+  it('waits for a Retry-After hint, but at most 5 s past its own backoff', async () => {
+    const waits: number[] = [];
+    const sleep = async (ms: number) => {
+      waits.push(ms);
+    };
+    const throttled = (seconds: string) =>
+      serviceError('ThrottlingException', 400, { 'retry-after': seconds });
+    const hints = ['2', '60'];
+    await withRetries(async (n) => (n <= hints.length ? Promise.reject(throttled(hints[n - 1] ?? '')) : n), {
+      maxAttempts: 3,
+      sleep,
+      random: () => 0,
+    });
+    expect(waits).toEqual([2_000, 5_000]);
+  });
+
+  it("stops retrying when the client's retry budget is spent, and refills it on success", async () => {
+    const budget = new RetryBudget();
+    const failing = () =>
+      withRetries(async () => Promise.reject(serviceError('InternalServerError', 500)), {
+        maxAttempts: 3,
+        budget,
+        sleep: noSleep,
+      });
+    let attempts = 0;
+    const counted = () =>
+      withRetries(
+        async () => {
+          attempts++;
+          throw serviceError('InternalServerError', 500);
+        },
+        { maxAttempts: 3, budget, sleep: noSleep },
+      );
+    while (budget.capacity >= RetryBudget.COST.transient) await failing().catch(() => undefined);
+    await expect(counted()).rejects.toThrow();
+    expect(attempts).toBe(1);
+    const before = budget.capacity;
+    await withRetries(async () => 'ok', { maxAttempts: 3, budget });
+    expect(budget.capacity).toBe(before + 1);
   });
 });
