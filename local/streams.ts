@@ -164,6 +164,8 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
   const wake: { current?: () => void } = {};
   let stopping = false;
   let pass = 0;
+  /** A shard's iterator had to be renewed in the current pass, so the pass did not read it. */
+  let unreadInPass = false;
   const waiters: { after: number; resolve: () => void }[] = [];
 
   async function discoverShards(): Promise<void> {
@@ -252,6 +254,8 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
       cursor.iterator = undefined;
       cursor.gathered = [];
       cursor.gatheringSince = undefined;
+      // This pass did not read the shard: it cannot tell a waiter that everything was delivered.
+      unreadInPass = true;
       return 0;
     }
     const records = out.Records ?? [];
@@ -285,6 +289,7 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
   const loop = (async () => {
     while (!stopping) {
       const current = ++pass;
+      unreadInPass = false;
       let delivered = 0;
       try {
         delivered = await onePass();
@@ -293,11 +298,13 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
         options.onError?.(error, {});
         delivered = -1;
       }
-      // Caught up only when nothing was delivered and nothing waits in an open batching window.
+      // Caught up only when nothing was delivered, nothing waits in an open batching window,
+      // and every shard was read (not one whose iterator had to be renewed, DynamoDB Local's quirk).
       const gathering = [...shards.values()].some((cursor) => cursor.gathered.length > 0);
-      if (delivered === 0 && !gathering) settleWaiters(current);
-      // Drain a backlog without pausing; pause when idle, and longer after a polling error.
-      if (delivered > 0 || stopping) continue;
+      if (delivered === 0 && !gathering && !unreadInPass) settleWaiters(current);
+      // Drain a backlog without pausing, read a renewed shard at once; pause when idle, and longer
+      // after a polling error.
+      if (delivered > 0 || unreadInPass || stopping) continue;
       await sleep(delivered < 0 ? retryDelayMs : idleDelayMs, wake);
     }
     // Stopping closes every open batching window: what was gathered is delivered, not dropped.
