@@ -5,11 +5,13 @@ import {
   UpdateThingShadowCommand,
 } from '@aws-sdk/client-iot-data-plane';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
+  ACCOUNT_RATE_ITEM_KEY,
+  accountRateSchedule,
   makeAccountRateLimiter,
-  refillAccountBucket,
 } from '../../../lambdas/adapters/account-rate-limiter.ts';
 import { makeLambdaFunctionInvoker } from '../../../lambdas/adapters/function-invoker.ts';
 import { backoffDelayMs, defaultBackoff, makeShadowWriter } from '../../../lambdas/adapters/shadow-writer.ts';
@@ -140,13 +142,47 @@ describe('account rate limiter', () => {
     expect(total).toBeGreaterThan(0);
   });
 
+  it('takes from a bucket left by the token-bucket version (milliTokens, at) as from an idle one', async () => {
+    const key = `${tableName}-upgrade`;
+    await ensureTable(dynamoDbClient(inject('ddbEndpoint')), deploymentsTable, key);
+    await db.send(
+      new PutCommand({
+        TableName: key,
+        Item: { deploymentId: ACCOUNT_RATE_ITEM_KEY, milliTokens: 0, at: 9_000_000, capPerSecond: 4 },
+      }),
+    );
+    const limiter = makeAccountRateLimiter({ db, tableName: key, capPerSecond: 4 });
+    expect(await limiter.take(2, 9_000_000)).toEqual({ granted: 2, retryAfterMs: 0 });
+    const { Item } = await db.send(
+      new GetCommand({ TableName: key, Key: { deploymentId: ACCOUNT_RATE_ITEM_KEY } }),
+    );
+    expect(Item).toEqual({ deploymentId: ACCOUNT_RATE_ITEM_KEY, tat: 9_000_500, capPerSecond: 4 });
+  });
+
+  it('keeps the cap over time for workers taking at once: at most one second of it plus the time passed', async () => {
+    const key = `${tableName}-steady`;
+    await ensureTable(dynamoDbClient(inject('ddbEndpoint')), deploymentsTable, key);
+    const limiter = makeAccountRateLimiter({ db, tableName: key, capPerSecond: 100, maxRaces: 50 });
+    const t0 = 7_000_000;
+    let total = 0;
+    for (let step = 0; step <= 20; step++) {
+      const now = t0 + step * 50;
+      const grants = await Promise.all(Array.from({ length: 4 }, () => limiter.take(9, now)));
+      total += grants.reduce((sum, g) => sum + g.granted, 0);
+    }
+    // One second's depth at t0, then 100/s for the 1,000 ms that pass: 200 at most, and all of it
+    // taken, since the workers ask for more than the cap.
+    expect(total).toBe(200);
+  });
+
   it.each([
-    [undefined, 0, { milliTokens: 4000, at: 0 }],
-    [{ milliTokens: 0, at: 100 }, 350, { milliTokens: 1000, at: 350 }],
-    [{ milliTokens: 3500, at: 100 }, 10_000, { milliTokens: 4000, at: 10_000 }],
-    [{ milliTokens: 500, at: 900 }, 800, { milliTokens: 500, at: 900 }],
-  ])('refills %j at %i to %j (cap 4/s)', (stored, now, expected) => {
-    expect(refillAccountBucket(stored, 4, now)).toEqual(expected);
+    [undefined, 0, 4],
+    [100, 350, 4],
+    [1_000, 250, 1],
+    [1_100, 100, 0],
+    [1_500, 1_000, 2],
+  ])('with the bucket at tat %j, %i ms fits %i tokens (cap 4/s)', (tat, now, expected) => {
+    expect(accountRateSchedule(4).fitting(tat, now)).toBe(expected);
   });
 });
 
