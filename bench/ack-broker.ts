@@ -13,17 +13,34 @@
  * action and expects `{ type: 'invoked', id, error? }`; answers `{ type: 'report', things, stage }` (each
  * thing's download request, or its `succeeded` report) with `{ type: 'reported' }`,
  * `{ type: 'settle' }` (rule actions idle) with `{ type: 'settled' }`, `{ type: 'counts' }` with
- * `{ type: 'counts', counts }`; stops on `stop`.
+ * `{ type: 'counts', counts }`; stops on `stop`. The executions stream is read here too, as Lambda's
+ * event source mapping reads it (`pollStream`, `streamCaughtUp`, `stopStream`, each answered by
+ * one message): its batches go to the parent as `countersStream` invocations.
  */
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { desiredFromDelta } from '../agent/desired.ts';
 import { terminalReport } from '../agent/report.ts';
 import { downloadTopics, topicRules } from '../lambdas/definitions/rules.ts';
 import type { UpdateId } from '../lambdas/domain/manifest/index.ts';
 import { sampleDeviceCompatibility } from '../local/demo/sample-update.ts';
 import { startLocalIotCore } from '../local/iot/index.ts';
+import { type StreamPoller, startStreamPoller } from '../local/streams.ts';
+
+/** Where the executions stream is read from: DynamoDB Local, as Lambda's event source mapping would. */
+export interface StreamSource {
+  readonly endpoint: string;
+  readonly region: string;
+  readonly credentials: { accessKeyId: string; secretAccessKey: string };
+  readonly tableName: string;
+  readonly batchSize: number;
+  readonly maxBatchingWindowMs: number;
+}
 
 export type BrokerRequest =
   | { type: 'invoked'; id: number; error?: string }
+  | { type: 'pollStream'; source: StreamSource }
+  | { type: 'streamCaughtUp' }
+  | { type: 'stopStream' }
   | { type: 'report'; things: string[]; stage: 'downloading' | 'succeeded' }
   | { type: 'settle' }
   | { type: 'counts' }
@@ -162,9 +179,12 @@ function deliverDownloadAnswer(event: unknown): void {
 const waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
 let nextId = 0;
 
-function forwardToParent(fn: 'acknowledge' | 'downloadAuthorizer', event: unknown): Promise<void> {
+function forwardToParent(
+  fn: 'acknowledge' | 'downloadAuthorizer' | 'countersStream',
+  event: unknown,
+): Promise<void> {
   if (fn === 'acknowledge') counts.acknowledgementRuleActions++;
-  else counts.downloadRuleActions++;
+  if (fn === 'downloadAuthorizer') counts.downloadRuleActions++;
   const id = nextId++;
   return new Promise<void>((resolve, reject) => {
     waiting.set(id, { resolve, reject });
@@ -313,8 +333,45 @@ function finishInstall(thingName: string): void {
   );
 }
 
+let poller: StreamPoller | undefined;
+let streams: DynamoDBStreamsClient | undefined;
+
+/**
+ * Lambda's event source mapping reads the executions stream (at no request charge, and not in the
+ * function's CPU): here, beside the rules engine, each batch forwarded as an invocation.
+ */
+async function pollStream(source: StreamSource): Promise<void> {
+  const { endpoint, region, credentials, tableName, batchSize, maxBatchingWindowMs } = source;
+  streams = new DynamoDBStreamsClient({ endpoint, region, credentials });
+  poller = await startStreamPoller({
+    streams,
+    tableName,
+    region,
+    idleDelayMs: 50,
+    batchSize,
+    maxBatchingWindowMs,
+    handler: (event) => forwardToParent('countersStream', event),
+    onError: (error) => console.warn('  counters stream batch failed; retrying', error),
+  });
+}
+
+async function stopStream(): Promise<void> {
+  await poller?.stop();
+  streams?.destroy();
+  poller = undefined;
+}
+
 process.on('message', (message: BrokerRequest) => {
   switch (message.type) {
+    case 'pollStream':
+      void pollStream(message.source).then(() => process.send?.({ type: 'streamPolled' }));
+      return;
+    case 'streamCaughtUp':
+      void (poller?.caughtUp() ?? Promise.resolve()).then(() => process.send?.({ type: 'streamCaughtUp' }));
+      return;
+    case 'stopStream':
+      void stopStream().then(() => process.send?.({ type: 'streamStopped' }));
+      return;
     case 'invoked': {
       const pending = waiting.get(message.id);
       waiting.delete(message.id);

@@ -19,7 +19,6 @@ import { randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import {
   AddThingToThingGroupCommand,
   CreateThingCommand,
@@ -59,9 +58,8 @@ import { recordingObservability } from '../lambdas/observability.ts';
 import { sampleDeviceCompatibility } from '../local/demo/sample-update.ts';
 import { startDynamoDbLocal } from '../local/dynamodb.ts';
 import type { LocalIotCoreEndpoints } from '../local/iot/index.ts';
-import { startStreamPoller } from '../local/streams.ts';
 import { ensureTable } from '../local/tables.ts';
-import type { BrokerRequest, DeviceSideCounts } from './ack-broker.ts';
+import type { BrokerRequest, DeviceSideCounts, StreamSource } from './ack-broker.ts';
 import type { Benchmark, BenchmarkOutcome } from './benchmark.ts';
 import { deploySampleUpdate } from './fanout-setup.ts';
 
@@ -105,9 +103,12 @@ type RuleFunction = 'acknowledge' | 'downloadAuthorizer';
 
 type BrokerMessage =
   | { type: 'ready'; endpoints: LocalIotCoreEndpoints }
-  | { type: 'invoke'; id: number; function: RuleFunction; event: unknown }
+  | { type: 'invoke'; id: number; function: RuleFunction | 'countersStream'; event: unknown }
   | { type: 'reported' }
   | { type: 'settled' }
+  | { type: 'streamPolled' }
+  | { type: 'streamCaughtUp' }
+  | { type: 'streamStopped' }
   | { type: 'counts'; counts: DeviceSideCounts };
 
 /** The local IoT Core with the acknowledgement rule, in bench/ack-broker.ts's own process. */
@@ -120,7 +121,7 @@ class IotProcess {
   ) {
     child.on('message', (message: BrokerMessage) => {
       if (message.type === 'invoke')
-        void this.onInvoke(message.function, message.event).then(
+        void this.#invoke(message.function, message.event).then(
           () => child.send({ type: 'invoked', id: message.id }),
           (error: unknown) => child.send({ type: 'invoked', id: message.id, error: String(error) }),
         );
@@ -130,6 +131,12 @@ class IotProcess {
 
   /** A rule's Lambda action: set by the benchmark before any rule can fire. */
   onInvoke: (fn: RuleFunction, event: unknown) => Promise<unknown> = () => Promise.resolve();
+  /** A batch of the executions stream, read in the IoT Core process as Lambda's event source mapping reads it. */
+  onCountersBatch: (event: unknown) => Promise<unknown> = () => Promise.resolve();
+
+  #invoke(fn: RuleFunction | 'countersStream', event: unknown): Promise<unknown> {
+    return fn === 'countersStream' ? this.onCountersBatch(event) : this.onInvoke(fn, event);
+  }
 
   static async start(): Promise<IotProcess> {
     const child = fork(join(dirname(fileURLToPath(import.meta.url)), 'ack-broker.ts'), [], {
@@ -156,6 +163,19 @@ class IotProcess {
 
   async settle(): Promise<void> {
     await this.#ask({ type: 'settle' });
+  }
+
+  async pollStream(source: StreamSource): Promise<void> {
+    await this.#ask({ type: 'pollStream', source });
+  }
+
+  /** Resolves once everything written to the stream before the call was delivered. */
+  async streamCaughtUp(): Promise<void> {
+    await this.#ask({ type: 'streamCaughtUp' });
+  }
+
+  async stopStream(): Promise<void> {
+    await this.#ask({ type: 'stopStream' });
   }
 
   async counts(): Promise<DeviceSideCounts> {
@@ -224,7 +244,9 @@ const totalCost = (cost: CostByKind): number => Object.values(cost).reduce((sum,
 
 /** Requests a phase sent (every command counted, not the derived `#` tallies). */
 function requestTotal(counts: Counts): number {
-  return [...counts.entries()].filter(([name]) => !name.startsWith('#')).reduce((sum, [, n]) => sum + n, 0);
+  return [...counts.entries()]
+    .filter(([name]) => !name.startsWith('#') && !name.startsWith('!'))
+    .reduce((sum, [, n]) => sum + n, 0);
 }
 
 if (
@@ -262,7 +284,7 @@ function countRequests(
         return result;
       }
       const writes = writeUnits(name, args.input);
-      if (writes === 0) return next(args);
+      if (writes === 0) return countingRefusals(name, bump, () => next(args));
       bump('#dynamoDbWrites', writes);
       // What DynamoDB bills: 1 KB units by item size (transactions twice), as it reports them.
       args.input.ReturnConsumedCapacity = 'TOTAL';
@@ -275,11 +297,26 @@ function countRequests(
       } catch (error) {
         // A refused condition is billed too, but its answer carries no capacity: one unit per item.
         bump('#dynamoDbWriteUnits', writes);
+        bump(`!${name} ${(error as Error).name}`, 1);
         throw error;
       }
     },
     { step: 'initialize', name: 'benchCountRequests' },
   );
+}
+
+/** Runs a request, counting it as `!<command> <error>` when AWS refuses it. */
+async function countingRefusals<T>(
+  name: string,
+  bump: (key: string, by: number) => void,
+  send: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await send();
+  } catch (error) {
+    bump(`!${name} ${(error as Error).name}`, 1);
+    throw error;
+  }
 }
 
 /** Counts an SDK client's requests and those its lean twin sends for the per-device handlers. */
@@ -501,8 +538,6 @@ async function measureAcknowledgements(input: {
   const counts: Counts = new Map();
   const dynamodb = new DynamoDBClient({ ...aws, endpoint: input.ddbEndpoint });
   const iotData = new IoTDataPlaneClient({ ...aws, endpoint: iotCore.endpoints.iotData, maxAttempts: 1 });
-  // Lambda's event source mapping reads the stream at no request charge: not counted.
-  const streams = new DynamoDBStreamsClient({ ...aws, endpoint: input.ddbEndpoint });
   countRequestsOfBoth(dynamodb, fastDocumentClientOf(dynamodb), counts);
   countRequestsOfBoth(iotData, fastIotDataOf(iotData), counts);
   const acknowledge = makeAcknowledge(
@@ -557,19 +592,18 @@ async function measureAcknowledgements(input: {
   const started = performance.now();
   iotCore.onInvoke = (fn, event) => (fn === 'acknowledge' ? runAcknowledge(event) : runAuthorizer(event));
   for (const invocation of input.held) invocation.done(runAcknowledge(invocation.event));
-  const poller = await startStreamPoller({
-    streams,
-    tableName: tables.executions,
+  iotCore.onCountersBatch = (event) => {
+    counterBatches++;
+    return timed(() => countersStream(event as never));
+  };
+  // As the stack configures the event source: counters batches are what a busy stream makes.
+  await iotCore.pollStream({
+    endpoint: input.ddbEndpoint,
     region: aws.region,
-    idleDelayMs: 50,
-    // As the stack configures the event source: counters batches are what a busy stream makes.
+    credentials: aws.credentials,
+    tableName: tables.executions,
     batchSize: countersStreamEventSource.batchSize,
     maxBatchingWindowMs: countersStreamEventSource.maxBatchingWindowSeconds * 1000,
-    handler: (event) => {
-      counterBatches++;
-      return timed(() => countersStream(event));
-    },
-    onError: (error) => console.warn('  counters stream batch failed; retrying', error),
   });
   try {
     // Every device starts its download, then (the download takes minutes in the field) every one
@@ -578,16 +612,15 @@ async function measureAcknowledgements(input: {
       await reportInChunks(iotCore, input.things, stage, slots.busy);
       await settle(iotCore, () => acknowledgeInvocations, slots.busy);
     }
-    await poller.caughtUp();
+    await iotCore.streamCaughtUp();
   } finally {
-    await poller.stop();
+    await iotCore.stopStream();
   }
   const wallMs = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
   const deviceSide = await iotCore.counts();
   dynamodb.destroy();
   iotData.destroy();
-  streams.destroy();
   return {
     wallMs,
     cpuMs: (cpu.user + cpu.system) / 1000,
@@ -905,7 +938,8 @@ async function run(): Promise<BenchmarkOutcome> {
         `Metered by size, as AWS bills them: shadowOps in 1 KB units of each request's document (a GET by the document it returns), messages in 5 KB units of payload and topic; shadowOpRequests and messageCount are the plain counts. Messages: MQTT PUBLISH sent by devices (reports, download requests) and delivered to devices (deltas, GET answers, update/rejected, download answers), and the authorizer's data-plane Publish. Devices subscribe at QoS 0 (no metered PUBACK) and not to update/accepted. Rule triggers: every message on a rule's topic, WHERE or not. Data-plane HTTP shadow calls are shadow operations only. The authorizer presigns with temporary credentials whose session token is ${LAMBDA_SESSION_TOKEN_CHARS} characters (an assumption), as a Lambda role's are: each URL carries it.`,
         'DynamoDB: dynamoDbWrites counts items written (a transaction item twice, a refused condition too); dynamoDbWriteUnits is what DynamoDB reports consuming (1 KB units by item size, each index item written included), and prices the writes.',
         'The fleet is known before the deployment (each device with version 1.0 and the properties it reports, as an earlier update leaves it): the steady state. A fleet never updated before costs one more write per device, once, when each execution ends and records the device in the fleet table.',
-        'Handler CPU: process.cpuUsage of this process in each phase (it runs the handlers, their SDK clients, the stream poller and the IPC to the IoT Core process).',
+        "Handler CPU: process.cpuUsage of this process in each phase. It runs the handlers with their clients, and the IPC with the IoT Core process that stands for Lambda taking each invocation and answering it. The executions stream is read in the IoT Core process, as Lambda's event source mapping reads it outside the function (session 7 read it here: about 0.2 ms of each device's CPU was that reading).",
+        'Requests AWS refused are counted as `!<command> <error>` (a refused condition, a throttle).',
         `Lambda duration, priced at each function's memory as deployed, is what AWS would bill at the projected rate: a fan-out worker runs its whole invocation at its lane's share of the rate (shards / rate per device); an acknowledgement is its measured CPU at the function's CPU share plus ${AWAITED_REQUEST_MS} ms per awaited request (an assumption: DynamoDB and the IoT data plane answer in-region in single-digit ms). lambdaWallMsPerDevice is the local wall time, inflated by 2 shared cores and DynamoDB Local; totalWithLocalWallDuration prices that instead, as an upper bound.`,
       ],
     };
