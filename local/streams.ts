@@ -166,6 +166,8 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
   let pass = 0;
   /** A shard's iterator had to be renewed in the current pass, so the pass did not read it. */
   let unreadInPass = false;
+  /** The pass before this one renewed an iterator too. */
+  let renewedLastPass = false;
   const waiters: { after: number; resolve: () => void }[] = [];
 
   async function discoverShards(): Promise<void> {
@@ -302,9 +304,12 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
       // and every shard was read (not one whose iterator had to be renewed, DynamoDB Local's quirk).
       const gathering = [...shards.values()].some((cursor) => cursor.gathered.length > 0);
       if (delivered === 0 && !gathering && !unreadInPass) settleWaiters(current);
-      // Drain a backlog without pausing, read a renewed shard at once; pause when idle, and longer
-      // after a polling error.
-      if (delivered > 0 || unreadInPass || stopping) continue;
+      // Drain a backlog without pausing, and read a renewed shard again at once (only once in a
+      // row: a shard that keeps refusing fresh iterators is retried at the idle pace); pause when
+      // idle, and longer after a polling error.
+      const rereadAtOnce = unreadInPass && !renewedLastPass && delivered >= 0;
+      renewedLastPass = unreadInPass;
+      if (delivered > 0 || rereadAtOnce || stopping) continue;
       await sleep(delivered < 0 ? retryDelayMs : idleDelayMs, wake);
     }
     // Stopping closes every open batching window: what was gathered is delivered, not dropped.

@@ -74,6 +74,8 @@ export interface AwsHttp {
   readonly target: Promise<AwsTarget>;
   /** The client's retry quota, shared by all its requests as the SDK's is. */
   readonly budget: RetryBudget;
+  /** The service's backoff base for transient failures, as its SDK client has it. */
+  readonly transientBaseMs: number;
 }
 
 /** Timeouts of one attempt: an answer that has not begun in this long is taken as lost. */
@@ -83,7 +85,11 @@ const BODY_TIMEOUT_MS = 30_000;
 const MAX_CONNECTIONS = 50;
 
 /** A signing client for one service of the SDK client's endpoint, on its own keep-alive pool. */
-export function makeAwsHttp(client: SdkClientLike, signingName: string): AwsHttp {
+export function makeAwsHttp(
+  client: SdkClientLike,
+  signingName: string,
+  transientBaseMs: number = RETRY_BASE_MS.transient,
+): AwsHttp {
   const target = targetOf(client);
   // Resolved once; a failure (no region) surfaces on the first request, as the SDK's would.
   target.catch(() => undefined);
@@ -95,6 +101,7 @@ export function makeAwsHttp(client: SdkClientLike, signingName: string): AwsHttp
   return {
     target,
     budget: new RetryBudget(),
+    transientBaseMs,
     async send(request) {
       const { origin, region, credentials } = await target;
       const headers = signedHeaders({ origin, region, signingName }, request, await credentials());
@@ -211,8 +218,10 @@ export function retryDelayMs(
   retry: number,
   random: () => number = Math.random,
   retryAfterMs?: number,
+  transientBaseMs: number = RETRY_BASE_MS.transient,
 ): number {
-  const backoff = Math.floor(random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS[kind] * 2 ** retry));
+  const base = kind === 'transient' ? transientBaseMs : RETRY_BASE_MS[kind];
+  const backoff = Math.floor(random() * Math.min(RETRY_CAP_MS, base * 2 ** retry));
   if (retryAfterMs === undefined) return backoff;
   return Math.max(backoff, Math.min(retryAfterMs, backoff + RETRY_AFTER_SLACK_MS));
 }
@@ -248,6 +257,8 @@ export class RetryBudget {
 export interface RetryOptions {
   readonly maxAttempts: number;
   readonly budget?: RetryBudget;
+  /** The service's base for transient failures (the SDK's DynamoDB client waits 25 ms, others 50). */
+  readonly transientBaseMs?: number;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly random?: () => number;
 }
@@ -263,6 +274,7 @@ export async function withRetries<T>(
   options: RetryOptions,
 ): Promise<T> {
   const { maxAttempts, budget = new RetryBudget(), sleep = sleepFor, random = Math.random } = options;
+  const base = options.transientBaseMs ?? RETRY_BASE_MS.transient;
   let lastCost: number | undefined;
   for (let number = 1; ; number++) {
     try {
@@ -273,7 +285,7 @@ export async function withRetries<T>(
       const kind = number < maxAttempts ? retryKindOf(error) : undefined;
       lastCost = kind && budget.take(kind);
       if (!kind || lastCost === undefined) throw error;
-      await sleep(retryDelayMs(kind, number - 1, random, retryAfterHints.get(error as object)));
+      await sleep(retryDelayMs(kind, number - 1, random, retryAfterHints.get(error as object), base));
     }
   }
 }
@@ -281,7 +293,10 @@ export async function withRetries<T>(
 /** `Retry-After` of the answers errors were made from, in ms from when they arrived. */
 const retryAfterHints = new WeakMap<object, number>();
 
+/** A `Retry-After` (seconds or an HTTP date) or an `x-amz-retry-after` (ms), as the SDK reads them. */
 function retryAfterMsOf(response: AwsHttpResponse): number | undefined {
+  const amz = response.headers['x-amz-retry-after'];
+  if (typeof amz === 'string' && Number.isFinite(Number(amz))) return Math.max(0, Number(amz));
   const header = response.headers['retry-after'];
   if (typeof header !== 'string') return undefined;
   const seconds = Number(header);

@@ -1,4 +1,4 @@
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTClient } from '@aws-sdk/client-iot';
 import type { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { LambdaClient } from '@aws-sdk/client-lambda';
@@ -9,7 +9,7 @@ import { makeDeploymentStore } from '../adapters/deployment-store.ts';
 import { makeGetPresigner } from '../adapters/download-credentials.ts';
 import { makeExecutionStore } from '../adapters/execution-store.ts';
 import { makeFanoutReads } from '../adapters/fanout-reads.ts';
-import { fastDocumentClient } from '../adapters/fast-document-client.ts';
+import { fastDocumentClient, fastDocumentClientOnce } from '../adapters/fast-document-client.ts';
 import { fastIotData } from '../adapters/fast-iot-data.ts';
 import { makeFleetStore } from '../adapters/fleet-store.ts';
 import { type FunctionInvoker, makeLambdaFunctionInvoker } from '../adapters/function-invoker.ts';
@@ -105,7 +105,8 @@ export function fanoutDepsFromConfig(
   overrides: FanoutOverrides = {},
 ): FanoutDeps {
   // The per-device path: lean signed requests on the SDK clients' configuration (aws-http.ts).
-  const db = fastDocumentClient(clients.dynamodb);
+  const dynamodb = clients.dynamodb ?? new DynamoDBClient({});
+  const db = fastDocumentClient(dynamodb);
   const iotData = fastIotData(clients.iotData ?? shadowWriterClient(config.iotDataEndpoint));
   return {
     deployments: makeDeploymentStore({
@@ -134,7 +135,7 @@ export function fanoutDepsFromConfig(
         }
       : {}),
     accountLimiter: makeAccountRateLimiter({
-      db,
+      db: fastDocumentClientOnce(dynamodb),
       tableName: config.deploymentsTable,
       capPerSecond: config.accountShadowRateCap,
     }),

@@ -516,7 +516,8 @@ export async function runShard(
       continue;
     }
     lastGrabAt = now;
-    const grant = await deps.accountLimiter.take(wanted, now);
+    // A fresh time: the reads since `now` was taken would otherwise age a restart of the bucket.
+    const grant = await deps.accountLimiter.take(wanted, deps.now());
     if (grant.granted < plan.notifyNow)
       walk.bucket = refundRollout(walk.bucket, plan.notifyNow - grant.granted);
     if (grant.granted === 0) {

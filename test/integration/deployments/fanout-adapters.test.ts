@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
 import {
   IoTDataPlaneClient,
   ServiceUnavailableException,
@@ -156,7 +157,49 @@ describe('account rate limiter', () => {
     const { Item } = await db.send(
       new GetCommand({ TableName: key, Key: { deploymentId: ACCOUNT_RATE_ITEM_KEY } }),
     );
-    expect(Item).toEqual({ deploymentId: ACCOUNT_RATE_ITEM_KEY, tat: 9_000_500, capPerSecond: 4 });
+    expect(Item).toMatchObject({
+      deploymentId: ACCOUNT_RATE_ITEM_KEY,
+      tatUs: 9_000_500_000,
+      capPerSecond: 4,
+    });
+    // A worker of the token-bucket version still running finds an empty bucket that never refills.
+    expect(Item?.milliTokens).toBe(0);
+    expect(Item?.at).toBeGreaterThan(Date.now() + 100 * 365 * 86_400_000);
+  });
+
+  it('takes exactly what fits, in one refused grab and one that lands, when a token costs a fraction of a millisecond', async () => {
+    const key = `${tableName}-fraction`;
+    await ensureTable(dynamoDbClient(inject('ddbEndpoint')), deploymentsTable, key);
+    let requests = 0;
+    const counted = {
+      send: ((command: never) => {
+        requests++;
+        return db.send(command);
+      }) as typeof db.send,
+    };
+    // 300/s: a token costs 3,334 µs (rounded up), so a full bucket holds 299.
+    const limiter = makeAccountRateLimiter({ db: counted, tableName: key, capPerSecond: 300 });
+    const t0 = 1_700_000_000_000;
+    expect((await limiter.take(300, t0)).granted).toBe(299);
+    requests = 0;
+    // 10 ms later: (1,010,000 − 996,866) / 3,334 = 3.9, so 3 fit.
+    expect(await limiter.take(5, t0 + 10)).toEqual({ granted: 3, retryAfterMs: 1 });
+    expect(requests).toBe(2);
+  });
+
+  it('answers "not now" when DynamoDB cannot answer, instead of sending a stale grab again', async () => {
+    let requests = 0;
+    const throttled = {
+      send: (() => {
+        requests++;
+        return Promise.reject(
+          new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} }),
+        );
+      }) as typeof db.send,
+    };
+    const limiter = makeAccountRateLimiter({ db: throttled, tableName, capPerSecond: 10 });
+    expect(await limiter.take(3, 1_000_000)).toEqual({ granted: 0, retryAfterMs: 100 });
+    expect(requests).toBe(1);
   });
 
   it('keeps the cap over time for workers taking at once: at most one second of it plus the time passed', async () => {
@@ -177,11 +220,11 @@ describe('account rate limiter', () => {
 
   it.each([
     [undefined, 0, 4],
-    [100, 350, 4],
-    [1_000, 250, 1],
-    [1_100, 100, 0],
-    [1_500, 1_000, 2],
-  ])('with the bucket at tat %j, %i ms fits %i tokens (cap 4/s)', (tat, now, expected) => {
+    [100_000, 350_000, 4],
+    [1_000_000, 250_000, 1],
+    [1_100_000, 100_000, 0],
+    [1_500_000, 1_000_000, 2],
+  ])('with the bucket at tat %j µs, at %i µs %i tokens fit (cap 4/s)', (tat, now, expected) => {
     expect(accountRateSchedule(4).fitting(tat, now)).toBe(expected);
   });
 });

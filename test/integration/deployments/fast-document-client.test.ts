@@ -18,7 +18,11 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { fastDocumentClient, fastDocumentClientOf } from '../../../lambdas/adapters/fast-document-client.ts';
+import {
+  fastDocumentClient,
+  fastDocumentClientOf,
+  fastDocumentClientOnce,
+} from '../../../lambdas/adapters/fast-document-client.ts';
 import { updatesTable } from '../../../lambdas/definitions/tables.ts';
 import { ensureTable } from '../../../local/tables.ts';
 import { documentClient, dynamoDbClient } from '../import/support.ts';
@@ -215,6 +219,24 @@ describe('the fast document client', () => {
     expect(viaSdk.Item).toEqual(binary);
     expect(viaFast.Item).toEqual(viaSdk.Item);
     expect(viaFast.Item?.b).toBeInstanceOf(Uint8Array);
+    const refuse = (client: typeof fast) =>
+      client
+        .send(
+          new PutCommand({
+            TableName,
+            Item: binary,
+            ConditionExpression: 'attribute_not_exists(pk)',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        )
+        .then(
+          () => undefined,
+          (error: ConditionalCheckFailedException) => error.Item,
+        );
+    // In an error's item too, bytes as the SDK gives them (the item itself left marshalled).
+    const [fromFast, fromSdk] = await Promise.all([refuse(fast), refuse(sdk)]);
+    expect(fromFast?.b?.B).toBeInstanceOf(Uint8Array);
+    expect(fromFast).toEqual(fromSdk);
   });
 
   it.each([
@@ -243,6 +265,31 @@ describe('the fast document client', () => {
       expect(proxy.lost).toBe(1);
       expect(once.$metadata.attempts).toBe(2);
       expect((await sdk.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 'once' } }))).Item?.n).toBe(7);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('the fast document client without retries', () => {
+  it("sends a request once: a lost answer is its caller's to retry", async () => {
+    const proxy = await answerLostOnce(inject('ddbEndpoint'), 'UpdateItem');
+    try {
+      const once = fastDocumentClientOnce(dynamoDbClient(proxy.origin));
+      const lost = once.send(
+        new UpdateCommand({
+          TableName,
+          Key: { pk: 'p', sk: 'once-only' },
+          UpdateExpression: 'ADD n :one',
+          ExpressionAttributeValues: { ':one': 1 },
+        }),
+      );
+      await expect(lost).rejects.toMatchObject({ name: 'InternalServerError', $metadata: { attempts: 1 } });
+      expect(proxy.lost).toBe(1);
+      // DynamoDB ran it once; nothing sent it again.
+      expect((await sdk.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 'once-only' } }))).Item?.n).toBe(
+        1,
+      );
     } finally {
       await proxy.close();
     }

@@ -197,6 +197,29 @@ describe('retries', () => {
     expect(retryDelayMs(kind, retry, () => random)).toBe(expected);
   });
 
+  it("backs off from the service's own transient base (DynamoDB's 25 ms)", () => {
+    expect(retryDelayMs('transient', 2, () => 0.999, undefined, 25)).toBe(99);
+    expect(retryDelayMs('throttling', 0, () => 0.5, undefined, 25)).toBe(500);
+  });
+
+  it('takes x-amz-retry-after (ms) as a hint too', async () => {
+    const waits: number[] = [];
+    await withRetries(
+      async (n) =>
+        n === 1
+          ? Promise.reject(serviceError('ThrottlingException', 400, { 'x-amz-retry-after': '1500' }))
+          : n,
+      {
+        maxAttempts: 2,
+        random: () => 0,
+        sleep: async (ms) => {
+          waits.push(ms);
+        },
+      },
+    );
+    expect(waits).toEqual([1_500]);
+  });
+
   it('waits for a Retry-After hint, but at most 5 s past its own backoff', async () => {
     const waits: number[] = [];
     const sleep = async (ms: number) => {
