@@ -13,8 +13,8 @@ import { retryKindOf } from './aws-http.ts';
  * Why this shape: the move is a plain `SET tatUs = tatUs + :cost` under a range condition, so workers
  * taking at the same moment do not conflict; a bucket of tokens and a timestamp needs a read and
  * a write locked to it, and with 16 workers three writes in four lost their race (session 8's
- * fan-out benchmark: 1,950 refused of 2,615). A grab is one request; an idle bucket (`tat` past)
- * is restarted with one more, and a refused grab answers with `tat` as it is, so what still fits
+ * fan-out benchmark: 1,950 refused of 2,615). A grab is one request; an idle bucket (`tatUs` past)
+ * is restarted with one more, and a refused grab answers with `tatUs` as it is, so what still fits
  * is taken without a read.
  */
 export const ACCOUNT_RATE_ITEM_KEY = '#account-rate';

@@ -265,6 +265,11 @@ export interface RetryOptions {
 
 const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** How a lean client retries on `http`: its budget and its service's backoff base. */
+export function retriesOn(http: AwsHttp, maxAttempts: number): RetryOptions {
+  return { maxAttempts, budget: http.budget, transientBaseMs: http.transientBaseMs };
+}
+
 /**
  * Runs `attempt` until it succeeds, fails in a way `retryKindOf` does not retry, or the attempts
  * or the budget are spent; pauses as the SDK does in between. What was thrown last is thrown.

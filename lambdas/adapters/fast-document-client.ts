@@ -22,6 +22,7 @@ import {
   makeAwsHttp,
   metadataOf,
   onePerClient,
+  retriesOn,
   type ServiceModel,
   serviceErrorOf,
   withRetries,
@@ -253,7 +254,7 @@ function makeFastDocumentClient(
         const output = outputOf(response.body.toString('utf8'));
         return { ...output, $metadata: metadataOf(response, attempt) };
       },
-      { maxAttempts, budget: http.budget },
+      retriesOn(http, maxAttempts),
     );
   };
   return {

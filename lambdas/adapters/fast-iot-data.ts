@@ -14,6 +14,7 @@ import {
   makeAwsHttp,
   metadataOf,
   onePerClient,
+  retriesOn,
   type ServiceModel,
   serviceErrorOf,
   withRetries,
@@ -142,7 +143,7 @@ function makeFastIotData(http: AwsHttp): FastIotData {
           ? { payload: new Uint8Array(response.body), $metadata }
           : { $metadata };
       },
-      { maxAttempts, budget: http.budget },
+      retriesOn(http, maxAttempts),
     );
   };
   return {
