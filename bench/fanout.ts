@@ -296,7 +296,9 @@ function countRequests(
       // What DynamoDB bills: 1 KB units by item size (transactions twice), as it reports them.
       args.input.ReturnConsumedCapacity = 'TOTAL';
       try {
-        const result = (await next(args)) as { output?: { ConsumedCapacity?: unknown } };
+        const result = (await countingRefusals(name, bump, () => next(args))) as {
+          output?: { ConsumedCapacity?: unknown };
+        };
         const units = capacityUnits(result.output?.ConsumedCapacity);
         bump('#dynamoDbWriteUnits', units);
         bump(`#dynamoDbWriteUnits ${name} ${tableOf(args.input)}`, units);
@@ -304,7 +306,6 @@ function countRequests(
       } catch (error) {
         // A refused condition is billed too, but its answer carries no capacity: one unit per item.
         bump('#dynamoDbWriteUnits', writes);
-        bump(`!${name} ${(error as Error).name}`, 1);
         throw error;
       }
     },

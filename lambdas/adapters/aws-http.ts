@@ -349,10 +349,13 @@ export function errorTypeOf(response: AwsHttpResponse, parsed: Record<string, un
 }
 
 /** What AWS answered in an error's JSON body, `{}` when it is not JSON. */
-export function jsonBodyOf(response: AwsHttpResponse): Record<string, unknown> {
+export function jsonBodyOf(
+  response: AwsHttpResponse,
+  parse: (text: string) => unknown = JSON.parse,
+): Record<string, unknown> {
   if (response.body.length === 0) return {};
   try {
-    const parsed: unknown = JSON.parse(response.body.toString('utf8'));
+    const parsed: unknown = parse(response.body.toString('utf8'));
     return parsed && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : {};
   } catch {
     return {};

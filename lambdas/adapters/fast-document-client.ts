@@ -192,7 +192,8 @@ const dynamoDb: ServiceModel<DynamoDBServiceException> = {
 
 /** An error answer as the SDK would throw it (with any items it carries, still marshalled, as the SDK leaves them). */
 export function dynamoDbErrorOf(response: AwsHttpResponse, attempts: number): DynamoDBServiceException {
-  const { __type: _type, ...fields } = errorBodyOf(response);
+  // Binary values in the items an error carries come back as bytes, as the SDK gives them.
+  const { __type: _type, ...fields } = jsonBodyOf(response, outputOf);
   return serviceErrorOf(dynamoDb, response, attempts, fields);
 }
 
@@ -208,16 +209,6 @@ function refuseUnconverted(input: Wire): void {
   const metrics = input.ReturnItemCollectionMetrics;
   if (metrics !== undefined && metrics !== 'NONE')
     throw new Error('the fast document client does not convert ItemCollectionMetrics');
-}
-
-/** An error answer's JSON, with any binary values in the items it carries as bytes (as the SDK gives them). */
-function errorBodyOf(response: AwsHttpResponse): Wire {
-  try {
-    const parsed: unknown = outputOf(response.body.toString('utf8'));
-    return parsed && typeof parsed === 'object' ? (parsed as Wire) : {};
-  } catch {
-    return jsonBodyOf(response);
-  }
 }
 
 /** The document client's `send`, for the commands listed above. */
@@ -236,6 +227,7 @@ function makeFastDocumentClient(
   middlewareStack: MiddlewareChain = new MiddlewareChain(),
   attempts?: number,
 ): FastDocumentClient {
+  let once: FastDocumentClient | undefined;
   const post = async (action: string, wireInput: Wire): Promise<Wire> => {
     const maxAttempts = attempts ?? (await http.target).maxAttempts;
     const body = wireJsonOf(wireInput);
@@ -260,7 +252,8 @@ function makeFastDocumentClient(
   return {
     middlewareStack,
     get once() {
-      return makeFastDocumentClient(http, middlewareStack, 1);
+      once ??= makeFastDocumentClient(http, middlewareStack, 1);
+      return once;
     },
     async send(command) {
       const operation = operations.get(command.constructor);
