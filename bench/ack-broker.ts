@@ -18,13 +18,16 @@
  * one message): its batches go to the parent as `countersStream` invocations.
  */
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import type { DynamoDBStreamEvent, SQSEvent } from 'aws-lambda';
 import { desiredFromDelta } from '../agent/desired.ts';
 import { terminalReport } from '../agent/report.ts';
 import { downloadTopics, topicRules } from '../lambdas/definitions/rules.ts';
+import { executionsTable } from '../lambdas/definitions/tables.ts';
 import type { UpdateId } from '../lambdas/domain/manifest/index.ts';
 import { sampleDeviceCompatibility } from '../local/demo/sample-update.ts';
 import { startLocalIotCore } from '../local/iot/index.ts';
 import { type StreamPoller, startStreamPoller } from '../local/streams.ts';
+import { type Image, writeUnitsOfChange } from './write-units.ts';
 
 /** Where the executions stream is read from: DynamoDB Local, as Lambda's event source mapping would. */
 export interface StreamSource {
@@ -81,9 +84,22 @@ export interface DeviceSideCounts {
    * whether or not its WHERE lets the action run.
    */
   acknowledgementRuleTriggers: number;
-  /** Those whose WHERE held: each one rule action (a Lambda invocation). */
+  /** Those whose WHERE held: each one rule action (an SQS SendMessage to the acknowledgements queue). */
   acknowledgementRuleActions: number;
   rejectedDeviceRequests: number;
+  /** Messages the rule sent to the acknowledgements queue (one SQS request each: well under 64 KB). */
+  sqsSendMessages: number;
+  /** The event source mapping's requests: ReceiveMessage and DeleteMessageBatch take ten messages at most. */
+  sqsReceiveRequests: number;
+  sqsDeleteRequests: number;
+  /** Batches the queue's event source mapping invoked the acknowledge function with. */
+  acknowledgementBatches: number;
+  /**
+   * Write units of the executions table's changes, metered from its stream (bench/write-units.ts):
+   * the fan-out's `notified` marks, and everything else (the acknowledgements).
+   */
+  executionWriteUnitsByFanout: number;
+  executionWriteUnitsByAcknowledgement: number;
 }
 
 const counts: DeviceSideCounts = {
@@ -103,6 +119,12 @@ const counts: DeviceSideCounts = {
   acknowledgementRuleTriggers: 0,
   acknowledgementRuleActions: 0,
   rejectedDeviceRequests: 0,
+  sqsSendMessages: 0,
+  sqsReceiveRequests: 0,
+  sqsDeleteRequests: 0,
+  acknowledgementBatches: 0,
+  executionWriteUnitsByFanout: 0,
+  executionWriteUnitsByAcknowledgement: 0,
 };
 
 const ruleNamed = (name: string) => {
@@ -179,11 +201,25 @@ function deliverDownloadAnswer(event: unknown): void {
 const waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
 let nextId = 0;
 
+/** SQS hands out and deletes ten messages a request at most. */
+const SQS_MESSAGES_PER_REQUEST = 10;
+
+/** A batch of the acknowledgements queue: its first deliveries were the rule's actions. */
+function meterAcknowledgementBatch(event: SQSEvent): void {
+  const records = event.Records;
+  const first = records.filter((r) => r.attributes.ApproximateReceiveCount === '1').length;
+  counts.acknowledgementBatches++;
+  counts.acknowledgementRuleActions += first;
+  counts.sqsSendMessages += first;
+  counts.sqsReceiveRequests += Math.ceil(records.length / SQS_MESSAGES_PER_REQUEST);
+  counts.sqsDeleteRequests += Math.ceil(records.length / SQS_MESSAGES_PER_REQUEST);
+}
+
 function forwardToParent(
   fn: 'acknowledge' | 'downloadAuthorizer' | 'countersStream',
   event: unknown,
 ): Promise<void> {
-  if (fn === 'acknowledge') counts.acknowledgementRuleActions++;
+  if (fn === 'acknowledge') meterAcknowledgementBatch(event as SQSEvent);
   if (fn === 'downloadAuthorizer') counts.downloadRuleActions++;
   const id = nextId++;
   return new Promise<void>((resolve, reject) => {
@@ -333,6 +369,17 @@ function finishInstall(thingName: string): void {
   );
 }
 
+/** Each change's write units, by who made it: a `notified` mark is the fan-out's. */
+function meterExecutionWrites(event: DynamoDBStreamEvent): void {
+  for (const record of event.Records) {
+    const before = record.dynamodb?.OldImage as Image | undefined;
+    const after = record.dynamodb?.NewImage as Image | undefined;
+    const units = writeUnitsOfChange(executionsTable, before, after);
+    if (after?.reason?.S === 'notified') counts.executionWriteUnitsByFanout += units;
+    else counts.executionWriteUnitsByAcknowledgement += units;
+  }
+}
+
 let poller: StreamPoller | undefined;
 let streams: DynamoDBStreamsClient | undefined;
 
@@ -350,7 +397,10 @@ async function pollStream(source: StreamSource): Promise<void> {
     idleDelayMs: 50,
     batchSize,
     maxBatchingWindowMs,
-    handler: (event) => forwardToParent('countersStream', event),
+    handler: (event) => {
+      meterExecutionWrites(event);
+      return forwardToParent('countersStream', event);
+    },
     onError: (error) => console.warn('  counters stream batch failed; retrying', error),
   });
 }

@@ -28,6 +28,7 @@ import {
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { S3Client } from '@aws-sdk/client-s3';
 import { BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { SQSEvent } from 'aws-lambda';
 import { makeDeploymentStore } from '../lambdas/adapters/deployment-store.ts';
 import { fastDocumentClientOf } from '../lambdas/adapters/fast-document-client.ts';
 import { fastIotDataOf } from '../lambdas/adapters/fast-iot-data.ts';
@@ -45,7 +46,7 @@ import {
   fleetTable,
   updatesTable,
 } from '../lambdas/definitions/tables.ts';
-import { acknowledgeDepsFromConfig, makeAcknowledge } from '../lambdas/handlers/acknowledge.ts';
+import { acknowledgeDepsFromConfig, makeAcknowledgeQueue } from '../lambdas/handlers/acknowledge.ts';
 import type { Environment } from '../lambdas/handlers/config.ts';
 import { makeCountersStreamFromConfig } from '../lambdas/handlers/counters-stream.ts';
 import {
@@ -101,6 +102,8 @@ const prices = {
   dynamoDbWritePerMillion: 0.625,
   dynamoDbReadPerMillion: 0.125,
   lambdaRequestPerMillion: 0.2,
+  /** SQS standard queue requests (64 KB each), beyond the free tier. */
+  sqsRequestPerMillion: 0.4,
   /** Per GB-second (x86 and arm64 differ slightly; the higher one). */
   lambdaGbSecond: 0.0000166667,
 } as const;
@@ -224,12 +227,13 @@ interface PricedFigures {
   readonly dynamoDbWriteUnits: number;
   readonly dynamoDbReadRequests: number;
   readonly lambdaInvocations: number;
+  readonly sqsRequests: number;
   /** Billed duration × memory, per device: ms × GB. */
   readonly lambdaGbMs: number;
 }
 
 type CostByKind = Readonly<
-  Record<'iot' | 'dynamoDbWrites' | 'dynamoDbReads' | 'lambdaRequests' | 'lambdaDuration', number>
+  Record<'iot' | 'dynamoDbWrites' | 'dynamoDbReads' | 'sqs' | 'lambdaRequests' | 'lambdaDuration', number>
 >;
 
 /** The cost per million device updates of per-device figures, by what it pays for (USD). */
@@ -242,6 +246,7 @@ function costOf(f: PricedFigures): CostByKind {
       f.ruleActions * prices.ruleActionPerMillion,
     dynamoDbWrites: f.dynamoDbWriteUnits * prices.dynamoDbWritePerMillion,
     dynamoDbReads: f.dynamoDbReadRequests * prices.dynamoDbReadPerMillion,
+    sqs: f.sqsRequests * prices.sqsRequestPerMillion,
     lambdaRequests: f.lambdaInvocations * prices.lambdaRequestPerMillion,
     lambdaDuration: (f.lambdaGbMs / 1000) * prices.lambdaGbSecond * 1e6,
   };
@@ -266,10 +271,17 @@ if (
 
 type Counts = Map<string, number>;
 
-/** Counts every command a client sends, and DynamoDB write units by the items they carry. */
+/**
+ * Counts every command a client sends, and DynamoDB write units by the items they carry. Writes
+ * to `streamMeteredTable` that land are metered from its stream instead (bench/write-units.ts), in
+ * the IoT Core process: DynamoDB Local reports no capacity for PartiQL batches, and one source for
+ * all of that table's writes keeps them from being counted twice. A refused write is billed too,
+ * and leaves no stream record: one unit each.
+ */
 function countRequests(
   client: { middlewareStack: { add: (...args: never[]) => void } },
   counts: Counts,
+  streamMeteredTable: string,
 ): void {
   const add = client.middlewareStack.add as unknown as (
     middleware: (
@@ -293,12 +305,15 @@ function countRequests(
       const writes = writeUnits(name, args.input);
       if (writes === 0) return countingRefusals(name, bump, () => next(args));
       bump('#dynamoDbWrites', writes);
+      if (name === 'BatchExecuteStatementCommand') return countingStatements(bump, () => next(args));
+      const streamMetered = tableOf(args.input) === streamMeteredTable;
       // What DynamoDB bills: 1 KB units by item size (transactions twice), as it reports them.
-      args.input.ReturnConsumedCapacity = 'TOTAL';
+      if (!streamMetered) args.input.ReturnConsumedCapacity = 'TOTAL';
       try {
         const result = (await countingRefusals(name, bump, () => next(args))) as {
           output?: { ConsumedCapacity?: unknown };
         };
+        if (streamMetered) return result;
         const units = capacityUnits(result.output?.ConsumedCapacity);
         bump('#dynamoDbWriteUnits', units);
         bump(`#dynamoDbWriteUnits ${name} ${tableOf(args.input)}`, units);
@@ -311,6 +326,25 @@ function countRequests(
     },
     { step: 'initialize', name: 'benchCountRequests' },
   );
+}
+
+/**
+ * A PartiQL batch: the statements that land are metered from the stream; each refused one is
+ * counted as `!BatchExecuteStatementCommand <code>` and billed a unit.
+ */
+async function countingStatements(
+  bump: (key: string, by: number) => void,
+  send: () => Promise<unknown>,
+): Promise<unknown> {
+  const result = (await countingRefusals('BatchExecuteStatementCommand', bump, send)) as {
+    output?: { Responses?: { Error?: { Code?: string } }[] };
+  };
+  for (const response of result.output?.Responses ?? []) {
+    if (!response.Error) continue;
+    bump(`!BatchExecuteStatementCommand ${response.Error.Code ?? 'unknown'}`, 1);
+    bump('#dynamoDbWriteUnits', 1);
+  }
+  return result;
 }
 
 /** Runs a request, counting it as `!<command> <error>` when AWS refuses it. */
@@ -328,9 +362,9 @@ async function countingRefusals<T>(
 }
 
 /** Counts an SDK client's requests and those its lean twin sends for the per-device handlers. */
-function countRequestsOfBoth(sdk: object, fast: object, counts: Counts): void {
-  countRequests(sdk as never, counts);
-  countRequests(fast as never, counts);
+function countRequestsOfBoth(sdk: object, fast: object, counts: Counts, streamMeteredTable: string): void {
+  countRequests(sdk as never, counts, streamMeteredTable);
+  countRequests(fast as never, counts, streamMeteredTable);
 }
 
 /** AWS meters a shadow operation per 1 KB of its document, a message per 5 KB of payload and topic. */
@@ -383,6 +417,9 @@ function writeUnits(command: string, input: Record<string, unknown>): number {
     const tables = Object.values((input.RequestItems ?? {}) as Record<string, unknown[]>);
     return tables.reduce((sum, items) => sum + items.length, 0);
   }
+  // Our PartiQL batches are writes, a statement an item.
+  if (command === 'BatchExecuteStatementCommand')
+    return (input.Statements as unknown[] | undefined)?.length ?? 0;
   // Transactions cost two units per item.
   if (command === 'TransactWriteItemsCommand')
     return 2 * ((input.TransactItems as unknown[] | undefined)?.length ?? 0);
@@ -546,13 +583,14 @@ async function measureAcknowledgements(input: {
   const counts: Counts = new Map();
   const dynamodb = new DynamoDBClient({ ...aws, endpoint: input.ddbEndpoint });
   const iotData = new IoTDataPlaneClient({ ...aws, endpoint: iotCore.endpoints.iotData, maxAttempts: 1 });
-  countRequestsOfBoth(dynamodb, fastDocumentClientOf(dynamodb), counts);
-  countRequestsOfBoth(iotData, fastIotDataOf(iotData), counts);
-  const acknowledge = makeAcknowledge(
+  countRequestsOfBoth(dynamodb, fastDocumentClientOf(dynamodb), counts, tables.executions);
+  countRequestsOfBoth(iotData, fastIotDataOf(iotData), counts, tables.executions);
+  const acknowledgeObservability = recordingObservability();
+  const acknowledge = makeAcknowledgeQueue(
     acknowledgeDepsFromConfig(
       { executionsTable: tables.executions, fleetTable: tables.fleet },
       { dynamodb, iotData },
-      recordingObservability(),
+      acknowledgeObservability,
     ),
   );
   const authorize = makeDownloadAuthorizerFromConfig(
@@ -583,8 +621,8 @@ async function measureAcknowledgements(input: {
   const runAcknowledge = (event: unknown): Promise<unknown> =>
     slots.run(async () => {
       acknowledgeInvocations++;
-      const result = await timed(() => acknowledge(event));
-      outcomes[result.kind] = (outcomes[result.kind] ?? 0) + 1;
+      const result = await timed(() => acknowledge(event as SQSEvent));
+      outcomes.batchItemFailures = (outcomes.batchItemFailures ?? 0) + result.batchItemFailures.length;
       return result;
     });
   const runAuthorizer = (event: unknown): Promise<unknown> =>
@@ -638,7 +676,8 @@ async function measureAcknowledgements(input: {
     authorizerInvocations,
     authorizerAnswers,
     counterBatches,
-    outcomes,
+    // What the handler counted of the reports it applied (DeviceSucceeded, ...), and the failures it answered.
+    outcomes: { ...outcomes, ...Object.fromEntries(acknowledgeObservability.counts) },
     counts,
     deviceSide,
   };
@@ -724,9 +763,9 @@ async function runOnce(): Promise<BenchmarkOutcome> {
 
     // Counting starts here: everything below is the fan-out's own work.
     const counts: Counts = new Map();
-    countRequestsOfBoth(dynamodb, fastDocumentClientOf(dynamodb), counts);
-    countRequests(iot as never, counts);
-    countRequestsOfBoth(iotData, fastIotDataOf(iotData), counts);
+    countRequestsOfBoth(dynamodb, fastDocumentClientOf(dynamodb), counts, tables.executions);
+    countRequests(iot as never, counts, tables.executions);
+    countRequestsOfBoth(iotData, fastIotDataOf(iotData), counts, tables.executions);
     const pending: Promise<unknown>[] = [];
     let invocations = 0;
     const worker = { run: (_event: unknown): Promise<unknown> => Promise.resolve() };
@@ -815,8 +854,11 @@ async function runOnce(): Promise<BenchmarkOutcome> {
       ruleTriggers: perDevice(fanoutDeviceSide.acknowledgementRuleTriggers),
       ruleActions: perDevice(fanoutDeviceSide.acknowledgementRuleActions),
       dynamoDbWrites: perDevice(counts.get('#dynamoDbWrites') ?? 0),
-      dynamoDbWriteUnits: perDevice(counts.get('#dynamoDbWriteUnits') ?? 0),
+      dynamoDbWriteUnits: perDevice(
+        (counts.get('#dynamoDbWriteUnits') ?? 0) + ack.deviceSide.executionWriteUnitsByFanout,
+      ),
       dynamoDbReadRequests: perDevice(readRequests(counts)),
+      sqsRequests: 0,
       // The worker's invocations and the acknowledge invocations its own documents trigger.
       lambdaInvocations: perDevice(invocations + ack.acknowledgeInvocationsForFanoutDocuments),
       registryRequests: perDevice(counts.get('ListThingsInThingGroupCommand') ?? 0),
@@ -855,8 +897,20 @@ async function runOnce(): Promise<BenchmarkOutcome> {
       ruleTriggers: perDevice(deviceSide.acknowledgementRuleTriggers + deviceSide.downloadRuleTriggers),
       ruleActions: perDevice(deviceSide.acknowledgementRuleActions + deviceSide.downloadRuleActions),
       dynamoDbWrites: perDevice(ack.counts.get('#dynamoDbWrites') ?? 0),
-      dynamoDbWriteUnits: perDevice(ack.counts.get('#dynamoDbWriteUnits') ?? 0),
+      dynamoDbWriteUnits: perDevice(
+        (ack.counts.get('#dynamoDbWriteUnits') ?? 0) + ack.deviceSide.executionWriteUnitsByAcknowledgement,
+      ),
       dynamoDbReadRequests: perDevice(readRequests(ack.counts)),
+      // The rule's SendMessage per report; the event source mapping's ReceiveMessage and
+      // DeleteMessageBatch, ten messages a request at most.
+      sqsRequests: perDevice(
+        deviceSide.sqsSendMessages + deviceSide.sqsReceiveRequests + deviceSide.sqsDeleteRequests,
+      ),
+      sqsRequestsByKind: {
+        sendMessage: perDevice(deviceSide.sqsSendMessages),
+        receiveMessage: perDevice(deviceSide.sqsReceiveRequests),
+        deleteMessageBatch: perDevice(deviceSide.sqsDeleteRequests),
+      },
       lambdaInvocations: perDevice(
         ack.acknowledgeInvocations -
           ack.acknowledgeInvocationsForFanoutDocuments +

@@ -4,7 +4,6 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
@@ -15,12 +14,14 @@ import {
   type FunctionDefinition,
 } from '../lambdas/definitions/api.ts';
 import { env } from '../lambdas/definitions/environment.ts';
+import { type QueueDefinition, type QueueId, queues } from '../lambdas/definitions/queues.ts';
 import { downloadTopics } from '../lambdas/definitions/rules.ts';
 import { deploymentsTable, executionsTable, fleetTable } from '../lambdas/definitions/tables.ts';
 import { acknowledge } from './acknowledge.ts';
 import type { IArtifactStore } from './artifact-store.ts';
 import { grantListThingGroupMembers, grantPublish, grantShadowAccess } from './iot-permissions.ts';
 import { OtaFunction } from './ota-function.ts';
+import { eventSourceFromDefinition, queueFromDefinition, secureQueueProps } from './queue-from-definition.ts';
 import { grantTableData, tableFromDefinition } from './table-from-definition.ts';
 import type { IUpdateCatalog } from './update-catalog.ts';
 
@@ -60,7 +61,7 @@ export interface DeploymentsProps {
   readonly maxDownloadSessionDuration?: Duration;
   /** @default - AWS-managed key (aws/dynamodb), see docs/adr/0020-infra-encryption-at-rest.md */
   readonly tableEncryption?: dynamodb.TableEncryptionV2;
-  /** Tables and dead-letter queues. @default RemovalPolicy.RETAIN */
+  /** Tables and queues. @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
 }
 
@@ -84,8 +85,9 @@ const functionSettings: Record<BackgroundFunctionId, FunctionSettings> = {
  * Deployments (ADR 0040): the deployments, executions and fleet tables (shapes from
  * lambdas/definitions/tables.ts), one Lambda per background function, the fan-out worker that
  * the API, the scheduler and the worker itself start, the scheduler's timer, the counters
- * projection on the executions stream, the acknowledgement function's dead-letter queue and the
- * role whose STS credentials let devices download update files.
+ * projection on the executions stream, the work queues of lambdas/definitions/queues.ts (device
+ * reports for the acknowledgement function) with their dead-letter queues, and the role whose STS
+ * credentials let devices download update files.
  */
 export class Deployments extends Construct implements IDeployments {
   public readonly deploymentsTable: dynamodb.TableV2;
@@ -98,7 +100,9 @@ export class Deployments extends Construct implements IDeployments {
   /** Assumed by the download authorizer alone; its session policies narrow it to one update's files. */
   public readonly downloadRole: iam.Role;
   public readonly scheduleRule: events.Rule;
-  /** Acknowledgement events that failed after Lambda's retries. */
+  /** The work queues by their id in lambdas/definitions/queues.ts, each its function's event source. */
+  public readonly queues: Readonly<Record<QueueId, sqs.Queue>>;
+  /** Device reports the acknowledgement function failed on `maxReceiveCount` times (the queue's redrive). */
   public readonly acknowledgeDeadLetters: sqs.Queue;
   /** Stream batches (shard and sequence range) the counters function gave up on. */
   public readonly countersDeadLetters: sqs.Queue;
@@ -130,7 +134,14 @@ export class Deployments extends Construct implements IDeployments {
     };
     this.acknowledgeDeadLetters = this.createDeadLetterQueue('AcknowledgeDeadLetters');
     this.countersDeadLetters = this.createDeadLetterQueue('CountersDeadLetters');
+    acknowledge(this.countersDeadLetters, {
+      // cdk-nag recognises a queue's redrive target as a dead-letter queue, not a mapping's.
+      'AwsSolutions-SQS3':
+        'This queue is itself a dead-letter queue (the stream event source mapping’s on-failure destination); a queue behind it would only move the same messages one step further.',
+    });
+    this.queues = this.createQueues();
     this.functions = this.createFunctions();
+    this.connectQueues();
     this.downloadRole = this.createDownloadRole(this.functions.downloadAuthorizer);
     this.functions.downloadAuthorizer.function.addEnvironment(env.downloadRoleArn, this.downloadRole.roleArn);
     this.scheduleRule = new events.Rule(this, 'Schedule', {
@@ -228,8 +239,10 @@ export class Deployments extends Construct implements IDeployments {
   }
 
   /**
-   * IoT invokes it asynchronously: Lambda retries twice, then the event goes to a dead-letter
-   * queue rather than being lost; the scheduler's reconciliation repairs the record meanwhile.
+   * Takes device reports from the acknowledgements queue in batches (connectQueues). A report it
+   * fails on comes back after the visibility timeout, and after `maxReceiveCount` deliveries goes
+   * to a dead-letter queue rather than being lost; the scheduler's reconciliation repairs the
+   * record meanwhile.
    */
   private wireAcknowledge(fn: OtaFunction): void {
     grantTableData(this.executionsTable, fn, 'readWrite');
@@ -237,11 +250,6 @@ export class Deployments extends Construct implements IDeployments {
     // Trims desired.ota once a device reached a terminal state, re-reading the shadow when the
     // trim's version check loses a race.
     grantShadowAccess(this, fn, 'iot:GetThingShadow', 'iot:UpdateThingShadow');
-    fn.function.configureAsyncInvoke({
-      retryAttempts: 2,
-      maxEventAge: Duration.hours(6),
-      onFailure: new SqsDestination(this.acknowledgeDeadLetters),
-    });
   }
 
   /**
@@ -303,22 +311,49 @@ export class Deployments extends Construct implements IDeployments {
     return role;
   }
 
+  /** One queue per shared definition, construct id `<Id>Queue` (`AcknowledgementsQueue`). */
+  private createQueues(): Record<QueueId, sqs.Queue> {
+    // Keyed by every queue, so a new one does not compile until it has a dead-letter queue.
+    const deadLetters: Record<QueueId, sqs.IQueue> = { acknowledgements: this.acknowledgeDeadLetters };
+    const ids = Object.keys(queues) as QueueId[];
+    return Object.fromEntries(
+      ids.map((queueId) => {
+        const definition: QueueDefinition = queues[queueId];
+        const queue = queueFromDefinition(this, `${constructIdOf(queueId)}Queue`, definition, {
+          deadLetterQueue: deadLetters[queueId],
+          functionTimeout: functionSettings[definition.function].timeout,
+          removalPolicy: this.removalPolicy,
+        });
+        return [queueId, queue];
+      }),
+    ) as Record<QueueId, sqs.Queue>;
+  }
+
+  /**
+   * Each queue feeds the function its definition names. No maximum concurrency: reports arrive no
+   * faster than devices act on shadow updates, which the fan-out paces by the account's rate cap,
+   * so a few batches run at once; a cap would only delay them.
+   */
+  private connectQueues(): void {
+    for (const queueId of Object.keys(queues) as QueueId[]) {
+      const definition: QueueDefinition = queues[queueId];
+      this.functions[definition.function].function.addEventSource(
+        eventSourceFromDefinition(this.queues[queueId], definition),
+      );
+    }
+  }
+
+  /** Keeps what failed for 14 days (SQS's longest), for inspection and redrive. */
   private createDeadLetterQueue(id: string): sqs.Queue {
-    const queue = new sqs.Queue(this, id, {
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
+    return new sqs.Queue(this, id, {
+      ...secureQueueProps,
       retentionPeriod: Duration.days(14),
       removalPolicy: this.removalPolicy,
     });
-    acknowledge(queue, {
-      'AwsSolutions-SQS3':
-        'This queue is itself a dead-letter queue (a Lambda on-failure destination); a queue behind it would only move the same messages one step further.',
-    });
-    return queue;
   }
 }
 
 /** `fanoutWorker` → `FanoutWorker`: construct ids are a contract, so they derive from the definitions. */
-function constructIdOf(functionId: BackgroundFunctionId): string {
-  return functionId.charAt(0).toUpperCase() + functionId.slice(1);
+function constructIdOf(definitionId: string): string {
+  return definitionId.charAt(0).toUpperCase() + definitionId.slice(1);
 }

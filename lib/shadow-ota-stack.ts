@@ -40,7 +40,10 @@ export class ShadowOtaStack extends Stack {
       ...(props.iotDataEndpoint && { iotDataEndpoint: props.iotDataEndpoint }),
       ...(props.accountShadowRateCap && { accountShadowRateCap: props.accountShadowRateCap }),
     });
-    this.deviceRules = new DeviceRules(this, 'DeviceRules', { functions: this.deployments.functions });
+    this.deviceRules = new DeviceRules(this, 'DeviceRules', {
+      functions: this.deployments.functions,
+      queues: this.deployments.queues,
+    });
     this.devicePolicy = new DevicePolicy(this, 'DevicePolicy');
     this.operatorApi = new OperatorApi(this, 'OperatorApi', {
       artifacts: this.artifacts,

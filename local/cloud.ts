@@ -12,15 +12,11 @@ import type { Observability } from '../lambdas/observability.ts';
 import { startApiServer } from './api-server.ts';
 import { startDynamoDbLocal } from './dynamodb.ts';
 import { type FunctionRegistry, makeFunctionRegistry } from './functions.ts';
-import { type LambdaFailure, type LocalIotCore, startLocalIotCore } from './iot/index.ts';
+import { type DeadLetter, type LambdaFailure, type LocalIotCore, startLocalIotCore } from './iot/index.ts';
 import type { LocalCloudOptions } from './options.ts';
 import { localS3Credentials, startS3Server } from './s3.ts';
 import { ensureTable, localTableName } from './tables.ts';
-import {
-  keepFailedInvocations,
-  type LocalAcknowledgements,
-  wireAcknowledgements,
-} from './wiring/acknowledgements.ts';
+import { type LocalAcknowledgements, wireAcknowledgements } from './wiring/acknowledgements.ts';
 import {
   deploymentsEnvironment,
   ensureDeploymentTables,
@@ -28,6 +24,7 @@ import {
 } from './wiring/deployments-api.ts';
 import { makeLocalCredentials, startLocalDownloads } from './wiring/downloads.ts';
 import { type LocalFanout, wireFanout } from './wiring/fanout.ts';
+import { keepFailedInvocations, logDeadLetter } from './wiring/rule-failures.ts';
 
 export const localRegion = 'us-east-1';
 export const localBucketName = 'shadow-ota-artifacts';
@@ -77,8 +74,13 @@ export interface LocalCloud {
   readonly fanout: LocalFanout;
   /** Acknowledgements and counters (the stream poller); `countersCaughtUp()` waits for the counters. */
   readonly acknowledgements: LocalAcknowledgements;
-  /** Rule-invoked events that failed every attempt: the local on-failure destination (logged and kept). */
+  /**
+   * Events a rule's Lambda action invoked (the download rule's) that failed every attempt: the
+   * local on-failure destination (logged and kept).
+   */
   readonly failedInvocations: readonly LambdaFailure[];
+  /** Queue messages (device reports for `acknowledge`) that failed their last delivery (logged and kept). */
+  deadLetters(): readonly DeadLetter[];
   /** Clients for the local endpoints, for whatever runs in the same process (the main job, tests). */
   readonly clients: { readonly dynamodb: DynamoDBClient; readonly s3: S3Client };
   /** Stops every service in reverse order; safe to call twice. */
@@ -239,6 +241,8 @@ export async function startLocalCloud(
       region: localRegion,
       resolveLambda: (name) => functions.resolve(name),
       onLambdaFailure: failedInvocations.onLambdaFailure,
+      onDeadLetter: logDeadLetter(observability),
+      ...(options.queues ? { queueOptions: options.queues } : {}),
       ...(options.ephemeral ? {} : { dataDir: join(stateDir, 'iot') }),
     });
     teardown.push(() => iot.stop());
@@ -336,6 +340,7 @@ export async function startLocalCloud(
       fanout,
       acknowledgements,
       failedInvocations: failedInvocations.kept,
+      deadLetters: () => [...iot.queues.values()].flatMap((queue) => queue.deadLetters()),
       stop: () => teardown.run(),
     };
   } catch (error) {

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { LocalQueueTimings } from './iot/index.ts';
 
 export interface LocalCloudPorts {
   readonly api: number;
@@ -26,6 +27,11 @@ export interface LocalCloudOptions {
 
   /** How often the scheduler runs (EventBridge: every minute). @default 60000; 0: only on demand. */
   readonly schedulerIntervalMs?: number;
+  /**
+   * Local timings of the queues (tests shorten the batching window).
+   * @default the definitions' batching windows, a visibility timeout of 1 s
+   */
+  readonly queues?: LocalQueueTimings;
 }
 
 /** The main job's options: the local cloud's, plus the demo's. */

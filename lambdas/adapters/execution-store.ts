@@ -1,5 +1,6 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
+  BatchExecuteStatementCommand,
   BatchWriteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
@@ -103,6 +104,37 @@ export interface TransitionExtra {
   readonly installedUpdateId?: UpdateId;
 }
 
+/** One execution's transition, for `transitionMany`. */
+export interface TransitionEntry {
+  readonly current: ExecutionRecord;
+  readonly next: Execution;
+  readonly extra: TransitionExtra;
+}
+
+export type TransitionOutcome =
+  | { readonly kind: 'applied'; readonly record: ExecutionRecord }
+  /** The execution is not as it was read: as it is now (undefined when there is none). */
+  | { readonly kind: 'refused'; readonly current: ExecutionRecord | undefined }
+  /** Not written, for a reason the batch cannot settle: the caller writes it on its own. */
+  | { readonly kind: 'unsent'; readonly code: string };
+
+/** One report's forward move, for `applyForwardReports`. */
+export interface ForwardEntry {
+  readonly thingName: string;
+  readonly report: ForwardReport;
+  readonly extra: Omit<TransitionExtra, 'reason' | 'deadline'>;
+}
+
+export type ForwardOutcome =
+  | { readonly kind: 'applied' }
+  /** Its conditions did not hold: the execution as it is (undefined when there is none). */
+  | { readonly kind: 'refused'; readonly current: ExecutionRecord | undefined }
+  /**
+   * Not written, for a reason the batch cannot settle (throttled, a second entry for the same
+   * execution, the request failed): the caller applies it on its own.
+   */
+  | { readonly kind: 'unsent'; readonly code: string };
+
 /** The execution changed since it was read (another report, a sweep, an operator): re-read and decide again. */
 export interface ExecutionConflict {
   readonly code: 'EXECUTION_CONFLICT';
@@ -183,6 +215,12 @@ export interface ExecutionStore {
     extra: TransitionExtra,
   ): Promise<Result<ExecutionRecord, ExecutionConflict>>;
   /**
+   * `transition` for many executions, 25 to a request (PartiQL `BatchExecuteStatement`; a first
+   * write is an `INSERT`, which refuses an item that exists): the fan-out's `notified` marks (ADR
+   * 0040, "Batched marks"). One outcome per entry, in order, with the record as written.
+   */
+  transitionMany(entries: readonly TransitionEntry[]): Promise<TransitionOutcome[]>;
+  /**
    * A device report's forward move in one request, written on the domain's conditions
    * (`forwardReport`) instead of on an execution read first. Returns the execution as it was
    * before the move, or the conflict with the execution as it is (from the same answer), for
@@ -193,6 +231,14 @@ export interface ExecutionStore {
     report: ForwardReport,
     extra: Omit<TransitionExtra, 'reason' | 'deadline'>,
   ): Promise<Result<ExecutionRecord, ExecutionConflict>>;
+  /**
+   * Many reports' forward moves, 25 to a request (PartiQL `BatchExecuteStatement`, ADR 0040
+   * "Batched acknowledgements"), each on `applyForwardReport`'s conditions and on the execution
+   * having been notified (PartiQL has no `if_not_exists`, so the rare report that arrives before
+   * its notification takes the read path). One outcome per entry, in order; a move that landed
+   * answers nothing about the execution as it was.
+   */
+  applyForwardReports(entries: readonly ForwardEntry[]): Promise<ForwardOutcome[]>;
   /**
    * The device asked for download authorization (at `at`, epoch ms): a `notified` execution with
    * no cancel pending moves to `downloading` (reason `download_authorized`) and counts as heard
@@ -366,6 +412,11 @@ function putExtra(put: Put, extra: TransitionExtra): void {
 
 function transitionUpdate(current: ExecutionRecord, next: Execution, extra: TransitionExtra): UpdateParts {
   const { parts, put } = updateParts();
+  putTransition(put, { current, next, extra });
+  return parts;
+}
+
+function putTransition(put: Put, { current, next, extra }: TransitionEntry): void {
   if (current.unwritten) putCreation(put, current, extra.at);
   putState(put, current.deploymentId, next.state, extra.at, next.attempt);
   for (const field of MUTABLE_FIELDS) put(field, next[field]);
@@ -373,7 +424,75 @@ function transitionUpdate(current: ExecutionRecord, next: Execution, extra: Tran
   if (next.state === 'queued' && current.state !== 'queued') {
     for (const field of CLEARED_ON_REQUEUE) if (extra[field] === undefined) put(field, undefined);
   }
-  return parts;
+}
+
+/** What a transition writes: each field's new value, undefined for one it removes. */
+function transitionFields(entry: TransitionEntry): Map<string, unknown> {
+  const fields = new Map<string, unknown>();
+  putTransition((field, value) => fields.set(field, value), entry);
+  return fields;
+}
+
+/** The record a transition leaves, worked out from what it wrote (a batch answers with nothing). */
+function recordAfter(entry: TransitionEntry, fields: ReadonlyMap<string, unknown>): ExecutionRecord {
+  const { unwritten: _, ...stored } = entry.current as ExecutionRecord & { unwritten?: boolean };
+  const item: Item = entry.current.unwritten
+    ? { deploymentId: stored.deploymentId, thingName: stored.thingName }
+    : { ...stored };
+  for (const [field, value] of fields) {
+    if (value === undefined) delete item[field];
+    else item[field] = value;
+  }
+  return executionFromItem(item);
+}
+
+/**
+ * `transition` as one PartiQL statement: a first write an INSERT of the whole row (refused when
+ * the row exists, as `attribute_not_exists` refuses it), any other an UPDATE on `transitionGuard`'s
+ * conditions.
+ */
+export function transitionStatement(
+  tableName: string,
+  entry: TransitionEntry,
+  fields: ReadonlyMap<string, unknown> = transitionFields(entry),
+): PartiqlStatement {
+  const { current } = entry;
+  const parameters: unknown[] = [];
+  if (current.unwritten) {
+    const values = [
+      ['deploymentId', current.deploymentId],
+      ['thingName', current.thingName],
+      ...[...fields].filter(([, value]) => value !== undefined),
+    ] as const;
+    const tuple = values.map(([field, value]) => {
+      parameters.push(value);
+      return `'${field.replaceAll("'", "''")}': ?`;
+    });
+    return {
+      Statement: `INSERT INTO ${quoted(tableName)} VALUE {${tuple.join(', ')}}`,
+      Parameters: parameters,
+    };
+  }
+  const sets: string[] = [];
+  const removes: string[] = [];
+  for (const [field, value] of fields) {
+    if (value === undefined) removes.push(`REMOVE ${quoted(field)}`);
+    else {
+      sets.push(`SET ${quoted(field)} = ?`);
+      parameters.push(value);
+    }
+  }
+  const where = ['"deploymentId" = ?', '"thingName" = ?', '"state" = ?', '"attempt" = ?'];
+  parameters.push(current.deploymentId, current.thingName, current.state, current.attempt);
+  if (current.reportOrder === undefined) where.push('"reportOrder" IS MISSING');
+  else {
+    where.push('"reportOrder" = ?');
+    parameters.push(current.reportOrder);
+  }
+  return {
+    Statement: `UPDATE ${quoted(tableName)} ${[...sets, ...removes].join(' ')} WHERE ${where.join(' AND ')}`,
+    Parameters: parameters,
+  };
 }
 
 /** The forward move of a report: the state, the report's order and time, its results; nothing else changes. */
@@ -432,6 +551,71 @@ function forwardReportCondition(report: ForwardReport): {
     );
   }
   return { expression: terms.join(' AND '), names, values };
+}
+
+/** DynamoDB's limit of statements in one `BatchExecuteStatement`. */
+const STATEMENTS_MAX = 25;
+
+/** A PartiQL statement with its parameters in the order of their `?`. */
+export interface PartiqlStatement {
+  readonly Statement: string;
+  readonly Parameters: unknown[];
+}
+
+/** A statement's answer in a batch: written, refused (with the item, when it exists), or not run. */
+type StatementAnswer =
+  | { readonly kind: 'done' }
+  | { readonly kind: 'refused'; readonly code: string; readonly item?: Item }
+  | { readonly kind: 'unsent'; readonly code: string };
+
+/** Refusals that mean the statement's condition did not hold; any other error leaves it unsent. */
+const REFUSALS = new Set(['ConditionalCheckFailed', 'DuplicateItem']);
+
+/** A PartiQL identifier: quoted, since `state`, `name` and others are reserved words. */
+const quoted = (name: string): string => `"${name.replaceAll('"', '""')}"`;
+
+/**
+ * `forwardReportUpdate` and `forwardReportCondition` as one PartiQL UPDATE (parameters in the
+ * order of their `?`), plus `notifiedAt IS NOT MISSING` in place of `if_not_exists`.
+ */
+export function forwardReportStatement(tableName: string, entry: ForwardEntry): PartiqlStatement {
+  const { report, extra } = entry;
+  const clauses: string[] = [];
+  const parameters: unknown[] = [];
+  const put: Put = (field, value) => {
+    if (value === undefined) {
+      clauses.push(`REMOVE ${quoted(field)}`);
+      return;
+    }
+    clauses.push(`SET ${quoted(field)} = ?`);
+    parameters.push(value);
+  };
+  putState(put, report.deploymentId, report.to, extra.at, report.attempt);
+  put('reportOrder', report.changes.reportOrder);
+  put('reportedAt', report.changes.reportedAt);
+  putExtra(put, { ...extra, reason: 'device_report' });
+  const where = [
+    '"deploymentId" = ?',
+    '"thingName" = ?',
+    `"state" IN [${report.from.map(() => '?').join(', ')}]`,
+    '"attempt" = ?',
+    '("reportOrder" IS MISSING OR "reportOrder" < ?)',
+    '"notifiedAt" IS NOT MISSING',
+  ];
+  parameters.push(report.deploymentId, entry.thingName, ...report.from, report.attempt, report.order);
+  if (report.updateId) {
+    where.push('"updateId"."provider" = ?', '"updateId"."name" = ?', '"updateId"."version" = ?');
+    parameters.push(report.updateId.provider, report.updateId.name, report.updateId.version);
+  }
+  // SETs before REMOVEs, as PartiQL's UPDATE grammar has them.
+  const ordered = [
+    ...clauses.filter((c) => c.startsWith('SET')),
+    ...clauses.filter((c) => c.startsWith('REMOVE')),
+  ];
+  return {
+    Statement: `UPDATE ${quoted(tableName)} ${ordered.join(' ')} WHERE ${where.join(' AND ')}`,
+    Parameters: parameters,
+  };
 }
 
 interface Guard {
@@ -780,6 +964,109 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     }
   }
 
+  /**
+   * Runs statements 25 to a request, each on its own: one answer per statement, in order. A
+   * request that fails leaves its statements unsent; the caller writes them on their own.
+   */
+  async function runStatements(statements: readonly PartiqlStatement[]): Promise<StatementAnswer[]> {
+    const answers: StatementAnswer[] = [];
+    for (let start = 0; start < statements.length; start += STATEMENTS_MAX) {
+      const chunk = statements.slice(start, start + STATEMENTS_MAX);
+      answers.push(...(await runChunk(chunk)));
+    }
+    return answers;
+  }
+
+  async function runChunk(chunk: readonly PartiqlStatement[]): Promise<StatementAnswer[]> {
+    let responses: readonly { Error?: { Code?: string; Item?: Item } }[];
+    try {
+      const answer = await db.send(
+        new BatchExecuteStatementCommand({
+          Statements: chunk.map((statement) => ({
+            ...statement,
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          })),
+        }),
+      );
+      responses = answer.Responses ?? [];
+    } catch (error) {
+      const code = error instanceof Error ? error.name : 'REQUEST_FAILED';
+      return chunk.map(() => ({ kind: 'unsent', code }));
+    }
+    return chunk.map((_, k): StatementAnswer => {
+      const response = responses[k];
+      if (!response) return { kind: 'unsent', code: 'NO_ANSWER' };
+      const failure = response.Error;
+      if (!failure) return { kind: 'done' };
+      const code = failure.Code ?? 'UNKNOWN';
+      if (!REFUSALS.has(code)) return { kind: 'unsent', code };
+      return { kind: 'refused', code, ...(failure.Item ? { item: failure.Item } : {}) };
+    });
+  }
+
+  /** Statements for entries with distinct keys; a second entry for a key is left `unsent`. */
+  async function runDistinct<T, O>(
+    entries: readonly T[],
+    keyOf: (entry: T) => string,
+    statementOf: (entry: T) => PartiqlStatement,
+    outcomeOf: (entry: T, answer: StatementAnswer) => O | Promise<O>,
+    unsent: (code: string) => O,
+  ): Promise<O[]> {
+    const outcomes = new Array<O>(entries.length);
+    const seen = new Set<string>();
+    const batchable: number[] = [];
+    entries.forEach((entry, i) => {
+      const key = keyOf(entry);
+      // Two statements on one item in a batch would race each other: the second goes on its own.
+      if (seen.has(key)) outcomes[i] = unsent('SAME_EXECUTION_IN_BATCH');
+      else {
+        seen.add(key);
+        batchable.push(i);
+      }
+    });
+    const answers = await runStatements(batchable.map((i) => statementOf(entries[i] as T)));
+    await Promise.all(
+      batchable.map(async (i, k) => {
+        outcomes[i] = await outcomeOf(entries[i] as T, answers[k] ?? { kind: 'unsent', code: 'NO_ANSWER' });
+      }),
+    );
+    return outcomes;
+  }
+
+  function applyForwardReports(entries: readonly ForwardEntry[]): Promise<ForwardOutcome[]> {
+    return runDistinct(
+      entries,
+      (entry) => `${entry.report.deploymentId}\u0000${entry.thingName}`,
+      (entry) => forwardReportStatement(tableName, entry),
+      (_, answer): ForwardOutcome => {
+        if (answer.kind === 'done') return { kind: 'applied' };
+        if (answer.kind === 'unsent') return answer;
+        return { kind: 'refused', current: answer.item ? executionFromItem(answer.item) : undefined };
+      },
+      (code) => ({ kind: 'unsent', code }),
+    );
+  }
+
+  function transitionMany(entries: readonly TransitionEntry[]): Promise<TransitionOutcome[]> {
+    const fieldsOf = new Map(entries.map((entry) => [entry, transitionFields(entry)]));
+    return runDistinct(
+      entries,
+      (entry) => `${entry.current.deploymentId}\u0000${entry.current.thingName}`,
+      (entry) => transitionStatement(tableName, entry, fieldsOf.get(entry)),
+      async (entry, answer): Promise<TransitionOutcome> => {
+        if (answer.kind === 'done')
+          return { kind: 'applied', record: recordAfter(entry, fieldsOf.get(entry) ?? new Map()) };
+        if (answer.kind === 'unsent') return answer;
+        // An INSERT's refusal carries no item; nor may an endpoint's: a read settles what is there.
+        const current = answer.item
+          ? executionFromItem(answer.item)
+          : await get(entry.current.deploymentId, entry.current.thingName);
+        return { kind: 'refused', current };
+      },
+      (code) => ({ kind: 'unsent', code }),
+    );
+  }
+
   async function markDownloadStarted(
     deploymentId: string,
     thingName: string,
@@ -826,6 +1113,8 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
 
   return {
     applyForwardReport,
+    applyForwardReports,
+    transitionMany,
     batchPutQueued,
     get,
     getWritten,

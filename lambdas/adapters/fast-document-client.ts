@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import * as dynamodbModel from '@aws-sdk/client-dynamodb';
 import { type DynamoDBClient, DynamoDBServiceException } from '@aws-sdk/client-dynamodb';
 import {
+  BatchExecuteStatementCommand,
   BatchGetCommand,
   BatchWriteCommand,
   DeleteCommand,
@@ -117,6 +118,27 @@ function batchWriteOut(output: Wire): Wire {
   return out;
 }
 
+/** PartiQL parameters are attribute values, as the SDK marshals them. */
+function batchStatementIn(input: Wire): Wire {
+  const statements = (input.Statements as Wire[]).map((statement) =>
+    statement.Parameters === undefined
+      ? statement
+      : { ...statement, Parameters: marshall(statement.Parameters as unknown[], MARSHALL) },
+  );
+  return { ...input, Statements: statements };
+}
+
+function batchStatementOut(output: Wire): Wire {
+  if (!Array.isArray(output.Responses)) return output;
+  const responses = (output.Responses as Wire[]).map((response) => {
+    const out: Wire = converting(response, ['Item'], fromWire);
+    const error = response.Error as Wire | undefined;
+    if (error?.Item !== undefined) out.Error = converting(error, ['Item'], fromWire);
+    return out;
+  });
+  return { ...output, Responses: responses };
+}
+
 const TRANSACT_KINDS = ['Put', 'Update', 'Delete', 'ConditionCheck'] as const;
 
 function transactWriteIn(input: Wire): Wire {
@@ -182,6 +204,10 @@ const operations = new Map<unknown, Operation>([
   [ScanCommand, { action: 'Scan', toWire: simpleIn, fromWire: simpleOut }],
   [BatchGetCommand, { action: 'BatchGetItem', toWire: batchGetIn, fromWire: batchGetOut }],
   [BatchWriteCommand, { action: 'BatchWriteItem', toWire: batchWriteIn, fromWire: batchWriteOut }],
+  [
+    BatchExecuteStatementCommand,
+    { action: 'BatchExecuteStatement', toWire: batchStatementIn, fromWire: batchStatementOut },
+  ],
   [TransactWriteCommand, { action: 'TransactWriteItems', toWire: transactWriteIn, fromWire: (o) => o }],
 ]);
 

@@ -3,6 +3,7 @@ import { type DynamoDBDocumentClient, GetCommand, ScanCommand, UpdateCommand } f
 import { type CompatibilitySet, type DeviceProperties, isCompatible } from '../domain/deployment/index.ts';
 import type { UpdateId } from '../domain/manifest/index.ts';
 import { err, ok, type Result } from '../domain/result.ts';
+import { batchGetItems } from './dynamodb.ts';
 import { decodePageToken, encodePageToken, type PageKey } from './page-token.ts';
 
 /** What the service knows of one device (ADR 0040 fleet table). */
@@ -31,6 +32,8 @@ export interface FleetPage {
 
 export interface FleetStore {
   get(thingName: string): Promise<FleetItem | undefined>;
+  /** The items of these devices (strongly consistent, 100 to a request); a device unknown has none. */
+  getMany(thingNames: readonly string[]): Promise<ReadonlyMap<string, FleetItem>>;
   /**
    * Records a device report (creating the item on a device's first report). An older report than
    * the one recorded changes nothing: `applied` is false.
@@ -71,6 +74,12 @@ export function makeFleetStore({ db, tableName }: FleetStoreOptions): FleetStore
       new GetCommand({ TableName: tableName, Key: { thingName }, ConsistentRead: true }),
     );
     return Item ? fleetFromItem(Item) : undefined;
+  }
+
+  async function getMany(thingNames: readonly string[]): Promise<ReadonlyMap<string, FleetItem>> {
+    const keys = [...new Set(thingNames)].map((thingName) => ({ thingName }));
+    const items = await batchGetItems(db, tableName, keys, { consistent: true });
+    return new Map(items.map((item) => [String(item.thingName), fleetFromItem(item)]));
   }
 
   async function upsertReport(
@@ -136,5 +145,5 @@ export function makeFleetStore({ db, tableName }: FleetStoreOptions): FleetStore
     );
   }
 
-  return { get, upsertReport, scanCompatible };
+  return { get, getMany, upsertReport, scanCompatible };
 }

@@ -4,6 +4,8 @@
  * Pure data: no AWS SDK, no CDK.
  */
 
+import type { QueueId } from './queues.ts';
+
 /** The only IoT SQL version both the stack and the local rules engine speak. */
 export type IotSqlVersion = '2016-03-23';
 
@@ -23,7 +25,16 @@ export interface RepublishRuleAction {
   readonly republish: { readonly topic: string; readonly qos?: 0 | 1 };
 }
 
-export type RuleAction = LambdaRuleAction | RepublishRuleAction;
+/**
+ * Send the SELECT result (JSON, not base64) as one message to a queue of the service
+ * (lambdas/definitions/queues.ts), whose function takes its messages in batches. The stack maps
+ * `queue` to its SQS queue, the local cloud to its local queue.
+ */
+export interface SqsRuleAction {
+  readonly sqs: { readonly queue: QueueId };
+}
+
+export type RuleAction = LambdaRuleAction | RepublishRuleAction | SqsRuleAction;
 
 export interface TopicRuleDefinition {
   /** Rule name: letters, digits and underscores (AWS's pattern); the stack's RuleName. */
@@ -51,13 +62,16 @@ export const downloadTopics = {
 export const topicRules: readonly TopicRuleDefinition[] = [
   {
     name: 'shadow_ota_acknowledgements',
-    description: 'Device reports on the ota named shadow go to the acknowledgement Lambda',
+    description:
+      'Device reports on the ota named shadow go to the acknowledgements queue, for the acknowledgement function',
     // The device's own update requests, not `update/documents`: the service's data-plane writes
     // (fan-out, cancel, trim) publish nothing here, so AWS meters a rule trigger per device report
     // only (a WHERE-filtered message is still a trigger).
     sql: "SELECT *, topic(3) AS thingName, timestamp() AS receivedAt FROM '$aws/things/+/shadow/name/ota/update' WHERE NOT isUndefined(state.reported.ota)",
     awsIotSqlVersion: '2016-03-23',
-    actions: [{ lambda: { function: 'acknowledge' } }],
+    // Through a queue, so the acknowledgement function takes reports in batches (ADR 0040,
+    // "Batched acknowledgements"): one conditional write request per 25 reports, not one each.
+    actions: [{ sqs: { queue: 'acknowledgements' } }],
   },
   {
     name: 'shadow_ota_download_requests',

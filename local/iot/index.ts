@@ -1,13 +1,16 @@
 /**
  * The local AWS IoT Core: MQTT broker (plain + mutual TLS), Device Shadow service, data-plane and
- * registry HTTP APIs, rules engine and lifecycle events, in this process. See docs/adr for what it
- * reproduces of AWS and what it leaves out.
+ * registry HTTP APIs, rules engine and lifecycle events, in this process, with the local SQS queues
+ * the rules' `sqs` actions send to (local/queues.ts). See docs/adr for what it reproduces of AWS and
+ * what it leaves out.
  *
  *   const iot = await startLocalIotCore({ dataDir, rules: topicRules, resolveLambda });
  *   // iot.endpoints.{mqtt, mqtts, iotData, iot}; ... await iot.stop();
  */
 import { join } from 'node:path';
+import { type QueueDefinition, queues as queueDefinitions } from '../../lambdas/definitions/queues.ts';
 import { type TopicRuleDefinition, topicRules } from '../../lambdas/definitions/rules.ts';
+import { type DeadLetter, type LocalQueue, type LocalQueueOptions, startLocalQueue } from '../queues.ts';
 import { startBroker } from './broker.ts';
 import {
   type ClientCertificate,
@@ -25,6 +28,7 @@ import { ShadowService } from './shadow/service.ts';
 import { ShadowStore } from './shadow/store.ts';
 import { parseShadowRequestTopic } from './topics.ts';
 
+export type { DeadLetter, LocalQueue } from '../queues.ts';
 export type { ClientCertificate, TlsMaterial } from './certs.ts';
 export type { ShadowRateLimits } from './rate-limit.ts';
 export type { Registry } from './registry.ts';
@@ -60,6 +64,15 @@ export interface LocalIotCoreOptions {
   readonly onLambdaFailure?: (failure: LambdaFailure) => void;
   /** Delays before retrying a failed async invocation. @default [100, 200] */
   readonly lambdaRetryDelaysMs?: readonly number[];
+  /**
+   * The queues rules send to, by name; each one's function is found through `resolveLambda`.
+   * @default queues from lambdas/definitions/queues.ts
+   */
+  readonly queues?: Readonly<Record<string, QueueDefinition>>;
+  /** Local timings of every queue (visibility timeout, batching window, concurrency). */
+  readonly queueOptions?: LocalQueueTimings;
+  /** Where a message that failed its last delivery goes (the dead-letter queue), besides the queue's own list. */
+  readonly onDeadLetter?: (letter: DeadLetter) => void;
   /** Client ids allowed every topic (backend services, test observers); devices get the device policy. */
   readonly adminClientIds?: readonly string[];
   /** @default 'us-east-1' */
@@ -71,6 +84,11 @@ export interface LocalIotCoreOptions {
   /** How often dirty shadows are written behind. @default 1000 */
   readonly flushIntervalMs?: number;
 }
+
+export type LocalQueueTimings = Pick<
+  LocalQueueOptions,
+  'visibilityTimeoutMs' | 'maxBatchingWindowMs' | 'concurrency' | 'deadLetterLimit'
+>;
 
 export interface LocalIotCoreEndpoints {
   /** `mqtt://host:port` */
@@ -89,6 +107,8 @@ export interface LocalIotCore {
   readonly caCertificate: string;
   readonly registry: Registry;
   readonly shadows: ShadowService;
+  /** The queues rules send to, by name (their dead letters, for tests and the developer). */
+  readonly queues: ReadonlyMap<string, LocalQueue>;
   /** Issues a client certificate whose CN is `thingName`, for the mTLS listener. */
   issueClientCertificate(thingName: string): Promise<ClientCertificate>;
   /** Publishes as the service itself (as the data-plane Publish does). */
@@ -99,11 +119,14 @@ export interface LocalIotCore {
    */
   routeToRules(topic: string, payload: Buffer, clientId: string): void;
   connectedClients(): number;
-  /** Resolves when every rule action started so far has finished (retries included). */
+  /**
+   * Resolves when every rule action started so far has finished (retries included) and the queues
+   * have delivered their messages (a batching window and failed messages' visibility timeouts included).
+   */
   rulesIdle(): Promise<void>;
   /** Writes dirty shadows now. */
   flush(): Promise<void>;
-  /** Stops listening, waits for rule actions, flushes and compacts persistence. */
+  /** Stops listening, waits for rule actions, delivers what the queues hold, flushes and compacts persistence. */
   stop(): Promise<void>;
 }
 
@@ -138,9 +161,12 @@ export async function startLocalIotCore(options: LocalIotCoreOptions = {}): Prom
     now,
     rateLimiter: makeRateLimiter(options.rateLimits),
   });
+  const resolveLambda = options.resolveLambda ?? (() => undefined);
+  const queues = startQueues({ ...options, resolveLambda, region, accountId });
   const rules = new RulesEngine({
     rules: options.rules ?? topicRules,
-    resolveLambda: options.resolveLambda ?? (() => undefined),
+    resolveLambda,
+    queues,
     publish: (topic, payload, qos) => publish(topic, payload, qos),
     now,
     region,
@@ -186,6 +212,7 @@ export async function startLocalIotCore(options: LocalIotCoreOptions = {}): Prom
     caCertificate: tls.ca.cert,
     registry,
     shadows,
+    queues,
     issueClientCertificate: (thingName) => issueClientCertificate(tls.ca, thingName),
     publish: (topic, payload, qos = 0) => publish(topic, payload, qos),
     routeToRules: (topic, payload, clientId) => rules.handleMessage(topic, payload, clientId),
@@ -195,8 +222,36 @@ export async function startLocalIotCore(options: LocalIotCoreOptions = {}): Prom
     async stop() {
       await Promise.all([dataPlane.close(), control.close()]);
       await broker.close();
-      await rules.idle();
+      // The queues take what the last actions send, then deliver it without waiting for a batch to
+      // fill; retries would outlive the functions' clients, which the cloud stops first.
+      await rules.actionsIdle();
+      await Promise.all([...queues.values()].map((queue) => queue.stop()));
+      await rules.actionsIdle();
       await Promise.all([store.close(), registry.close()]);
     },
   };
+}
+
+function startQueues(
+  options: LocalIotCoreOptions & {
+    readonly resolveLambda: LambdaResolver;
+    readonly region: string;
+    readonly accountId: string;
+  },
+): Map<string, LocalQueue> {
+  const definitions: Readonly<Record<string, QueueDefinition>> = options.queues ?? queueDefinitions;
+  return new Map(
+    Object.entries(definitions).map(([name, definition]) => [
+      name,
+      startLocalQueue({
+        ...options.queueOptions,
+        name,
+        definition,
+        resolveFunction: options.resolveLambda,
+        region: options.region,
+        accountId: options.accountId,
+        ...(options.onDeadLetter ? { onDeadLetter: options.onDeadLetter } : {}),
+      }),
+    ]),
+  );
 }

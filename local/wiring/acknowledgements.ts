@@ -5,7 +5,7 @@ import type { DynamoDBStreamEvent } from 'aws-lambda';
 import {
   acknowledgeConfigFromEnv,
   acknowledgeDepsFromConfig,
-  makeAcknowledge,
+  makeAcknowledgeQueue,
 } from '../../lambdas/handlers/acknowledge.ts';
 import {
   type ReconcileSummary,
@@ -18,34 +18,7 @@ import {
 } from '../../lambdas/handlers/counters-stream.ts';
 import type { Observability } from '../../lambdas/observability.ts';
 import type { FunctionRegistry } from '../functions.ts';
-import type { LambdaFailure } from '../iot/index.ts';
 import { type StreamPoller, startStreamPoller } from '../streams.ts';
-
-/**
- * The acknowledgement Lambda's on-failure destination in the local cloud (an SQS queue in AWS):
- * an event that failed every attempt is logged and kept, for a developer to look at; the
- * reconciliation sweep repairs the execution it was about from the shadow.
- */
-export interface FailedInvocations {
-  readonly kept: readonly LambdaFailure[];
-  readonly onLambdaFailure: (failure: LambdaFailure) => void;
-}
-
-export function keepFailedInvocations(observability: Observability, limit = 1000): FailedInvocations {
-  const kept: LambdaFailure[] = [];
-  return {
-    kept,
-    onLambdaFailure(failure) {
-      observability.logger.error('rule action failed every attempt; event kept', {
-        functionName: failure.functionName,
-        attempts: failure.attempts,
-        error: failure.error as Error,
-      });
-      kept.push(failure);
-      if (kept.length > limit) kept.shift();
-    },
-  };
-}
 
 export interface LocalAcknowledgements {
   /** For the scheduler (wireFanout's `reconcile`): the sweep over the active deployments. */
@@ -57,10 +30,11 @@ export interface LocalAcknowledgements {
 
 /**
  * The acknowledgement and counter functions as the local cloud runs them: the Lambdas' own
- * configuration and factories with clients for the local endpoints, `acknowledge` registered for
- * the IoT rule, `countersStream` fed by a poller of DynamoDB Local's stream of the executions
- * table (Lambda's event source mapping: a failed batch is delivered again), and the
- * reconciliation sweep for the scheduler.
+ * configuration and factories with clients for the local endpoints, `acknowledge` registered as
+ * the batch handler of the `acknowledgements` queue the IoT rule sends to (the local IoT Core's
+ * queue invokes it, and keeps its dead letters), `countersStream` fed by a poller of DynamoDB
+ * Local's stream of the executions table (Lambda's event source mapping: a failed batch is
+ * delivered again), and the reconciliation sweep for the scheduler.
  */
 export async function wireAcknowledgements(input: {
   readonly environment: Environment;
@@ -84,7 +58,7 @@ export async function wireAcknowledgements(input: {
     { dynamodb: input.dynamodb, iotData },
     input.observability,
   );
-  input.functions.register('acknowledge', makeAcknowledge(parts));
+  input.functions.register('acknowledge', makeAcknowledgeQueue(parts));
   input.functions.register(
     'countersStream',
     makeCountersStreamFromConfig(

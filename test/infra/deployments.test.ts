@@ -1,4 +1,6 @@
+import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type ApiFunctionId,
@@ -7,6 +9,7 @@ import {
   backgroundFunctions,
 } from '../../lambdas/definitions/api.ts';
 import { env } from '../../lambdas/definitions/environment.ts';
+import { queues } from '../../lambdas/definitions/queues.ts';
 import {
   allTables,
   deploymentsTable,
@@ -15,6 +18,8 @@ import {
   type TableDefinition,
   updatesTable,
 } from '../../lambdas/definitions/tables.ts';
+import { UnsupportedDefinitionError } from '../../lib/errors.ts';
+import { queueFromDefinition } from '../../lib/queue-from-definition.ts';
 import {
   actionsOf,
   arnWithSuffix,
@@ -201,40 +206,119 @@ describe('counters stream', () => {
   });
 });
 
-describe('acknowledgements', () => {
-  const invokeConfig = () =>
-    single(template, 'AWS::Lambda::EventInvokeConfig', { FunctionName: ref(fn('acknowledge').logicalId) });
+/** Fails unless the queue's resource policy denies every request not made over TLS. */
+function expectTlsOnly(queueId: string): void {
+  template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+    Queues: [ref(queueId)],
+    PolicyDocument: Match.objectLike({
+      Statement: Match.arrayWith([
+        Match.objectLike({
+          Effect: 'Deny',
+          Action: 'sqs:*',
+          Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+          Resource: getAtt(queueId),
+        }),
+      ]),
+    }),
+  });
+}
 
-  it('retries an event twice, then sends it to a dead-letter queue instead of dropping it', () => {
-    const { properties } = invokeConfig();
-    expect(properties).toMatchObject({ MaximumRetryAttempts: 2, MaximumEventAgeInSeconds: 21600 });
-    expect(resources()[queueOf(properties.DestinationConfig)]).toMatchObject({ Type: 'AWS::SQS::Queue' });
+/** The logical id of the queue a mapping reads or a redrive policy names (`Fn::GetAtt: [id, Arn]`). */
+const idOfArn = (arn: unknown): string => (arn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+
+describe('acknowledgements', () => {
+  const mapping = () =>
+    single(template, 'AWS::Lambda::EventSourceMapping', { FunctionName: ref(fn('acknowledge').logicalId) });
+  const queueId = () => idOfArn(mapping().properties.EventSourceArn);
+  const queue = () => resources()[queueId()] as { Type: string; Properties: Record<string, unknown> };
+  const deadLetterQueueId = () =>
+    idOfArn((queue().Properties.RedrivePolicy as { deadLetterTargetArn: unknown }).deadLetterTargetArn);
+  /** The sqs actions the acknowledgement function's role holds on its queue. */
+  const actionsOnQueue = () =>
+    statementsOf('acknowledge')
+      .filter((s) => JSON.stringify(s.Resource) === JSON.stringify(getAtt(queueId())))
+      .flatMap(actionsOf);
+
+  it('takes device reports from a queue', () => {
+    expect(queue().Type).toBe('AWS::SQS::Queue');
   });
 
-  it('may send to its dead-letter queue', () => {
-    const queue = queueOf(invokeConfig().properties.DestinationConfig);
+  it('takes batches of up to 100 reports, gathered for at most a second', () => {
+    expect(mapping().properties).toMatchObject({ BatchSize: 100, MaximumBatchingWindowInSeconds: 1 });
+  });
+
+  it('reports the messages it failed on, so only those are delivered again', () => {
+    expect(mapping().properties.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
+  });
+
+  it('hides a batch for 180 s, six times the function’s timeout, so a batch in progress is not handed out twice', () => {
+    expect(queue().Properties.VisibilityTimeout).toBe(180);
+    expect(queue().Properties.VisibilityTimeout).toBe(6 * (fn('acknowledge').properties.Timeout as number));
+  });
+
+  it('moves a report delivered five times to a dead-letter queue of its own instead of dropping it', () => {
+    expect((queue().Properties.RedrivePolicy as { maxReceiveCount: number }).maxReceiveCount).toBe(5);
+    expect(resources()[deadLetterQueueId()]).toMatchObject({ Type: 'AWS::SQS::Queue' });
+    const countersDeadLetters = queueOf(
+      single(template, 'AWS::Lambda::EventSourceMapping', {
+        FunctionName: ref(fn('countersStream').logicalId),
+      }).properties.DestinationConfig,
+    );
+    expect([queueId(), countersDeadLetters]).not.toContain(deadLetterQueueId());
+  });
+
+  it('keeps a report 4 days, less than its dead-letter queue (a redriven message keeps its enqueue time)', () => {
+    expect(queue().Properties.MessageRetentionPeriod).toBe(345600);
+    expect(resources()[deadLetterQueueId()]?.Properties.MessageRetentionPeriod).toBe(1209600);
+  });
+
+  it('encrypts the queue and retains it', () => {
+    expect(template.toJSON().Resources[queueId()]).toMatchObject({
+      Properties: { SqsManagedSseEnabled: true },
+      DeletionPolicy: 'Retain',
+    });
+  });
+
+  it('refuses every request to the queue not made over TLS', () => {
+    expectTlsOnly(queueId());
+  });
+
+  it('is no longer invoked asynchronously: no retry or on-failure configuration', () => {
     expect(
-      statementsOf('acknowledge').some(
-        (s) =>
-          actionsOf(s).includes('sqs:SendMessage') &&
-          JSON.stringify(s.Resource) === JSON.stringify(getAtt(queue)),
-      ),
-    ).toBe(true);
+      template.findResources('AWS::Lambda::EventInvokeConfig', {
+        Properties: { FunctionName: ref(fn('acknowledge').logicalId) },
+      }),
+    ).toEqual({});
+  });
+
+  it('may receive, hide and delete the messages of its queue', () => {
+    expect(actionsOnQueue()).toEqual(
+      expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage']),
+    );
+  });
+
+  it('sends to no queue: the queue’s redrive moves failures, not the function', () => {
+    expect(statementsOf('acknowledge').flatMap(actionsOf)).not.toContain('sqs:SendMessage');
   });
 });
 
 describe('dead-letter queues', () => {
-  const queueIds = () => [
-    queueOf(
-      single(template, 'AWS::Lambda::EventInvokeConfig', { FunctionName: ref(fn('acknowledge').logicalId) })
-        .properties.DestinationConfig,
-    ),
-    queueOf(
-      single(template, 'AWS::Lambda::EventSourceMapping', {
-        FunctionName: ref(fn('countersStream').logicalId),
-      }).properties.DestinationConfig,
-    ),
-  ];
+  const queueIds = () => {
+    const acknowledgements = single(template, 'AWS::Lambda::EventSourceMapping', {
+      FunctionName: ref(fn('acknowledge').logicalId),
+    }).properties.EventSourceArn;
+    const redrive = resources()[idOfArn(acknowledgements)]?.Properties.RedrivePolicy as {
+      deadLetterTargetArn: unknown;
+    };
+    return [
+      idOfArn(redrive.deadLetterTargetArn),
+      queueOf(
+        single(template, 'AWS::Lambda::EventSourceMapping', {
+          FunctionName: ref(fn('countersStream').logicalId),
+        }).properties.DestinationConfig,
+      ),
+    ];
+  };
 
   it('are encrypted, keep messages for 14 days and are retained', () => {
     for (const id of queueIds()) {
@@ -245,22 +329,12 @@ describe('dead-letter queues', () => {
     }
   });
 
+  it('are dead-letter queues themselves, with no redrive behind them', () => {
+    for (const id of queueIds()) expect(resources()[id]?.Properties.RedrivePolicy).toBeUndefined();
+  });
+
   it('refuse every request not made over TLS', () => {
-    for (const id of queueIds()) {
-      template.hasResourceProperties('AWS::SQS::QueuePolicy', {
-        Queues: [ref(id)],
-        PolicyDocument: Match.objectLike({
-          Statement: Match.arrayWith([
-            Match.objectLike({
-              Effect: 'Deny',
-              Action: 'sqs:*',
-              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
-              Resource: getAtt(id),
-            }),
-          ]),
-        }),
-      });
-    }
+    for (const id of queueIds()) expectTlsOnly(id);
   });
 });
 
@@ -413,5 +487,27 @@ describe('table access', () => {
     expect(actions).toContain('dynamodb:UpdateItem');
     for (const write of ['dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem'])
       expect(actions).not.toContain(write);
+  });
+});
+
+describe('queueFromDefinition', () => {
+  const build = (functionTimeout: Duration) => () => {
+    const stack = new Stack(new App(), 'QueueOnly');
+    queueFromDefinition(stack, 'Work', queues.acknowledgements, {
+      deadLetterQueue: new sqs.Queue(stack, 'DeadLetters'),
+      functionTimeout,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+  };
+
+  it('accepts a function that times out within the visibility timeout', () => {
+    expect(build(Duration.seconds(queues.acknowledgements.visibilityTimeoutSeconds))).not.toThrow();
+  });
+
+  // Lambda would refuse the event source mapping at deploy time.
+  it('refuses a function that may outlast the visibility timeout', () => {
+    expect(build(Duration.seconds(queues.acknowledgements.visibilityTimeoutSeconds + 1))).toThrow(
+      UnsupportedDefinitionError,
+    );
   });
 });

@@ -1,9 +1,11 @@
 import { App, Stack } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backgroundFunctions } from '../../lambdas/definitions/api.ts';
-import { type TopicRuleDefinition, topicRules } from '../../lambdas/definitions/rules.ts';
+import { type QueueId, queues } from '../../lambdas/definitions/queues.ts';
+import { type RuleAction, type TopicRuleDefinition, topicRules } from '../../lambdas/definitions/rules.ts';
 import { DeviceRules } from '../../lib/device-rules.ts';
 import { UnsupportedDefinitionError } from '../../lib/errors.ts';
 import {
@@ -43,6 +45,33 @@ const logsArnPrefix = [
 ];
 const lambdaTargetsOf = (definition: TopicRuleDefinition) =>
   definition.actions.flatMap((action) => ('lambda' in action ? [action.lambda.function] : []));
+/** The queue of this id, found as the event source of the function its definition names. */
+const queueNamed = (queueId: QueueId): string => {
+  const mapping = single(template, 'AWS::Lambda::EventSourceMapping', {
+    FunctionName: ref(functionNamed(queues[queueId].function).logicalId),
+  });
+  return (mapping.properties.EventSourceArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+};
+const queueRole = (queueId: QueueId) =>
+  single(template, 'AWS::IAM::Role', {
+    Description: `AWS IoT sends rule results to the ${queueId} queue`,
+  });
+/** The action as the template holds it; an sqs action's role is checked on its own. */
+const templateActionOf = (action: RuleAction): unknown => {
+  if ('lambda' in action)
+    return { Lambda: { FunctionArn: getAtt(functionNamed(action.lambda.function).logicalId) } };
+  if ('sqs' in action) {
+    return {
+      Sqs: { QueueUrl: ref(queueNamed(action.sqs.queue)), RoleArn: expect.anything(), UseBase64: false },
+    };
+  }
+  throw new Error('the stack deploys lambda and sqs actions only');
+};
+const sqsRules = topicRules.flatMap((definition) =>
+  definition.actions.flatMap((action) =>
+    'sqs' in action ? [[definition.name, action.sqs.queue] as const] : [],
+  ),
+);
 
 describe('IoT topic rules', () => {
   it('deploys one rule per shared definition, and no other', () => {
@@ -61,14 +90,60 @@ describe('IoT topic rules', () => {
   );
 
   it.each(topicRules.map((definition) => [definition.name, definition] as const))(
-    '%s invokes the functions its definition names',
+    '%s performs the actions its definition names, on the functions and queues it names',
     (name, definition) => {
       const payload = rule(name).properties.TopicRulePayload as { Actions: unknown[] };
-      expect(payload.Actions).toEqual(
-        lambdaTargetsOf(definition).map((functionId) => ({
-          Lambda: { FunctionArn: getAtt(functionNamed(functionId).logicalId) },
-        })),
-      );
+      expect(payload.Actions).toEqual(definition.actions.map(templateActionOf));
+    },
+  );
+
+  it('sends device reports to the acknowledgements queue', () => {
+    expect(sqsRules).toContainEqual(['shadow_ota_acknowledgements', 'acknowledgements']);
+  });
+
+  it.each(sqsRules)('%s sends to the %s queue with that queue’s role', (name, queueId) => {
+    const payload = rule(name).properties.TopicRulePayload as { Actions: { Sqs?: { RoleArn: unknown } }[] };
+    expect(payload.Actions.map((action) => action.Sqs?.RoleArn)).toContainEqual(
+      getAtt(queueRole(queueId).logicalId),
+    );
+  });
+
+  it.each(sqsRules)('%s is created after the %s queue role may send', (name, queueId) => {
+    const role = queueRole(queueId).logicalId;
+    const policy = single(template, 'AWS::IAM::Policy', { Roles: [ref(role)] }).logicalId;
+    expect(template.toJSON().Resources[rule(name).logicalId].DependsOn).toEqual(
+      expect.arrayContaining([role, policy]),
+    );
+  });
+
+  it.each(sqsRules.map(([, queueId]) => [queueId] as const))(
+    'lets only AWS IoT of this account assume the %s queue role',
+    (queueId) => {
+      expect(queueRole(queueId).properties.AssumeRolePolicyDocument).toEqual({
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Action: 'sts:AssumeRole',
+            Effect: 'Allow',
+            Principal: { Service: 'iot.amazonaws.com' },
+            Condition: { StringEquals: { 'aws:SourceAccount': ref('AWS::AccountId') } },
+          },
+        ],
+      });
+    },
+  );
+
+  // grantSendMessages adds the two reads to SendMessage; SQS-managed encryption needs no key grant.
+  it.each(sqsRules.map(([, queueId]) => [queueId] as const))(
+    'lets the %s queue role send to that queue and nowhere else',
+    (queueId) => {
+      expect(statementsOfRole(template, queueRole(queueId).logicalId)).toEqual([
+        {
+          Effect: 'Allow',
+          Action: ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'],
+          Resource: getAtt(queueNamed(queueId)),
+        },
+      ]);
     },
   );
 
@@ -154,7 +229,12 @@ describe('DeviceRules refuses definitions it cannot deploy faithfully', () => {
       handler: 'index.handler',
       code: lambda.Code.fromInline('export const handler = async () => {};'),
     });
-    new DeviceRules(stack, 'Rules', { functions: { acknowledge: { function: acknowledge } }, rules });
+    const acknowledgements = new sqs.Queue(stack, 'Acknowledgements');
+    new DeviceRules(stack, 'Rules', {
+      functions: { acknowledge: { function: acknowledge } },
+      queues: { acknowledgements },
+      rules,
+    });
   };
   const base = {
     name: 'a_rule',
@@ -167,10 +247,18 @@ describe('DeviceRules refuses definitions it cannot deploy faithfully', () => {
     expect(deploy([base])).not.toThrow();
   });
 
+  it('deploys a rule whose queue it provides', () => {
+    expect(deploy([{ ...base, actions: [{ sqs: { queue: 'acknowledgements' } }] }])).not.toThrow();
+  });
+
   it.each([
     [
       'a function the stack does not provide',
       { ...base, actions: [{ lambda: { function: 'nonexistent' } }] },
+    ],
+    [
+      'a queue the stack does not provide',
+      { ...base, actions: [{ sqs: { queue: 'nonexistent' as QueueId } }] },
     ],
     ['a republish action', { ...base, actions: [{ republish: { topic: 'x/y' } }] }],
     ['its own error action', { ...base, errorAction: { republish: { topic: 'x/errors' } } }],

@@ -5,8 +5,13 @@
  * as read; on a conflict it re-reads and decides again. Idempotent: a redelivered event is a
  * duplicate by its order key, and a trim it may owe is retried.
  */
-import type { ExecutionRecord, ExecutionStore } from '../../adapters/execution-store.ts';
-import type { FleetStore } from '../../adapters/fleet-store.ts';
+import type {
+  ExecutionRecord,
+  ExecutionStore,
+  ForwardEntry,
+  ForwardOutcome,
+} from '../../adapters/execution-store.ts';
+import type { FleetItem, FleetStore } from '../../adapters/fleet-store.ts';
 import type { ShadowWriter } from '../../adapters/shadow-writer.ts';
 import {
   buildTrimDocument,
@@ -21,6 +26,7 @@ import {
   type TransitionReason,
 } from '../../domain/deployment/index.ts';
 import { type Observability, outcome } from '../../observability.ts';
+import { mapWithConcurrency } from '../fanout/sharding.ts';
 import { fleetFactsOf, fleetNeedsWrite } from './fleet-report.ts';
 
 /** `desired.ota` as seen with the report: in the shadow as read (reconcile), or not at all (an event). */
@@ -64,6 +70,11 @@ export type AckOutcome =
       readonly trimmed: boolean;
     }
   | { readonly kind: 'progress'; readonly state: ExecutionState; readonly trimmed: boolean }
+  /**
+   * Moved to `to`, or progress in it, by a batched write (`applyShadowReports`): the write's
+   * answer does not say which state it left.
+   */
+  | { readonly kind: 'forwarded'; readonly to: ExecutionState; readonly trimmed: boolean }
   | {
       readonly kind: 'stale' | 'duplicate' | 'ignored';
       readonly code: string;
@@ -160,32 +171,65 @@ function countDecision(obs: Observability, decision: ReportDecision): void {
   if (decision.transition.to === 'failed') obs.count(outcome.deviceFailed);
 }
 
+/** The report's `ota` section; a report that is not valid is counted and logged. */
+function parsedOta(deps: AcknowledgeDeps, report: ShadowReport): ReportedOta | undefined {
+  const { logger } = deps.observability;
+  const parsed = parseReportedOta(report.reportedOta);
+  if (!parsed.ok) {
+    deps.observability.count(outcome.reportInvalid);
+    logger.warn('device report refused', { ...contextOf(report), faults: parsed.error.faults });
+    return undefined;
+  }
+  const { report: ota, warnings } = parsed.value;
+  if (warnings.length > 0)
+    logger.warn('device report partly dropped', { ...contextOf(report), faults: warnings });
+  return ota;
+}
+
+const contextOf = (report: ShadowReport) => ({ thingName: report.thingName, reportedAt: report.reportedAt });
+
+/**
+ * Whether the report must write the fleet item. A report outside any deployment is the fleet's
+ * only record of it. Within one, the execution write holds the facts; the fleet item is written
+ * when the execution ends and the fleet lacks what targeting reads (fleetNeedsWrite): never for
+ * a progress report.
+ */
+async function recordFleetFacts(
+  deps: AcknowledgeDeps,
+  ota: ReportedOta,
+  report: ShadowReport,
+  inExecution: boolean,
+  endedNow: boolean,
+  known: () => Promise<FleetItem | undefined>,
+): Promise<void> {
+  const outside = !inExecution && (ota.installedUpdateId !== undefined || ota.compatibility !== undefined);
+  if (outside || (endedNow && fleetNeedsWrite(await known(), ota)))
+    await deps.fleet.upsertReport(report.thingName, fleetFactsOf(ota, report.reportedAt));
+}
+
 export async function applyShadowReport(
   deps: AcknowledgeDeps,
   report: ShadowReport,
   now: number,
 ): Promise<AckOutcome> {
-  const { logger } = deps.observability;
-  const context = { thingName: report.thingName, reportedAt: report.reportedAt };
-  const parsed = parseReportedOta(report.reportedOta);
-  if (!parsed.ok) {
-    deps.observability.count(outcome.reportInvalid);
-    logger.warn('device report refused', { ...context, faults: parsed.error.faults });
-    return { kind: 'invalid' };
-  }
-  const { report: ota, warnings } = parsed.value;
-  if (warnings.length > 0) logger.warn('device report partly dropped', { ...context, faults: warnings });
-
+  const ota = parsedOta(deps, report);
+  if (!ota) return { kind: 'invalid' };
   const settled = ota.deploymentId
     ? await applyToExecution(deps, ota, report, now, ota.deploymentId)
     : undefined;
+  return finishSettled(deps, ota, report, settled, () => deps.fleet.get(report.thingName));
+}
+
+/** What follows a report's decision on its execution: the fleet, the counts, the trim, the log. */
+async function finishSettled(
+  deps: AcknowledgeDeps,
+  ota: ReportedOta,
+  report: ShadowReport,
+  settled: Settled | undefined,
+  knownFleet: () => Promise<FleetItem | undefined>,
+): Promise<AckOutcome> {
   const endedNow = settled?.decision.kind === 'transition' && isTerminal(settled.decision.transition.to);
-  // A report outside any deployment is the fleet's only record of it. Within one, the execution
-  // write holds the facts; the fleet item is written when the execution ends and the fleet lacks
-  // what targeting reads (fleetNeedsWrite): never for a progress report.
-  const outside = !settled && (ota.installedUpdateId !== undefined || ota.compatibility !== undefined);
-  if (outside || (endedNow && fleetNeedsWrite(await deps.fleet.get(report.thingName), ota)))
-    await deps.fleet.upsertReport(report.thingName, fleetFactsOf(ota, report.reportedAt));
+  await recordFleetFacts(deps, ota, report, settled !== undefined, endedNow, knownFleet);
   if (!settled) {
     return ota.deploymentId
       ? { kind: 'no_execution', deploymentId: ota.deploymentId }
@@ -195,8 +239,8 @@ export async function applyShadowReport(
   const { decision, execution } = settled;
   countDecision(deps.observability, decision);
   const trimmed = report.clearsDesired ? false : await trimIfOwed(deps, execution, report.seenDesired);
-  logger.info('device report', {
-    ...context,
+  deps.observability.logger.info('device report', {
+    ...contextOf(report),
     deploymentId: execution.deploymentId,
     decision: decision.kind,
     state: execution.state,
@@ -210,6 +254,146 @@ export async function applyShadowReport(
   }
   if (decision.kind === 'progress') return { kind: 'progress', state: decision.state, trimmed };
   return { kind: decision.kind, code: decision.code, trimmed };
+}
+
+/** The batched path's deps: the same, with the stores' batch requests. */
+export interface BatchAcknowledgeDeps extends AcknowledgeDeps {
+  readonly executions: AcknowledgeDeps['executions'] & Pick<ExecutionStore, 'applyForwardReports'>;
+  readonly fleet: AcknowledgeDeps['fleet'] & Pick<FleetStore, 'getMany'>;
+}
+
+/** One report's end in a batch: its outcome, or the error that leaves it to be delivered again. */
+export type BatchItemResult =
+  | { readonly ok: true; readonly outcome: AckOutcome }
+  | { readonly ok: false; readonly error: unknown };
+
+interface Forwarded {
+  readonly index: number;
+  readonly ota: ReportedOta;
+  readonly report: ShadowReport;
+  readonly entry: ForwardEntry;
+}
+
+/** Reports of one device are applied one after another; devices side by side, this many at once. */
+const DEVICES_AT_ONCE = 8;
+
+/**
+ * Applies a batch of reports (ADR 0040, "Batched acknowledgements"): the usual ones, which move
+ * their execution forward, in one conditional write request per 25 (`applyForwardReports`),
+ * with one fleet read per 100 of those that ended; a refused move is decided on the execution
+ * the refusal returned, as `applyShadowReport` does; everything else goes through
+ * `applyShadowReport` one by one. A report that fails does not fail the others.
+ */
+export async function applyShadowReports(
+  deps: BatchAcknowledgeDeps,
+  reports: readonly ShadowReport[],
+  now: number,
+): Promise<BatchItemResult[]> {
+  const results = new Array<BatchItemResult>(reports.length);
+  const forwarded: Forwarded[] = [];
+  const alone: number[] = [];
+  reports.forEach((report, index) => {
+    const ota = parsedOta(deps, report);
+    if (!ota) {
+      results[index] = { ok: true, outcome: { kind: 'invalid' } };
+      return;
+    }
+    const forward = ota.deploymentId && forwardReport({ ota, reportedAt: report.reportedAt });
+    if (!forward) alone.push(index);
+    else
+      forwarded.push({
+        index,
+        ota,
+        report,
+        entry: { thingName: report.thingName, report: forward, extra: reportFacts(ota, now) },
+      });
+  });
+  const written =
+    forwarded.length > 0 ? await deps.executions.applyForwardReports(forwarded.map((f) => f.entry)) : [];
+  const knownFleet = await fleetOfEnded(deps, forwarded, written);
+
+  const work = new Map<number, () => Promise<AckOutcome>>();
+  forwarded.forEach((item, k) => {
+    const result = written[k];
+    const { ota, report } = item;
+    if (result?.kind === 'applied') work.set(item.index, () => finishForwarded(deps, item, knownFleet));
+    else if (result?.kind === 'refused')
+      work.set(item.index, async () => {
+        const settled = result.current && (await settleReport(deps, result.current, ota, report, now));
+        return finishSettled(deps, ota, report, settled, () => deps.fleet.get(report.thingName));
+      });
+    else work.set(item.index, () => applyShadowReport(deps, report, now));
+  });
+  for (const index of alone)
+    work.set(index, () => applyShadowReport(deps, reports[index] as ShadowReport, now));
+
+  const byDevice = new Map<string, number[]>();
+  for (const index of [...work.keys()].sort((a, b) => a - b)) {
+    const thingName = (reports[index] as ShadowReport).thingName;
+    byDevice.set(thingName, [...(byDevice.get(thingName) ?? []), index]);
+  }
+  await mapWithConcurrency([...byDevice.values()], DEVICES_AT_ONCE, async (indexes) => {
+    for (const index of indexes) results[index] = await settledResult(work.get(index));
+  });
+  return results;
+}
+
+async function settledResult(run: (() => Promise<AckOutcome>) | undefined): Promise<BatchItemResult> {
+  try {
+    if (!run) throw new Error('bug: a report of the batch was given no work');
+    return { ok: true, outcome: await run() };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/**
+ * The fleet items of the devices whose execution the batch ended, in one read per 100; if that
+ * read fails, each is read on its own (the execution is written already, and a redelivered
+ * report would be a duplicate that no longer writes the fleet).
+ */
+async function fleetOfEnded(
+  deps: BatchAcknowledgeDeps,
+  forwarded: readonly Forwarded[],
+  written: readonly ForwardOutcome[],
+): Promise<(thingName: string) => Promise<FleetItem | undefined>> {
+  const ended = forwarded
+    .filter((item, k) => written[k]?.kind === 'applied' && isTerminal(item.entry.report.to))
+    .map((item) => item.report.thingName);
+  if (ended.length === 0) return (thingName) => deps.fleet.get(thingName);
+  try {
+    const known = await deps.fleet.getMany(ended);
+    return async (thingName) => known.get(thingName);
+  } catch (error) {
+    deps.observability.logger.warn('fleet batch read failed; reading device by device', {
+      error: error as Error,
+    });
+    return (thingName) => deps.fleet.get(thingName);
+  }
+}
+
+/** A batched move landed: the state it reached is the report's, the one it left unknown. */
+async function finishForwarded(
+  deps: AcknowledgeDeps,
+  { ota, report, entry }: Forwarded,
+  knownFleet: (thingName: string) => Promise<FleetItem | undefined>,
+): Promise<AckOutcome> {
+  const { to, deploymentId, attempt } = entry.report;
+  const endedNow = isTerminal(to);
+  await recordFleetFacts(deps, ota, report, true, endedNow, () => knownFleet(report.thingName));
+  // A terminal state is never reached by progress in it: this was a move.
+  if (to === 'succeeded') deps.observability.count(outcome.deviceSucceeded);
+  if (to === 'failed') deps.observability.count(outcome.deviceFailed);
+  const execution = { deploymentId, thingName: report.thingName, attempt, state: to };
+  const trimmed = report.clearsDesired ? false : await trimIfOwed(deps, execution, report.seenDesired);
+  deps.observability.logger.info('device report', {
+    ...contextOf(report),
+    deploymentId,
+    decision: 'forwarded',
+    state: to,
+    trimmed,
+  });
+  return { kind: 'forwarded', to, trimmed };
 }
 
 /**

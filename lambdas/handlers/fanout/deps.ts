@@ -33,6 +33,7 @@ export interface FanoutDeps {
     | 'queryByState'
     | 'listForThing'
     | 'transition'
+    | 'transitionMany'
   >;
   /** The deployments' target pages (the expansion writes them, the lanes and cancels walk them). */
   readonly targets: TargetPages;

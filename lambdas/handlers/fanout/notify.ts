@@ -12,7 +12,7 @@ import {
   deploymentStatuses,
   isActiveStatus,
 } from '../../adapters/deployment-store.ts';
-import type { ExecutionRecord } from '../../adapters/execution-store.ts';
+import type { ExecutionRecord, TransitionEntry, TransitionOutcome } from '../../adapters/execution-store.ts';
 import {
   type DesiredDocument,
   isTerminal,
@@ -233,11 +233,23 @@ async function lostRace(
   return false;
 }
 
-export async function notifyDevice(
+/** A device sent its document, waiting for its `notified` mark (written for the batch at once). */
+interface SentDevice {
+  readonly mark: TransitionEntry;
+  readonly sendingAt: number;
+}
+
+const isSent = (result: DeviceOutcome | SentDevice): result is SentDevice => typeof result !== 'string';
+
+/**
+ * Claims the device and sends it the desired document (after superseding what is older on it);
+ * the `notified` mark this owes is the caller's to write.
+ */
+async function sendToDevice(
   deps: FanoutDeps,
   context: DeviceContext,
   execution: ExecutionRecord,
-): Promise<DeviceOutcome> {
+): Promise<DeviceOutcome | SentDevice> {
   const { deployment } = context;
   const claim = await claimDevice(deps, context, execution);
   if (!claim.claimed) {
@@ -265,25 +277,71 @@ export async function notifyDevice(
   if (overwritten) await deps.shadows.update(execution.thingName, document);
   const decision = notify(execution, now);
   if (!decision.ok) return 'changed';
-  const written = await deps.executions.transition(execution, decision.value.next, {
+  const extra = {
     at: now,
-    reason: 'notified',
+    reason: 'notified' as const,
     deadline: now + deployment.policy.deviceTimeoutSeconds * 1000,
-  });
-  if (written.ok) {
+  };
+  return { mark: { current: execution, next: decision.value.next, extra }, sendingAt };
+}
+
+/** The mark on its own: for one the batch could not write. */
+async function markAlone(
+  deps: FanoutDeps,
+  { current, next, extra }: TransitionEntry,
+): Promise<TransitionOutcome> {
+  const written = await deps.executions.transition(current, next, extra);
+  return written.ok
+    ? { kind: 'applied', record: written.value }
+    : { kind: 'refused', current: written.error.current };
+}
+
+/** What follows a device's mark: the race check, then its grant; or, refused, the newer document restored. */
+async function afterMark(
+  deps: FanoutDeps,
+  context: DeviceContext,
+  sent: SentDevice,
+  marked: TransitionOutcome | undefined,
+): Promise<DeviceOutcome> {
+  const written = !marked || marked.kind === 'unsent' ? await markAlone(deps, sent.mark) : marked;
+  const { current } = sent.mark;
+  if (written.kind === 'applied') {
     if (
-      execution.unwritten &&
+      current.unwritten &&
       context.othersActive &&
-      (await lostRace(deps, context, written.value, sendingAt))
+      (await lostRace(deps, context, written.record, sent.sendingAt))
     )
       return 'superseded';
     // Only once the execution is live: a cancel or supersede that raced the send leaves the
     // device to ask the authorizer, which refuses it. The agent waits a moment for the grant.
-    await deps.grants?.push(deployment, written.value);
+    await deps.grants?.push(context.deployment, written.record);
     return 'notified';
   }
-  if (written.error.current?.reason === 'superseded') await restoreNewer(deps, context, execution.thingName);
+  if (written.kind === 'refused' && written.current?.reason === 'superseded')
+    await restoreNewer(deps, context, current.thingName);
   return 'changed';
+}
+
+/**
+ * Notifies a batch of devices: each is sent its document, then the batch's `notified` marks are
+ * written together (ADR 0040, "Batched marks"), then each sent device gets its grant. A crash
+ * before the marks leaves the devices waiting, and the next worker sends the identical document
+ * again.
+ */
+export async function notifyDevices(
+  deps: FanoutDeps,
+  context: DeviceContext,
+  batch: readonly ExecutionRecord[],
+): Promise<DeviceOutcome[]> {
+  const results = await mapWithConcurrency(batch, deps.tuning.concurrency, (execution) =>
+    sendToDevice(deps, context, execution),
+  );
+  const sent = results.filter(isSent);
+  const marked = sent.length > 0 ? await deps.executions.transitionMany(sent.map((s) => s.mark)) : [];
+  const markOf = new Map(sent.map((s, k) => [s, marked[k]]));
+  return mapWithConcurrency(results, deps.tuning.concurrency, (result) =>
+    isSent(result) ? afterMark(deps, context, result, markOf.get(result)) : Promise.resolve(result),
+  );
 }
 
 /**
@@ -529,9 +587,7 @@ export async function runShard(
     // A quiet answer from the check after the last batch still holds: this batch checks again after its writes.
     const quiet = quietAt !== undefined && deps.now() - quietAt < QUIET_REUSE_MS;
     const batchContext = { ...context, othersActive: quiet ? false : await others.check() };
-    const outcomes = await mapWithConcurrency(batch, deps.tuning.concurrency, (execution) =>
-      notifyDevice(deps, batchContext, execution),
-    );
+    const outcomes = await notifyDevices(deps, batchContext, batch);
     quietAt = undefined;
     if (
       !batchContext.othersActive &&

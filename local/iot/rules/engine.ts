@@ -5,17 +5,25 @@
  * rule only sees whether the invocation was accepted, so an unknown function is an action failure
  * routed to the error action, while an error thrown by the handler is retried twice and then
  * reported to `onLambdaFailure` (Lambda's async on-failure destination), never to the error action.
+ * An SQS action sends the SELECT result as JSON text to a local queue (local/queues.ts); only a
+ * send that fails (no such queue, a body over SQS's limit) goes to the error action, and what the
+ * queue's function does with the message is the queue's business.
  */
 import { randomUUID } from 'node:crypto';
 import type { Context } from 'aws-lambda';
 import type { RuleAction, TopicRuleDefinition } from '../../../lambdas/definitions/rules.ts';
+import { functionArn, makeLambdaContext } from '../../lambda-context.ts';
+import { type LocalQueue, queueUrl } from '../../queues.ts';
 import type { Json, JsonObject } from '../shadow/json.ts';
 import { evaluate, type MessageContext, matchesWhere, selectResult } from '../sql/evaluate.ts';
 import { type Expression, parseExpression, parseSql, type SelectStatement } from '../sql/parser.ts';
 import { topicMatches } from '../topics.ts';
 
-/** A Lambda handler as the local cloud runs it: the deployed module's `handler`. */
-export type LocalLambdaHandler = (event: JsonObject, context: Context) => unknown;
+/**
+ * A Lambda handler as the local cloud runs it: the deployed module's `handler`. Its event is what
+ * its trigger sends: a rule's SELECT result (a JSON object), or a queue's `SQSEvent`.
+ */
+export type LocalLambdaHandler = (event: unknown, context: Context) => unknown;
 
 /** Finds the handler of a rule's `lambda.function`; undefined when there is no such function. */
 export type LambdaResolver = (functionName: string) => LocalLambdaHandler | undefined;
@@ -38,6 +46,8 @@ export interface RulesEngineOptions {
   /** Delays before each retry of a failed async invocation (AWS: two retries, about 1 and 2 minutes). */
   readonly lambdaRetryDelaysMs?: readonly number[];
   readonly onLambdaFailure?: (failure: LambdaFailure) => void;
+  /** The local queues `sqs` actions send to, by name; `idle()` waits for them too. */
+  readonly queues?: ReadonlyMap<string, LocalQueue>;
 }
 
 interface CompiledAction {
@@ -132,8 +142,21 @@ export class RulesEngine {
     }
   }
 
-  /** Resolves when every action started so far (retries included) has finished. */
+  /**
+   * Resolves when every action started so far (retries included) has finished and the queues have
+   * delivered what they hold; a queue's function may publish again, so both are waited for until
+   * neither has work.
+   */
   async idle(): Promise<void> {
+    const queues = [...(this.#options.queues?.values() ?? [])];
+    while (this.#pending.size > 0 || queues.some((queue) => !queue.isIdle())) {
+      await this.actionsIdle();
+      await Promise.all(queues.map((queue) => queue.idle()));
+    }
+  }
+
+  /** Resolves when every action started so far (retries included) has finished; queues may still hold messages. */
+  async actionsIdle(): Promise<void> {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
 
@@ -174,6 +197,7 @@ export class RulesEngine {
   ): ActionFailure | undefined {
     const { action } = compiled;
     if ('lambda' in action) return this.#invokeLambda(action.lambda.function, event);
+    if ('sqs' in action) return this.#sendToQueue(action.sqs.queue, event);
     const topic = this.#renderTopic(compiled.topicTemplate ?? [], context);
     if (topic === undefined) {
       return {
@@ -201,7 +225,25 @@ export class RulesEngine {
   }
 
   #functionArn(functionName: string): string {
-    return `arn:aws:lambda:${this.#options.region}:${this.#options.accountId}:function:${functionName}`;
+    return functionArn({ functionName, region: this.#options.region, accountId: this.#options.accountId });
+  }
+
+  /** SendMessage with the SELECT result as its body; the error message follows AWS's for the call. */
+  #sendToQueue(queueName: string, event: JsonObject): ActionFailure | undefined {
+    const { region, accountId } = this.#options;
+    const queue = this.#options.queues?.get(queueName);
+    const failure = (errorMessage: string): ActionFailure => ({
+      failedAction: 'SqsAction',
+      failedResource: queueUrl({ region, accountId, name: queueName }),
+      errorMessage: `Failed to send message to SQS queue. The error received was ${errorMessage}`,
+    });
+    if (!queue) {
+      return failure(
+        'The specified queue does not exist (Error Code: AWS.SimpleQueueService.NonExistentQueue)',
+      );
+    }
+    const sent = queue.send(JSON.stringify(event));
+    return sent.ok ? undefined : failure(`${sent.message} (Error Code: ${sent.code})`);
   }
 
   /** The asynchronous Invoke: fails only when the function cannot be invoked at all. */
@@ -239,21 +281,7 @@ export class RulesEngine {
   }
 
   #context(functionName: string): Context {
-    const started = this.#options.now();
-    const timeoutMs = 30_000;
-    return {
-      callbackWaitsForEmptyEventLoop: false,
-      functionName,
-      functionVersion: '$LATEST',
-      invokedFunctionArn: this.#functionArn(functionName),
-      memoryLimitInMB: '128',
-      awsRequestId: randomUUID(),
-      logGroupName: `/aws/lambda/${functionName}`,
-      logStreamName: 'local',
-      getRemainingTimeInMillis: () => Math.max(0, timeoutMs - (this.#options.now() - started)),
-      done: () => undefined,
-      fail: () => undefined,
-      succeed: () => undefined,
-    };
+    const { region, accountId, now } = this.#options;
+    return makeLambdaContext({ functionName, region, accountId, now });
   }
 }

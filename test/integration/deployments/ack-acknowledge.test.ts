@@ -1,4 +1,5 @@
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import type { SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import {
   type ExecutionRecord,
@@ -43,12 +44,18 @@ beforeAll(async () => {
   executions = makeExecutionStore({ db, tableName: tables.executions });
   fleet = makeFleetStore({ db, tableName: tables.fleet });
   iot = await startLocalIotCore({
-    lambdaRetryDelaysMs: [10, 20],
+    // A short window: the tests wait for every report to land (rulesIdle), not for batches to fill.
+    queueOptions: { maxBatchingWindowMs: 20 },
+    // The rule sends each report to the acknowledgements queue; its batches come here, one rule
+    // event per message body.
     resolveLambda: (name) =>
       name === 'acknowledge'
-        ? async (event) => {
-            events.push(event);
-            if (!holding) await ack(event);
+        ? async (batch) => {
+            for (const record of (batch as SQSEvent).Records) {
+              const event = JSON.parse(record.body) as Record<string, unknown>;
+              events.push(event);
+              if (!holding) await ack(event);
+            }
           }
         : undefined,
   });

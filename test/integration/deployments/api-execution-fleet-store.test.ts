@@ -11,6 +11,7 @@ import {
   type ExecutionStore,
   makeExecutionStore,
   type NewExecution,
+  unwrittenExecution,
 } from '../../../lambdas/adapters/execution-store.ts';
 import { type FleetStore, makeFleetStore } from '../../../lambdas/adapters/fleet-store.ts';
 import { makeThingRegistry } from '../../../lambdas/adapters/thing-registry.ts';
@@ -126,6 +127,65 @@ describe('execution store', () => {
     // The state index follows the state.
     expect((await executions.queryByState(deploymentId, 'queued', { limit: 10 })).items).toHaveLength(0);
     expect((await executions.queryByState(deploymentId, 'notified', { limit: 10 })).items).toHaveLength(1);
+  });
+
+  it('writes many transitions in batches of statements: rows inserted or updated as one by one, refusals with the record as it is', async () => {
+    const deploymentId = uniqueName('dep');
+    const waiting = Array.from({ length: 28 }, (_, i) =>
+      unwrittenExecution(deploymentId, { thingName: `w-${i}`, updateId, shard: 1, targetPage: 3 }),
+    );
+    await executions.batchPutQueued(
+      deploymentId,
+      [{ thingName: 'rowed', updateId, state: 'queued', shard: 2 }],
+      t0,
+    );
+    const rowed = await mustGet(deploymentId, 'rowed');
+    const taken = unwrittenExecution(deploymentId, { thingName: 'taken', updateId, shard: 1, targetPage: 3 });
+    const entryOf = (current: ExecutionRecord) => {
+      const decision = notify(current, t0 + 1000);
+      if (!decision.ok) throw new Error('not notifiable');
+      return {
+        current,
+        next: decision.value.next,
+        extra: { at: t0 + 1000, reason: 'notified' as const, deadline: t0 + 61_000 },
+      };
+    };
+    // `taken` got its row meanwhile (a cancel, say); `rowed` was notified by another worker.
+    const takenAlready = await executions.transition(taken, entryOf(taken).next, entryOf(taken).extra);
+    expect(takenAlready.ok).toBe(true);
+    const ahead = await executions.transition(rowed, entryOf(rowed).next, entryOf(rowed).extra);
+    expect(ahead.ok).toBe(true);
+    const stale = await executions.transitionMany([entryOf(rowed), entryOf(taken)]);
+    expect(stale.map((o) => o.kind)).toEqual(['refused', 'refused']);
+    expect(stale[0]).toMatchObject({ current: { thingName: 'rowed', state: 'notified' } });
+    expect(stale[1]).toMatchObject({ current: { thingName: 'taken', state: 'notified', targetPage: 3 } });
+
+    const first = waiting[0] as ExecutionRecord;
+    const outcomes = await executions.transitionMany([...waiting.map(entryOf), entryOf(first)]);
+    expect(outcomes.slice(0, 28).every((o) => o.kind === 'applied')).toBe(true);
+    expect(outcomes[28]).toEqual({ kind: 'unsent', code: 'SAME_EXECUTION_IN_BATCH' });
+    for (const [i, outcome] of outcomes.slice(0, 28).entries()) {
+      const stored = await mustGet(deploymentId, `w-${i}`);
+      // The record the batch answers with is the row as written, as `transition` answers.
+      expect(outcome.kind === 'applied' && outcome.record).toEqual(stored);
+      expect(stored).toMatchObject({
+        state: 'notified',
+        shard: 1,
+        targetPage: 3,
+        deadline: t0 + 61_000,
+        attempt: 1,
+      });
+    }
+    // The same as a row written one by one, but for its name.
+    const alone = await executions.transition(
+      unwrittenExecution(deploymentId, { thingName: 'alone', updateId, shard: 1, targetPage: 3 }),
+      entryOf(first).next,
+      entryOf(first).extra,
+    );
+    const { thingName: _a, ...aloneRest } = alone.ok ? alone.value : ({} as ExecutionRecord);
+    const { thingName: _b, ...batchRest } = await mustGet(deploymentId, 'w-0');
+    expect(batchRest).toEqual(aloneRest);
+    expect((await executions.queryByState(deploymentId, 'notified', { limit: 50 })).items).toHaveLength(31);
   });
 
   it('checks the shadow version it read, and a retry starts a clean attempt', async () => {

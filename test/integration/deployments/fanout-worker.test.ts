@@ -153,13 +153,22 @@ describe('fan-out worker: notification', () => {
     await makeFanoutWorker(deps)({ deploymentId: deployment.deploymentId }, budget(30_000));
 
     const notifiedWrites = new Map<string, number>();
-    const counting: Pick<ExecutionStore, 'transition'> = {
+    const countMark = (thingName: string) =>
+      notifiedWrites.set(thingName, (notifiedWrites.get(thingName) ?? 0) + 1);
+    // Marks are written a batch at a time, or alone when the batch could not write one.
+    const counting: Pick<ExecutionStore, 'transition' | 'transitionMany'> = {
       async transition(current, next, extra) {
         const written = await deps.executions.transition(current, next, extra);
-        if (written.ok && next.state === 'notified') {
-          notifiedWrites.set(current.thingName, (notifiedWrites.get(current.thingName) ?? 0) + 1);
-        }
+        if (written.ok && next.state === 'notified') countMark(current.thingName);
         return written;
+      },
+      async transitionMany(entries) {
+        const outcomes = await deps.executions.transitionMany(entries);
+        entries.forEach((entry, i) => {
+          if (outcomes[i]?.kind === 'applied' && entry.next.state === 'notified')
+            countMark(entry.current.thingName);
+        });
+        return outcomes;
       },
     };
     let sent = 0;

@@ -7,6 +7,7 @@ import {
   TransactionCanceledException,
 } from '@aws-sdk/client-dynamodb';
 import {
+  BatchExecuteStatementCommand,
   BatchGetCommand,
   BatchWriteCommand,
   DeleteCommand,
@@ -150,6 +151,35 @@ describe('the fast document client', () => {
     );
     expect(answer.Responses?.[TableName]?.map((i) => i.sk)).toEqual(['q-a']);
     expect(answer.Responses?.[TableName]?.[0]?.tags).toEqual(new Set(['a', 'b']));
+  });
+
+  it('runs a batch of PartiQL statements as the SDK does: parameters marshalled, refused items unmarshalled', async () => {
+    const statements = (n: number) =>
+      new BatchExecuteStatementCommand({
+        Statements: ['s-a', 's-b', 's-none'].map((sk) => ({
+          Statement: `UPDATE "${TableName}" SET "n" = ? SET "nested" = ? WHERE "pk" = ? AND "sk" = ? AND "n" = ?`,
+          Parameters: [n + 1, { list: [n], tags: new Set(['x']) }, 'p', sk, n],
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        })),
+      });
+    await fast.send(new PutCommand({ TableName, Item: { ...item('s-a'), n: 1 } }));
+    await fast.send(new PutCommand({ TableName, Item: { ...item('s-b'), n: 5 } }));
+    const viaFast = await fast.send(statements(1));
+    expect(viaFast.Responses?.map((r) => r.Error?.Code ?? 'ok')).toEqual([
+      'ok',
+      'ConditionalCheckFailed',
+      'ConditionalCheckFailed',
+    ]);
+    expect(viaFast.Responses?.[1]?.Error?.Item).toEqual({ ...item('s-b'), n: 5, dropped: undefined });
+    expect(viaFast.Responses?.[2]?.Error?.Item).toBeUndefined();
+    const written = await fast.send(new GetCommand({ TableName, Key: { pk: 'p', sk: 's-a' } }));
+    expect(written.Item).toMatchObject({ n: 2, nested: { list: [1], tags: new Set(['x']) } });
+    // The same batch once more through the SDK: refused alike, with the same item.
+    const viaSdk = await sdk.send(statements(1));
+    expect(viaSdk.Responses?.map((r) => r.Error?.Code ?? 'ok')).toEqual(
+      viaFast.Responses?.map((_, i) => (i === 0 ? 'ConditionalCheckFailed' : 'ConditionalCheckFailed')),
+    );
+    expect(viaSdk.Responses?.[1]?.Error?.Item).toEqual(viaFast.Responses?.[1]?.Error?.Item);
   });
 
   it('writes a transaction, and names the refused item of a canceled one', async () => {

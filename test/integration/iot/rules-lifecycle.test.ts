@@ -17,12 +17,13 @@ interface Invocation {
 
 const invocations: Record<string, Invocation[]> = { acknowledge: [], flaky: [] };
 const failures: LambdaFailure[] = [];
+// A Lambda action's event is the rule's SELECT result: a JSON object.
 const handlers: Record<string, LocalLambdaHandler> = {
   acknowledge: async (event, context) => {
-    invocations.acknowledge?.push({ event, context });
+    invocations.acknowledge?.push({ event: event as Record<string, unknown>, context });
   },
   flaky: async (event, context) => {
-    invocations.flaky?.push({ event, context });
+    invocations.flaky?.push({ event: event as Record<string, unknown>, context });
     throw new Error('handler failed');
   },
 };
