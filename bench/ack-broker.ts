@@ -1,16 +1,18 @@
 /**
  * The local IoT Core in a process of its own for bench/fanout.ts, with the acknowledgement rule
- * (lambdas/definitions/rules.ts) running in its rules engine. The rule's Lambda action is
- * forwarded to the parent over IPC, so the acknowledge handler runs (and is measured) there while
- * the broker's own work stays here. The devices are simulated here too, through the in-process
+ * (lambdas/definitions/rules.ts) running in its rules engine. The rule's SQS action fills the
+ * local acknowledgements queue, whose event source mapping's batches are forwarded to the parent
+ * over IPC, so the acknowledge handler runs (and is measured) there while the broker's and the
+ * queue's own work stays here. The executions table's write units are metered here too, from
+ * its stream (bench/write-units.ts). The devices are simulated here too, through the in-process
  * shadow service (no MQTT connections), and this process counts what AWS would meter on their side.
  *
  * Both of the service's device-facing rules run here: the acknowledgement rule and the download
  * rule, whose Lambda action (the real download authorizer, in the parent) answers each device's
  * download request through the data plane, as in AWS.
  *
- * IPC: sends `{ type: 'ready', endpoints }`; sends `{ type: 'invoke', id, function, event }` per rule
- * action and expects `{ type: 'invoked', id, error? }`; answers `{ type: 'report', things, stage }` (each
+ * IPC: sends `{ type: 'ready', endpoints }`; sends `{ type: 'invoke', id, function, event }` per
+ * invocation (a queue batch for `acknowledge`) and expects `{ type: 'invoked', id, error? }`; answers `{ type: 'report', things, stage }` (each
  * thing's download request, or its `succeeded` report) with `{ type: 'reported' }`,
  * `{ type: 'settle' }` (rule actions idle) with `{ type: 'settled' }`, `{ type: 'counts' }` with
  * `{ type: 'counts', counts }`; stops on `stop`. The executions stream is read here too, as Lambda's
