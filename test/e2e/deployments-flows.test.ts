@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IoTClient } from '@aws-sdk/client-iot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { outcome, recordingObservability } from '../../lambdas/observability.ts';
 import { type LocalCloud, startLocalCloud } from '../../local/cloud.ts';
 import { registerFleet } from '../../local/demo/operator.ts';
 import { type DesiredOtaSeen, ScriptedDevice } from '../integration/deployments/ack-device.ts';
@@ -20,11 +21,8 @@ let cloud: LocalCloud;
 let dataDir: string;
 const devices: ScriptedDevice[] = [];
 const updateId = { provider: 'Contoso', name: 'E2eFlows', version: '1.0' };
-const quiet = {
-  logger: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
-  count: () => {},
-  flush: () => {},
-};
+// Silent, and counting what the handlers count (duplicate and stale reports among it).
+const quiet = recordingObservability();
 
 type Json = Record<string, unknown>;
 
@@ -406,6 +404,9 @@ describe('deployments end to end', () => {
       },
     });
     const queue = cloud.iot.queues.get('acknowledgements');
+    const ignored = () =>
+      [outcome.duplicateReportIgnored, outcome.staleReportIgnored].map((o) => quiet.counts.get(o) ?? 0);
+    const [duplicates = 0, stale = 0] = ignored();
     for (const body of [event(succeededSeq, 'succeeded'), event(downloadingSeq, 'downloading')]) {
       expect(queue?.send(JSON.stringify(body))).toMatchObject({ ok: true });
     }
@@ -414,7 +415,8 @@ describe('deployments end to end', () => {
     expect((await executionsOf(id))[device.thingName]).toMatchObject({ state: 'succeeded' });
     expect(countsOf(await deployment(id))).toEqual(before);
     expect(before).toMatchObject({ succeeded: 1, downloading: 0 });
-    // Both were answered as done (a duplicate, a stale report), not failed until the dead letters.
+    // Both were answered as done, one a duplicate and one stale, not failed until the dead letters.
+    expect(ignored()).toEqual([duplicates + 1, stale + 1]);
     expect(cloud.deadLetters()).toEqual([]);
   });
 });
