@@ -31,6 +31,8 @@ export const outcome = {
   executionReconciled: 'ExecutionReconciled',
   countersBatchRedelivered: 'CountersBatchRedelivered',
   deploymentAborted: 'DeploymentAborted',
+  /** A write a PartiQL batch left to be sent on its own (throttled, a second one for its row). */
+  batchWriteSentAlone: 'BatchWriteSentAlone',
   // Download authorization (lambdas/handlers/download-authorizer.ts).
   downloadAuthorized: 'DownloadAuthorized',
   downloadRejected: 'DownloadRejected',

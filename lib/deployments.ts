@@ -218,6 +218,8 @@ export class Deployments extends Construct implements IDeployments {
    */
   private wireFanoutWorker(fn: OtaFunction): void {
     this.grantDeploymentData(fn);
+    // The `notified` marks go 25 to a PartiQL batch: INSERT for a row's first write, UPDATE after.
+    this.grantExecutionsPartiql(fn, 'dynamodb:PartiQLInsert', 'dynamodb:PartiQLUpdate');
     this.props.catalog.grantReadUpdates(fn);
     grantShadowAccess(this, fn, 'iot:UpdateThingShadow');
     // Presigned GET URLs carry the signer's own permissions.
@@ -246,6 +248,9 @@ export class Deployments extends Construct implements IDeployments {
    */
   private wireAcknowledge(fn: OtaFunction): void {
     grantTableData(this.executionsTable, fn, 'readWrite');
+    // Reports' forward moves go 25 to a PartiQL batch of UPDATEs, which IAM authorizes by the
+    // statement's kind, not by the item actions above.
+    this.grantExecutionsPartiql(fn, 'dynamodb:PartiQLUpdate');
     grantTableData(this.fleetTable, fn, 'readWrite');
     // Trims desired.ota once a device reached a terminal state, re-reading the shadow when the
     // trim's version check loses a race.
@@ -287,6 +292,11 @@ export class Deployments extends Construct implements IDeployments {
     this.props.artifacts.grantUpdatesRead(fn);
     grantPublish(this, fn, downloadTopics.accepted('*'));
     grantPublish(this, fn, downloadTopics.rejected('*'));
+  }
+
+  /** PartiQL writes on the executions table itself: `TableV2.grant` would add its indexes too. */
+  private grantExecutionsPartiql(fn: OtaFunction, ...actions: string[]): void {
+    iam.Grant.addToPrincipal({ grantee: fn, actions, resourceArns: [this.executionsTable.tableArn] });
   }
 
   private grantDeploymentData(fn: OtaFunction): void {

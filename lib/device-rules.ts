@@ -170,8 +170,9 @@ export class DeviceRules extends Construct {
   }
 
   /**
-   * The role AWS IoT sends to `queue` with. grantSendMessages adds sqs:GetQueueAttributes and
-   * sqs:GetQueueUrl to sqs:SendMessage (and the key's actions for a KMS-encrypted queue).
+   * The role AWS IoT sends to `queue` with: `sqs:SendMessage` alone, which is all the rule's SQS
+   * action calls (grantSendMessages would add GetQueueAttributes and GetQueueUrl), and for a
+   * queue encrypted with a customer key what sending needs of that key.
    */
   private sendRoleOf(queueId: QueueId, queue: sqs.IQueue): iam.Role {
     const existing = this.sendRoles[queueId];
@@ -180,7 +181,8 @@ export class DeviceRules extends Construct {
       `${queueId.charAt(0).toUpperCase()}${queueId.slice(1)}QueueRole`,
       `AWS IoT sends rule results to the ${queueId} queue`,
     );
-    queue.grantSendMessages(role);
+    queue.grant(role, 'sqs:SendMessage');
+    queue.encryptionMasterKey?.grant(role, 'kms:GenerateDataKey', 'kms:Decrypt');
     this.sendRoles[queueId] = role;
     return role;
   }

@@ -130,8 +130,9 @@ export type ForwardOutcome =
   /** Its conditions did not hold: the execution as it is (undefined when there is none). */
   | { readonly kind: 'refused'; readonly current: ExecutionRecord | undefined }
   /**
-   * Not written, for a reason the batch cannot settle (throttled, a second entry for the same
-   * execution, the request failed): the caller applies it on its own.
+   * Not written, for a reason a single write may get past (throttled, a passing fault, a second
+   * entry for the same execution): the caller applies it on its own. A request that fails as a
+   * whole, or a statement refused for any other reason, throws instead.
    */
   | { readonly kind: 'unsent'; readonly code: string };
 
@@ -554,7 +555,7 @@ function forwardReportCondition(report: ForwardReport): {
 }
 
 /** DynamoDB's limit of statements in one `BatchExecuteStatement`. */
-const STATEMENTS_MAX = 25;
+export const STATEMENTS_PER_BATCH = 25;
 
 /** A PartiQL statement with its parameters in the order of their `?`. */
 export interface PartiqlStatement {
@@ -568,8 +569,31 @@ type StatementAnswer =
   | { readonly kind: 'refused'; readonly code: string; readonly item?: Item }
   | { readonly kind: 'unsent'; readonly code: string };
 
-/** Refusals that mean the statement's condition did not hold; any other error leaves it unsent. */
+/** Refusals that mean the statement's condition did not hold. */
 const REFUSALS = new Set(['ConditionalCheckFailed', 'DuplicateItem']);
+
+/**
+ * A statement's errors that a single write may get past: throttling, a passing fault, a
+ * transaction on the item. Any other (access denied, a statement DynamoDB does not accept) is a
+ * misconfiguration that one by one would only repeat, and is thrown.
+ */
+const SENT_ALONE = new Set([
+  'ThrottlingError',
+  'ProvisionedThroughputExceeded',
+  'RequestLimitExceeded',
+  'InternalServerError',
+  'TransactionConflict',
+]);
+
+export class StatementRefusedError extends Error {
+  override readonly name = 'StatementRefusedError';
+  constructor(
+    readonly code: string,
+    detail: string | undefined,
+  ) {
+    super(`DynamoDB refused a PartiQL statement: ${code}${detail ? `: ${detail}` : ''}`);
+  }
+}
 
 /** A PartiQL identifier: quoted, since `state`, `name` and others are reserved words. */
 const quoted = (name: string): string => `"${name.replaceAll('"', '""')}"`;
@@ -970,37 +994,37 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
    */
   async function runStatements(statements: readonly PartiqlStatement[]): Promise<StatementAnswer[]> {
     const answers: StatementAnswer[] = [];
-    for (let start = 0; start < statements.length; start += STATEMENTS_MAX) {
-      const chunk = statements.slice(start, start + STATEMENTS_MAX);
+    for (let start = 0; start < statements.length; start += STATEMENTS_PER_BATCH) {
+      const chunk = statements.slice(start, start + STATEMENTS_PER_BATCH);
       answers.push(...(await runChunk(chunk)));
     }
     return answers;
   }
 
+  /**
+   * One request. When it fails as a whole (after the client's retries) it throws, as a single
+   * write would: 25 writes one by one against a table that throttles would only add to it.
+   */
   async function runChunk(chunk: readonly PartiqlStatement[]): Promise<StatementAnswer[]> {
-    let responses: readonly { Error?: { Code?: string; Item?: Item } }[];
-    try {
-      const answer = await db.send(
-        new BatchExecuteStatementCommand({
-          Statements: chunk.map((statement) => ({
-            ...statement,
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          })),
-        }),
-      );
-      responses = answer.Responses ?? [];
-    } catch (error) {
-      const code = error instanceof Error ? error.name : 'REQUEST_FAILED';
-      return chunk.map(() => ({ kind: 'unsent', code }));
-    }
+    const answer = await db.send(
+      new BatchExecuteStatementCommand({
+        Statements: chunk.map((statement) => ({
+          ...statement,
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        })),
+      }),
+    );
+    const responses = answer.Responses ?? [];
     return chunk.map((_, k): StatementAnswer => {
       const response = responses[k];
       if (!response) return { kind: 'unsent', code: 'NO_ANSWER' };
       const failure = response.Error;
       if (!failure) return { kind: 'done' };
       const code = failure.Code ?? 'UNKNOWN';
-      if (!REFUSALS.has(code)) return { kind: 'unsent', code };
-      return { kind: 'refused', code, ...(failure.Item ? { item: failure.Item } : {}) };
+      if (REFUSALS.has(code))
+        return { kind: 'refused', code, ...(failure.Item ? { item: failure.Item } : {}) };
+      if (SENT_ALONE.has(code)) return { kind: 'unsent', code };
+      throw new StatementRefusedError(code, failure.Message);
     });
   }
 
@@ -1033,15 +1057,25 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
     return outcomes;
   }
 
+  /** An INSERT's refusal carries no item; nor may an endpoint's: then a read settles what is there. */
+  async function currentOf(
+    refusal: { readonly item?: Item },
+    deploymentId: string,
+    thingName: string,
+  ): Promise<ExecutionRecord | undefined> {
+    return refusal.item ? executionFromItem(refusal.item) : get(deploymentId, thingName);
+  }
+
   function applyForwardReports(entries: readonly ForwardEntry[]): Promise<ForwardOutcome[]> {
     return runDistinct(
       entries,
       (entry) => `${entry.report.deploymentId}\u0000${entry.thingName}`,
       (entry) => forwardReportStatement(tableName, entry),
-      (_, answer): ForwardOutcome => {
+      async (entry, answer): Promise<ForwardOutcome> => {
         if (answer.kind === 'done') return { kind: 'applied' };
         if (answer.kind === 'unsent') return answer;
-        return { kind: 'refused', current: answer.item ? executionFromItem(answer.item) : undefined };
+        const current = await currentOf(answer, entry.report.deploymentId, entry.thingName);
+        return { kind: 'refused', current };
       },
       (code) => ({ kind: 'unsent', code }),
     );
@@ -1057,10 +1091,7 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
         if (answer.kind === 'done')
           return { kind: 'applied', record: recordAfter(entry, fieldsOf.get(entry) ?? new Map()) };
         if (answer.kind === 'unsent') return answer;
-        // An INSERT's refusal carries no item; nor may an endpoint's: a read settles what is there.
-        const current = answer.item
-          ? executionFromItem(answer.item)
-          : await get(entry.current.deploymentId, entry.current.thingName);
+        const current = await currentOf(answer, entry.current.deploymentId, entry.current.thingName);
         return { kind: 'refused', current };
       },
       (code) => ({ kind: 'unsent', code }),

@@ -16,7 +16,8 @@ export interface QueueDefinition {
   readonly maxBatchingWindowSeconds: number;
   /**
    * How long a received message stays hidden before it is delivered again. AWS advises six times
-   * the function's timeout, so a batch the function is still working on is not handed out twice.
+   * the function's timeout plus the batching window, so a batch the function is still working on
+   * (or being retried on a throttled invoke) is not handed out twice.
    */
   readonly visibilityTimeoutSeconds: number;
   /** Deliveries before a message goes to the dead-letter queue. */
@@ -31,7 +32,8 @@ export const queues = {
     // gathering is what a report waits at most when devices report slowly.
     batchSize: 100,
     maxBatchingWindowSeconds: 1,
-    visibilityTimeoutSeconds: 180,
+    // 6 × the function's 30 s + the 1 s window.
+    visibilityTimeoutSeconds: 181,
     maxReceiveCount: 5,
   },
 } as const satisfies Record<string, QueueDefinition>;

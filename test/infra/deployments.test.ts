@@ -251,9 +251,12 @@ describe('acknowledgements', () => {
     expect(mapping().properties.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
   });
 
-  it('hides a batch for 180 s, six times the function’s timeout, so a batch in progress is not handed out twice', () => {
-    expect(queue().Properties.VisibilityTimeout).toBe(180);
-    expect(queue().Properties.VisibilityTimeout).toBe(6 * (fn('acknowledge').properties.Timeout as number));
+  it('hides a batch for six times the function’s timeout plus the batching window (AWS’s advice), so a batch in progress is not handed out twice', () => {
+    const window = mapping().properties.MaximumBatchingWindowInSeconds as number;
+    expect(queue().Properties.VisibilityTimeout).toBe(181);
+    expect(queue().Properties.VisibilityTimeout).toBe(
+      6 * (fn('acknowledge').properties.Timeout as number) + window,
+    );
   });
 
   it('moves a report delivered five times to a dead-letter queue of its own instead of dropping it', () => {
@@ -478,6 +481,30 @@ describe('table access', () => {
     const table = allTables.find((definition) => definition.id === tableId) as TableDefinition;
     expect(accessTo(id, table)).toBe(access);
   });
+
+  it.each([
+    ['fanoutWorker', ['dynamodb:PartiQLInsert', 'dynamodb:PartiQLUpdate']],
+    ['acknowledge', ['dynamodb:PartiQLUpdate']],
+  ] as const)(
+    'lets %s run the PartiQL writes it batches (%j) on the executions table, and no other function any',
+    (id, allowed) => {
+      const tableArn = JSON.stringify(getAtt(tableOf(template, executionsTable).logicalId));
+      const partiqlOf = (fid: FunctionId) =>
+        statementsOf(fid)
+          .filter((statement) => resourcesOf(statement).some((r) => JSON.stringify(r) === tableArn))
+          .flatMap(actionsOf)
+          .filter((action) => action.startsWith('dynamodb:PartiQL'));
+      expect(partiqlOf(id).sort()).toEqual([...allowed]);
+      // PartiQL never on another table, nor by another function.
+      expect(allFunctionIds.filter((other) => other !== id && partiqlOf(other).length > 0).sort()).toEqual(
+        ['acknowledge', 'fanoutWorker'].filter((other) => other !== id),
+      );
+      for (const other of allFunctionIds)
+        for (const statement of statementsOf(other))
+          if (actionsOf(statement).some((action) => action.startsWith('dynamodb:PartiQL')))
+            expect(resourcesOf(statement).map((r) => JSON.stringify(r))).toEqual([tableArn]);
+    },
+  );
 
   it('lets the download authorizer update executions (it records downloading), and write them no other way', () => {
     const tableArn = JSON.stringify(getAtt(tableOf(template, executionsTable).logicalId));

@@ -133,14 +133,14 @@ describe('IoT topic rules', () => {
     },
   );
 
-  // grantSendMessages adds the two reads to SendMessage; SQS-managed encryption needs no key grant.
+  // SendMessage alone; SQS-managed encryption needs no key grant.
   it.each(sqsRules.map(([, queueId]) => [queueId] as const))(
     'lets the %s queue role send to that queue and nowhere else',
     (queueId) => {
       expect(statementsOfRole(template, queueRole(queueId).logicalId)).toEqual([
         {
           Effect: 'Allow',
-          Action: ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'],
+          Action: 'sqs:SendMessage',
           Resource: getAtt(queueNamed(queueId)),
         },
       ]);

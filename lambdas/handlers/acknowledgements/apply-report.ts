@@ -220,6 +220,18 @@ export async function applyShadowReport(
   return finishSettled(deps, ota, report, settled, () => deps.fleet.get(report.thingName));
 }
 
+/**
+ * Whether the report is the one that ended its execution: a move into a terminal state, or the
+ * same report again on the execution it ended (a redelivery after the execution write landed and
+ * the fleet write did not; the fleet write is idempotent and ordered by report time).
+ */
+function endsExecution(settled: Settled | undefined): boolean {
+  if (!settled) return false;
+  const { decision, execution } = settled;
+  if (decision.kind === 'transition') return isTerminal(decision.transition.to);
+  return decision.kind === 'duplicate' && isTerminal(execution.state);
+}
+
 /** What follows a report's decision on its execution: the fleet, the counts, the trim, the log. */
 async function finishSettled(
   deps: AcknowledgeDeps,
@@ -228,8 +240,7 @@ async function finishSettled(
   settled: Settled | undefined,
   knownFleet: () => Promise<FleetItem | undefined>,
 ): Promise<AckOutcome> {
-  const endedNow = settled?.decision.kind === 'transition' && isTerminal(settled.decision.transition.to);
-  await recordFleetFacts(deps, ota, report, settled !== undefined, endedNow, knownFleet);
+  await recordFleetFacts(deps, ota, report, settled !== undefined, endsExecution(settled), knownFleet);
   if (!settled) {
     return ota.deploymentId
       ? { kind: 'no_execution', deploymentId: ota.deploymentId }
@@ -274,7 +285,10 @@ interface Forwarded {
   readonly entry: ForwardEntry;
 }
 
-/** Reports of one device are applied one after another; devices side by side, this many at once. */
+/**
+ * After the batch's forward moves, what is left of each report (fleet, trim, or the whole report on
+ * its own) runs a device's reports in batch order, devices side by side, this many at once.
+ */
 const DEVICES_AT_ONCE = 8;
 
 /**
@@ -322,7 +336,10 @@ export async function applyShadowReports(
         const settled = result.current && (await settleReport(deps, result.current, ota, report, now));
         return finishSettled(deps, ota, report, settled, () => deps.fleet.get(report.thingName));
       });
-    else work.set(item.index, () => applyShadowReport(deps, report, now));
+    else {
+      deps.observability.count(outcome.batchWriteSentAlone);
+      work.set(item.index, () => applyShadowReport(deps, report, now));
+    }
   });
   for (const index of alone)
     work.set(index, () => applyShadowReport(deps, reports[index] as ShadowReport, now));

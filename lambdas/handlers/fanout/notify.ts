@@ -12,7 +12,12 @@ import {
   deploymentStatuses,
   isActiveStatus,
 } from '../../adapters/deployment-store.ts';
-import type { ExecutionRecord, TransitionEntry, TransitionOutcome } from '../../adapters/execution-store.ts';
+import {
+  type ExecutionRecord,
+  STATEMENTS_PER_BATCH,
+  type TransitionEntry,
+  type TransitionOutcome,
+} from '../../adapters/execution-store.ts';
 import {
   type DesiredDocument,
   isTerminal,
@@ -22,6 +27,7 @@ import {
   type RolloutBucket,
   supersede,
 } from '../../domain/deployment/index.ts';
+import { outcome } from '../../observability.ts';
 import type { FanoutDeps } from './deps.ts';
 import { desiredDocumentFor } from './desired.ts';
 import { mapWithConcurrency, refundRollout, shardRollout } from './sharding.ts';
@@ -290,10 +296,25 @@ async function markAlone(
   deps: FanoutDeps,
   { current, next, extra }: TransitionEntry,
 ): Promise<TransitionOutcome> {
+  deps.observability.count(outcome.batchWriteSentAlone);
   const written = await deps.executions.transition(current, next, extra);
   return written.ok
     ? { kind: 'applied', record: written.value }
     : { kind: 'refused', current: written.error.current };
+}
+
+/**
+ * A refused mark that is this worker's own, landed by an attempt whose answer was lost (the
+ * client's retry, or the mark sent alone after its batch): the row is what the mark wrote.
+ */
+function ownMark(mark: TransitionEntry, current: ExecutionRecord | undefined): current is ExecutionRecord {
+  return (
+    current !== undefined &&
+    current.state === mark.next.state &&
+    current.attempt === mark.next.attempt &&
+    current.notifiedAt === mark.next.notifiedAt &&
+    current.deadline === mark.extra.deadline
+  );
 }
 
 /** What follows a device's mark: the race check, then its grant; or, refused, the newer document restored. */
@@ -303,7 +324,9 @@ async function afterMark(
   sent: SentDevice,
   marked: TransitionOutcome | undefined,
 ): Promise<DeviceOutcome> {
-  const written = !marked || marked.kind === 'unsent' ? await markAlone(deps, sent.mark) : marked;
+  let written = !marked || marked.kind === 'unsent' ? await markAlone(deps, sent.mark) : marked;
+  if (written.kind === 'refused' && ownMark(sent.mark, written.current))
+    written = { kind: 'applied', record: written.current };
   const { current } = sent.mark;
   if (written.kind === 'applied') {
     if (
@@ -322,26 +345,55 @@ async function afterMark(
   return 'changed';
 }
 
+/** Marks a chunk of sent devices in one request, then finishes each (outcomes by batch index). */
+async function markChunk(
+  deps: FanoutDeps,
+  context: DeviceContext,
+  chunk: readonly { readonly index: number; readonly sent: SentDevice }[],
+  outcomes: DeviceOutcome[],
+): Promise<void> {
+  const marked = await deps.executions.transitionMany(chunk.map(({ sent }) => sent.mark));
+  await Promise.all(
+    chunk.map(async ({ index, sent }, k) => {
+      outcomes[index] = await afterMark(deps, context, sent, marked[k]);
+    }),
+  );
+}
+
 /**
- * Notifies a batch of devices: each is sent its document, then the batch's `notified` marks are
- * written together (ADR 0040, "Batched marks"), then each sent device gets its grant. A crash
- * before the marks leaves the devices waiting, and the next worker sends the identical document
- * again.
+ * Notifies a batch of devices: each is sent its document; as sends land, their `notified` marks
+ * are written 25 to a request (ADR 0040, "Batched marks"), and each marked device then gets its
+ * grant. A crash before a mark leaves its device waiting, and the next worker sends it the
+ * identical document again.
  */
 export async function notifyDevices(
   deps: FanoutDeps,
   context: DeviceContext,
   batch: readonly ExecutionRecord[],
 ): Promise<DeviceOutcome[]> {
-  const results = await mapWithConcurrency(batch, deps.tuning.concurrency, (execution) =>
-    sendToDevice(deps, context, execution),
-  );
-  const sent = results.filter(isSent);
-  const marked = sent.length > 0 ? await deps.executions.transitionMany(sent.map((s) => s.mark)) : [];
-  const markOf = new Map(sent.map((s, k) => [s, marked[k]]));
-  return mapWithConcurrency(results, deps.tuning.concurrency, (result) =>
-    isSent(result) ? afterMark(deps, context, result, markOf.get(result)) : Promise.resolve(result),
-  );
+  const outcomes = new Array<DeviceOutcome>(batch.length);
+  const waiting: { index: number; sent: SentDevice }[] = [];
+  const marking: Promise<void>[] = [];
+  const markWaiting = (): void => {
+    const chunk = waiting.splice(0, STATEMENTS_PER_BATCH);
+    if (chunk.length === 0) return;
+    const run = markChunk(deps, context, chunk, outcomes);
+    // Awaited below with the others; a failure must not count as unhandled meanwhile.
+    run.catch(() => {});
+    marking.push(run);
+  };
+  await mapWithConcurrency(batch, deps.tuning.concurrency, async (execution, index) => {
+    const result = await sendToDevice(deps, context, execution);
+    if (!isSent(result)) {
+      outcomes[index] = result;
+      return;
+    }
+    waiting.push({ index, sent: result });
+    if (waiting.length >= STATEMENTS_PER_BATCH) markWaiting();
+  });
+  while (waiting.length > 0) markWaiting();
+  await Promise.all(marking);
+  return outcomes;
 }
 
 /**

@@ -253,6 +253,73 @@ describe('acknowledgement function on a queue batch', () => {
     expect(await mustGet(deploymentId, broken)).toMatchObject({ state: 'succeeded' });
   });
 
+  it('starts the clock of a device that reports before its notification was recorded (the read path)', async () => {
+    const deploymentId = uniqueName('dep');
+    const thingName = uniqueName('dev');
+    await executions.batchPutQueued(
+      deploymentId,
+      [{ thingName, updateId, state: 'queued', shard: 0 }],
+      Date.now(),
+    );
+    sent.length = 0;
+    const event = ruleEvent(thingName, downloading(deploymentId));
+    const answer = await handler()(sqsEvent([event]));
+    expect(answer.batchItemFailures).toEqual([]);
+    const requests = [...sent];
+    const record = await mustGet(deploymentId, thingName);
+    expect(record).toMatchObject({
+      state: 'downloading',
+      notifiedAt: event.receivedAt,
+      reportedAt: event.receivedAt,
+    });
+    // Refused in the batch (no notifiedAt), then decided on the item the refusal carried: no read.
+    expect(requests).toEqual(['BatchExecuteStatementCommand', 'UpdateCommand']);
+  });
+
+  it('applies a report the batch left unsent (throttled) on its own, and counts it', async () => {
+    const { deploymentId, things } = await notifiedDevices(3);
+    const throttledOnce: ExecutionStore = {
+      ...executions,
+      async applyForwardReports(entries) {
+        const outcomes = await executions.applyForwardReports(entries.slice(1));
+        return [{ kind: 'unsent', code: 'ThrottlingError' }, ...outcomes];
+      },
+    };
+    const answer = await handler({ executions: throttledOnce })(
+      sqsEvent(things.map((thingName) => ruleEvent(thingName, succeeded(deploymentId), true))),
+    );
+    expect(answer.batchItemFailures).toEqual([]);
+    for (const thingName of things)
+      expect(await mustGet(deploymentId, thingName)).toMatchObject({ state: 'succeeded' });
+    expect(obs.counts.get(outcome.batchWriteSentAlone)).toBe(1);
+    expect(sent).toContain('UpdateCommand');
+  });
+
+  it('writes the fleet on a redelivery when the first delivery ended the execution but failed its fleet write', async () => {
+    const { deploymentId, things } = await notifiedDevices(2);
+    const [moved, other] = things as [string, string];
+    let failures = 0;
+    const flakyFleet: FleetStore = {
+      ...fleet,
+      upsertReport(thingName, facts) {
+        if (thingName === moved && failures++ === 0) return Promise.reject(new Error('throttled'));
+        return fleet.upsertReport(thingName, facts);
+      },
+    };
+    const event = sqsEvent([
+      ruleEvent(moved, succeeded(deploymentId, { model: 'toaster-3' }), true),
+      ruleEvent(other, succeeded(deploymentId), true),
+    ]);
+    const first = await handler({ fleet: flakyFleet })(event);
+    expect(first.batchItemFailures).toEqual([{ itemIdentifier: event.Records[0]?.messageId }]);
+    expect(await mustGet(deploymentId, moved)).toMatchObject({ state: 'succeeded' });
+    expect((await fleet.get(moved))?.compatibility).toEqual({ model: 'toaster' });
+    // SQS delivers it again: a duplicate for the execution, which still owes the fleet its facts.
+    const again = await handler({ fleet: flakyFleet })(sqsEvent([event.Records[0]?.body]));
+    expect(again.batchItemFailures).toEqual([]);
+    expect((await fleet.get(moved))?.compatibility).toEqual({ model: 'toaster-3' });
+  });
+
   it('drops a message that is not a device report, and applies the rest', async () => {
     const { deploymentId, things } = await notifiedDevices(1);
     const answer = await handler()(

@@ -188,6 +188,58 @@ describe('execution store', () => {
     expect((await executions.queryByState(deploymentId, 'notified', { limit: 50 })).items).toHaveLength(31);
   });
 
+  it('updates written rows in a batch as one by one: fields removed, the index moved, the record as stored', async () => {
+    const deploymentId = uniqueName('dep');
+    await executions.batchPutQueued(
+      deploymentId,
+      ['r-batch', 'r-alone'].map((thingName) => ({
+        thingName,
+        updateId,
+        state: 'queued' as const,
+        shard: 2,
+      })),
+      t0,
+    );
+    const entryOf = (current: ExecutionRecord) => {
+      const decision = notify(current, t0 + 2000);
+      if (!decision.ok) throw new Error('not notifiable');
+      return {
+        current,
+        next: decision.value.next,
+        extra: { at: t0 + 2000, reason: 'notified' as const, deadline: t0 + 9000 },
+      };
+    };
+    const [batched] = await executions.transitionMany([entryOf(await mustGet(deploymentId, 'r-batch'))]);
+    const aloneEntry = entryOf(await mustGet(deploymentId, 'r-alone'));
+    const alone = await executions.transition(aloneEntry.current, aloneEntry.next, aloneEntry.extra);
+    const stored = await mustGet(deploymentId, 'r-batch');
+    expect(batched).toEqual({ kind: 'applied', record: stored });
+    const { thingName: _a, ...aloneRest } = alone.ok ? alone.value : ({} as ExecutionRecord);
+    const { thingName: _b, ...batchRest } = stored;
+    expect(batchRest).toEqual(aloneRest);
+    expect(stored).toMatchObject({ state: 'notified', notifiedAt: t0 + 2000, deadline: t0 + 9000 });
+    // The moved row is found in its new index partition, as the single write's is.
+    const notified = (await executions.queryByState(deploymentId, 'notified', { limit: 10 })).items;
+    expect(notified.map((e) => e.thingName).sort()).toEqual(['r-alone', 'r-batch']);
+    // Written again from the same read: refused, with the row as it is.
+    const [again] = await executions.transitionMany([
+      entryOf(batched?.kind === 'applied' ? { ...stored, state: 'queued' } : stored),
+    ]);
+    expect(again).toMatchObject({ kind: 'refused', current: { state: 'notified' } });
+  });
+
+  it('throws when a batch of statements fails as a whole, rather than leaving 25 writes to be sent one by one', async () => {
+    const nowhere = makeExecutionStore({ db, tableName: `missing-${uniqueName('t')}` });
+    const waiting = unwrittenExecution('dep', { thingName: 'x', updateId, shard: 0, targetPage: 0 });
+    const decision = notify(waiting, t0);
+    if (!decision.ok) throw new Error('not notifiable');
+    await expect(
+      nowhere.transitionMany([
+        { current: waiting, next: decision.value.next, extra: { at: t0, reason: 'notified' } },
+      ]),
+    ).rejects.toThrow();
+  });
+
   it('checks the shadow version it read, and a retry starts a clean attempt', async () => {
     const deploymentId = uniqueName('dep');
     await executions.batchPutQueued(deploymentId, devices(1), t0);

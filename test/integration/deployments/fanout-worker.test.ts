@@ -5,6 +5,7 @@ import { makeShadowWriter } from '../../../lambdas/adapters/shadow-writer.ts';
 import type { FanoutDeps } from '../../../lambdas/handlers/fanout/deps.ts';
 import { desiredDocumentFor } from '../../../lambdas/handlers/fanout/desired.ts';
 import { makeFanoutWorker, type WorkerOutcome } from '../../../lambdas/handlers/fanout-worker.ts';
+import { outcome, recordingObservability } from '../../../lambdas/observability.ts';
 import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
 import { documentClient, dynamoDbClient } from '../import/support.ts';
 import { createDeploymentTables, type DeploymentTables } from './api-support.ts';
@@ -268,6 +269,40 @@ describe('fan-out worker: rate, account cap, throttling, supersede', () => {
       expect(maxInWindow(times, windowMs)).toBeLessThanOrEqual((8 * windowMs) / 1000 + 8 + 1);
     }
     expect(Math.max(...times) - Math.min(...times)).toBeGreaterThanOrEqual(1800);
+  });
+
+  it('counts a device notified when its mark landed but the answer was lost, and writes a mark the batch left unsent on its own', async () => {
+    // Batches of 6: two of them.
+    const { deps, invoker } = rig({ tuning: { maxGrab: 6 } });
+    const devices = things('lost-answer', 12);
+    const deployment = await createDeployment(doc, tables, {
+      target: { things: devices },
+      policy: { rollout: { ratePerMinute: 6000 } },
+    });
+    let batches = 0;
+    const executions: FanoutDeps['executions'] = {
+      ...deps.executions,
+      async transitionMany(entries) {
+        batches++;
+        // The first batch lands, its answer is lost, and it is sent again: refused, by its own write.
+        if (batches === 1) await deps.executions.transitionMany(entries);
+        const outcomes = await deps.executions.transitionMany(entries.slice(batches === 2 ? 1 : 0));
+        // The second batch's first mark comes back throttled: it is written on its own.
+        return batches === 2 ? [{ kind: 'unsent', code: 'ThrottlingError' }, ...outcomes] : outcomes;
+      },
+    };
+    const observability = recordingObservability();
+    const outcomes = await runAll({ ...deps, executions, observability }, deployment.deploymentId, invoker);
+
+    expect(batches).toBeGreaterThanOrEqual(2);
+    const notified = outcomes.reduce(
+      (sum, o) => sum + (o.kind === 'shard' && 'notified' in o.outcome ? o.outcome.notified : 0),
+      0,
+    );
+    expect(notified).toBe(12);
+    const rows = await executionsOf(doc, tables, deployment.deploymentId);
+    expect(rows.filter((r) => r.state === 'notified')).toHaveLength(12);
+    expect(observability.counts.get(outcome.batchWriteSentAlone)).toBe(1);
   });
 
   it('backs off when the shadow service answers 429 and still notifies every device', async () => {
