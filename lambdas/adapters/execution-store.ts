@@ -1008,10 +1008,12 @@ export function makeExecutionStore(options: ExecutionStoreOptions): ExecutionSto
   async function runChunk(chunk: readonly PartiqlStatement[]): Promise<StatementAnswer[]> {
     const answer = await db.send(
       new BatchExecuteStatementCommand({
-        Statements: chunk.map((statement) => ({
-          ...statement,
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        })),
+        // An UPDATE's refusal carries the item; an INSERT's is refused as a duplicate, with none.
+        Statements: chunk.map((statement) =>
+          statement.Statement.startsWith('UPDATE ')
+            ? { ...statement, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const }
+            : statement,
+        ),
       }),
     );
     const responses = answer.Responses ?? [];
