@@ -73,6 +73,19 @@ const sqsRules = topicRules.flatMap((definition) =>
   ),
 );
 
+/** A trust policy that lets AWS IoT assume the role for this account only (confused-deputy protection). */
+const iotOfThisAccountOnly = () => ({
+  Version: '2012-10-17',
+  Statement: [
+    {
+      Action: 'sts:AssumeRole',
+      Effect: 'Allow',
+      Principal: { Service: 'iot.amazonaws.com' },
+      Condition: { StringEquals: { 'aws:SourceAccount': ref('AWS::AccountId') } },
+    },
+  ],
+});
+
 describe('IoT topic rules', () => {
   it('deploys one rule per shared definition, and no other', () => {
     template.resourceCountIs('AWS::IoT::TopicRule', topicRules.length);
@@ -119,17 +132,7 @@ describe('IoT topic rules', () => {
   it.each(sqsRules.map(([, queueId]) => [queueId] as const))(
     'lets only AWS IoT of this account assume the %s queue role',
     (queueId) => {
-      expect(queueRole(queueId).properties.AssumeRolePolicyDocument).toEqual({
-        Version: '2012-10-17',
-        Statement: [
-          {
-            Action: 'sts:AssumeRole',
-            Effect: 'Allow',
-            Principal: { Service: 'iot.amazonaws.com' },
-            Condition: { StringEquals: { 'aws:SourceAccount': ref('AWS::AccountId') } },
-          },
-        ],
-      });
+      expect(queueRole(queueId).properties.AssumeRolePolicyDocument).toEqual(iotOfThisAccountOnly());
     },
   );
 
@@ -189,17 +192,7 @@ describe('IoT topic rules', () => {
   );
 
   it('lets only AWS IoT of this account assume the error log role', () => {
-    expect(errorLogRole().properties.AssumeRolePolicyDocument).toEqual({
-      Version: '2012-10-17',
-      Statement: [
-        {
-          Action: 'sts:AssumeRole',
-          Effect: 'Allow',
-          Principal: { Service: 'iot.amazonaws.com' },
-          Condition: { StringEquals: { 'aws:SourceAccount': ref('AWS::AccountId') } },
-        },
-      ],
-    });
+    expect(errorLogRole().properties.AssumeRolePolicyDocument).toEqual(iotOfThisAccountOnly());
   });
 
   it('lets the error log role write into the error log and nowhere else', () => {

@@ -50,6 +50,13 @@ async function mustGet(deploymentId: string, thingName: string): Promise<Executi
   return record;
 }
 
+/** A `transitionMany` entry: `current` notified at `at`, due by `deadline`. */
+function notifiedEntry(current: ExecutionRecord, at: number, deadline: number) {
+  const decision = notify(current, at);
+  if (!decision.ok) throw new Error('not notifiable');
+  return { current, next: decision.value.next, extra: { at, reason: 'notified' as const, deadline } };
+}
+
 describe('execution store', () => {
   it('writes more than one batch, ignores a device named twice, and serves per-state, per-shard pages', async () => {
     const deploymentId = uniqueName('dep');
@@ -141,15 +148,7 @@ describe('execution store', () => {
     );
     const rowed = await mustGet(deploymentId, 'rowed');
     const taken = unwrittenExecution(deploymentId, { thingName: 'taken', updateId, shard: 1, targetPage: 3 });
-    const entryOf = (current: ExecutionRecord) => {
-      const decision = notify(current, t0 + 1000);
-      if (!decision.ok) throw new Error('not notifiable');
-      return {
-        current,
-        next: decision.value.next,
-        extra: { at: t0 + 1000, reason: 'notified' as const, deadline: t0 + 61_000 },
-      };
-    };
+    const entryOf = (current: ExecutionRecord) => notifiedEntry(current, t0 + 1000, t0 + 61_000);
     // `taken` got its row meanwhile (a cancel, say); `rowed` was notified by another worker.
     const takenAlready = await executions.transition(taken, entryOf(taken).next, entryOf(taken).extra);
     expect(takenAlready.ok).toBe(true);
@@ -200,15 +199,7 @@ describe('execution store', () => {
       })),
       t0,
     );
-    const entryOf = (current: ExecutionRecord) => {
-      const decision = notify(current, t0 + 2000);
-      if (!decision.ok) throw new Error('not notifiable');
-      return {
-        current,
-        next: decision.value.next,
-        extra: { at: t0 + 2000, reason: 'notified' as const, deadline: t0 + 9000 },
-      };
-    };
+    const entryOf = (current: ExecutionRecord) => notifiedEntry(current, t0 + 2000, t0 + 9000);
     const [batched] = await executions.transitionMany([entryOf(await mustGet(deploymentId, 'r-batch'))]);
     const aloneEntry = entryOf(await mustGet(deploymentId, 'r-alone'));
     const alone = await executions.transition(aloneEntry.current, aloneEntry.next, aloneEntry.extra);
