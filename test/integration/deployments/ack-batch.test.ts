@@ -16,6 +16,7 @@ import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.t
 import { documentClient, dynamoDbClient } from '../import/support.ts';
 import { aduResult } from './ack-device.ts';
 import { createDeploymentTables, type DeploymentTables, uniqueName } from './api-support.ts';
+import { dummyAws } from './fanout-support.ts';
 
 // The acknowledgement function as the queue's event source mapping invokes it: a batch of rule
 // events, applied with batched requests against DynamoDB Local and the local IoT Core's shadows.
@@ -42,12 +43,7 @@ beforeAll(async () => {
   executions = makeExecutionStore({ db: counting, tableName: tables.executions });
   fleet = makeFleetStore({ db: counting, tableName: tables.fleet });
   iot = await startLocalIotCore({ rules: [] });
-  iotData = new IoTDataPlaneClient({
-    endpoint: iot.endpoints.iotData,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    maxAttempts: 1,
-  });
+  iotData = new IoTDataPlaneClient({ ...dummyAws, endpoint: iot.endpoints.iotData, maxAttempts: 1 });
   shadows = makeShadowWriter({ iotData });
 });
 
