@@ -137,8 +137,12 @@ try {
   let hashedTo = 0;
   for (;;) {
     const tick = Atomics.load(c, ${TICK});
+    // FINISH before CLOSED: the receiver closes its last seq before it sets FINISH, so a FINISH seen
+    // here guarantees the CLOSED read next is final (read the other way, a stale CLOSED would end
+    // the hash one batch early).
+    const finish = Atomics.load(c, ${FINISH}) === 1;
     const closed = Atomics.load(c, ${CLOSED});
-    if (seq > closed && Atomics.load(c, ${FINISH}) === 1) break;
+    if (finish && seq > closed) break;
     if (seq <= Atomics.load(c, ${OPEN})) {
       const filled = Atomics.load(c, ${FILL} + (seq % count));
       if (filled > hashedTo) {
