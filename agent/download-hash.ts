@@ -16,13 +16,18 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
-/** SHA-256 and size of a file, streamed: memory stays bounded whatever its size. */
+/**
+ * SHA-256 and size of a file (of its first `bytes` only, when given), streamed: memory stays
+ * bounded whatever its size.
+ */
 export async function hashFile(
   path: string,
   into: Hash = createHash('sha256'),
+  bytes?: number,
 ): Promise<{ size: number; hash: Hash }> {
   let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+  const range = bytes === undefined ? {} : { end: bytes - 1 };
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, ...range })) {
     const bytes = chunk as Buffer;
     into.update(bytes);
     size += bytes.length;
@@ -103,7 +108,8 @@ const HASHED = 2; // the highest seq hashed
 const TICK = 3; // bumped on every change the hashing thread waits for
 const FINISH = 4; // 1: no seq after CLOSED will come
 const READY = 5; // 1: the digest is in the digest bytes; 2: the hashing failed
-const FILL = 6; // first of `count` slots: how far each batch is filled
+const STARTED = 6; // 1: the prefix is hashed, batches are followed from now on
+const FILL = 7; // first of `count` slots: how far each batch is filled
 /**
  * The hashing thread. Plain JavaScript evaluated in the worker (no loader: under tsx a worker
  * would otherwise load tsx too, about 30 MB). It hashes the prefix file first, then follows the
@@ -131,6 +137,8 @@ try {
       closeSync(fd);
     }
   }
+  Atomics.store(c, ${STARTED}, 1);
+  Atomics.notify(c, ${STARTED});
   const batches = [];
   for (let i = 0; i < count; i += 1) batches.push(Buffer.from(memory, i * bytes, bytes));
   let seq = 0;
@@ -143,7 +151,8 @@ try {
     const finish = Atomics.load(c, ${FINISH}) === 1;
     const closed = Atomics.load(c, ${CLOSED});
     if (finish && seq > closed) break;
-    if (seq <= Atomics.load(c, ${OPEN})) {
+    // A closed seq counts as opened, whatever OPEN says.
+    if (seq <= Math.max(Atomics.load(c, ${OPEN}), closed)) {
       const filled = Atomics.load(c, ${FILL} + (seq % count));
       if (filled > hashedTo) {
         hash.update(batches[seq % count].subarray(hashedTo, filled));
@@ -166,6 +175,7 @@ try {
   Atomics.store(c, ${READY}, 2);
 }
 Atomics.notify(c, ${READY});
+Atomics.notify(c, ${STARTED});
 `;
 
 /** The receiver tells the hashing thread how far a batch is filled at most this often (bytes). */
@@ -250,6 +260,15 @@ class ThreadHash implements DownloadHash {
     // Already hashed: so even after the thread has ended (digest taken), this resolves.
     if (this.isHashed(seq)) return;
     await Promise.race([this.#until(() => this.isHashed(seq), HASHED), this.#died]);
+    if (!this.isHashed(seq)) throw new Error('the hashing thread stopped');
+  }
+
+  /** Resolves true once the thread has hashed the prefix and follows the batches; false if it failed. */
+  async started(): Promise<boolean> {
+    const settled = () =>
+      Atomics.load(this.#control, STARTED) !== 0 || Atomics.load(this.#control, READY) !== 0;
+    await Promise.race([this.#until(settled, STARTED), this.#died]).catch(() => undefined);
+    return Atomics.load(this.#control, STARTED) === 1 && Atomics.load(this.#control, READY) === 0;
   }
 
   async digest(): Promise<string> {
@@ -270,8 +289,8 @@ class ThreadHash implements DownloadHash {
   }
 
   /**
-   * Waits without blocking the event loop until `done()`, woken by a notify on `slot`. The wait is
-   * bounded so that a dead thread (whose death the caller races) does not leave it pending.
+   * Waits without blocking the event loop until `done()` or the thread's death (the caller checks
+   * which), woken by a notify on `slot`. Each wait is bounded, so a death is noticed.
    */
   async #until(done: () => boolean, slot: number): Promise<void> {
     while (!done() && !this.#dead) {
@@ -299,13 +318,35 @@ export interface DownloadHashOptions {
 export async function startDownloadHash(options: DownloadHashOptions): Promise<DownloadHash> {
   const { batches, memory, batchBytes, prefix } = options;
   if (memory !== undefined) {
-    try {
-      return new ThreadHash(memory, batches.length, batchBytes, prefix);
-    } catch {
-      // No thread to be had (a resource limit): hashing here is slower, not wrong.
-    }
+    const thread = await startThread(memory, batches.length, batchBytes, prefix);
+    if (thread !== undefined) return thread;
   }
   const hash = createHash('sha256');
-  if (prefix !== undefined && prefix.bytes > 0) await hashFile(prefix.path, hash);
+  if (prefix !== undefined && prefix.bytes > 0) await hashFile(prefix.path, hash, prefix.bytes);
   return new InThreadHash(batches, hash);
+}
+
+/**
+ * A hashing thread, or undefined when none could be had: one that cannot be created (a resource
+ * limit), or, with a prefix, one that fails before it has hashed it (no memory for its isolate, a
+ * prefix it cannot read). Hashing on the receiving thread is then slower, not wrong. With a prefix
+ * the thread is waited for, so no request idles while it reads a long partial file; without one it
+ * starts while the request goes out, and a thread that fails later fails the attempt like any
+ * death (the downloader restarts the file hashed on the receiving thread).
+ */
+async function startThread(
+  memory: SharedArrayBuffer,
+  count: number,
+  batchBytes: number,
+  prefix: HashPrefix | undefined,
+): Promise<ThreadHash | undefined> {
+  let thread: ThreadHash;
+  try {
+    thread = new ThreadHash(memory, count, batchBytes, prefix);
+  } catch {
+    return undefined;
+  }
+  if (prefix === undefined || (await thread.started())) return thread;
+  await thread.dispose();
+  return undefined;
 }

@@ -84,6 +84,7 @@ interface PartialState {
   readonly file: WritableFile;
   /** The batches the body is received into, one download long (download-hash.ts's protocol). */
   readonly batches: AlignedBuffers;
+  readonly batchBytes: number;
   hash: DownloadHash;
   /** The sequence number the next batch is filled under. */
   seq: number;
@@ -121,19 +122,20 @@ export async function downloadFile(request: DownloadRequest): Promise<Result<Dow
   const { destination, expected } = request;
   if (await fileMatches(destination, expected)) return ok({ bytes: 0, resumedFrom: 0, reused: true });
   const partialPath = `${destination}.part`;
-  const state = await openPartial(partialPath, expected.sizeInBytes, onThread(request));
-  const resumedFrom = state.offset;
+  const { file, offset: resumedFrom } = await openPartial(partialPath, expected.sizeInBytes);
+  let state: PartialState | undefined;
   let verified: Result<void, AgentError>;
   try {
+    state = await startPartial(file, partialPath, resumedFrom, onThread(request));
     const space = await checkDiskSpace(request, expected.sizeInBytes - state.offset);
     if (!space.ok) return space;
     const fetched = await fetchUntilComplete(request, state);
     if (!fetched.ok) return fetched;
-    verified = await verifyDigest(state, expected);
+    verified = await verifyDigest(state, partialPath, expected);
   } finally {
-    await closeDirect(state.file);
-    await state.file.handle.close();
-    await state.hash.dispose();
+    // The thread first: a failing close must not leave it running (it would keep the process alive).
+    await state?.hash.dispose();
+    await closeDirect(file).finally(() => file.handle.close());
   }
   if (!verified.ok) {
     await unlink(partialPath).catch(() => undefined);
@@ -147,13 +149,16 @@ export async function downloadFile(request: DownloadRequest): Promise<Result<Dow
 }
 
 /**
- * Batches of 2 MiB: the hashing thread catches up a batch sooner than with 4 MiB, and eight give it
- * room to fall behind while the receiver's core is busy (the bench measured 8 × 2 MiB fastest of
- * 3–12 batches of 1–4 MiB). A file hashed on the receiving thread needs fewer: three keep two
- * writes in flight while one fills.
+ * The batches a download is received into. With a hashing thread, eight of 2 MiB: the thread
+ * catches up a batch sooner than with 4 MiB, and eight give it room to fall behind while the
+ * receiver's core is busy (the bench measured 8 × 2 MiB fastest of 3–12 batches of 1–4 MiB).
+ * Hashed on the receiving thread, three of 4 MiB: two writes in flight while one fills, one
+ * thread-pool round trip per 4 MiB (the bench measured 4 MiB a little faster than 1 and 2).
  */
-const batchBytes = 2 << 20;
-const batchCounts = { onThread: 8, inThread: 3 } as const;
+const batchShapes = {
+  onThread: { count: 8, bytes: 2 << 20 },
+  inThread: { count: 3, bytes: 4 << 20 },
+} as const;
 
 function onThread(request: DownloadRequest): boolean {
   // On one CPU a second thread only adds switching: the copy and the hash cannot overlap.
@@ -161,21 +166,36 @@ function onThread(request: DownloadRequest): boolean {
   return request.expected.sizeInBytes >= (request.hashOnThreadFromBytes ?? 256 << 20);
 }
 
-async function openPartial(path: string, size: number, hashOnThread: boolean): Promise<PartialState> {
+/** Opens the partial file; `offset` is where the download resumes (0 for a new one). */
+async function openPartial(path: string, size: number): Promise<{ file: WritableFile; offset: number }> {
   // Not append mode: batches are written at their own positions, several at a time.
   const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
-  const info = await handle.stat();
-  const file: WritableFile = { handle, direct: await openDirect(path) };
-  // A partial file longer than the file itself is not a prefix of it: start again.
-  if (info.size > size) await handle.truncate(0);
-  const offset = info.size > size ? 0 : info.size;
-  const count = hashOnThread ? batchCounts.onThread : batchCounts.inThread;
-  const batches = alignedBuffers(count, batchBytes, hashOnThread);
-  const prefix = offset > 0 ? { path, bytes: offset } : undefined;
-  return { file, batches, hash: await startHash(batches, prefix), seq: 0, offset };
+  try {
+    const info = await handle.stat();
+    // A partial file longer than the file itself is not a prefix of it: start again.
+    if (info.size > size) await handle.truncate(0);
+    return { file: { handle, direct: await openDirect(path) }, offset: info.size > size ? 0 : info.size };
+  } catch (e) {
+    await handle.close();
+    throw e;
+  }
 }
 
-function startHash(batches: AlignedBuffers, prefix: HashPrefix | undefined): Promise<DownloadHash> {
+/** The batches and the hash of the bytes already in the partial file. */
+async function startPartial(
+  file: WritableFile,
+  path: string,
+  offset: number,
+  hashOnThread: boolean,
+): Promise<PartialState> {
+  const shape = hashOnThread ? batchShapes.onThread : batchShapes.inThread;
+  const batches = alignedBuffers(shape.count, shape.bytes, hashOnThread);
+  const prefix = offset > 0 ? { path, bytes: offset } : undefined;
+  const hash = await startHash(batches, shape.bytes, prefix);
+  return { file, batches, batchBytes: shape.bytes, hash, seq: 0, offset };
+}
+
+function startHash(batches: AlignedBuffers, batchBytes: number, prefix?: HashPrefix): Promise<DownloadHash> {
   return startDownloadHash({ batches: batches.buffers, memory: batches.shared, batchBytes, prefix });
 }
 
@@ -197,13 +217,21 @@ async function checkDiskSpace(
   return ok(undefined);
 }
 
-async function verifyDigest(state: PartialState, expected: ExpectedFile): Promise<Result<void, AgentError>> {
+async function verifyDigest(
+  state: PartialState,
+  path: string,
+  expected: ExpectedFile,
+): Promise<Result<void, AgentError>> {
   if (state.offset !== expected.sizeInBytes) {
     return err(
       agentError('SIZE_MISMATCH', `got ${state.offset} bytes, expected ${expected.sizeInBytes}`, false),
     );
   }
-  const digest = await state.hash.digest().catch(() => undefined);
+  // A hashing thread that failed at the very end leaves every byte written: hash them from disk.
+  const digest = await state.hash
+    .digest()
+    .catch(async () => (await hashFile(path)).hash.digest('base64'))
+    .catch(() => undefined);
   if (digest === undefined) return err(agentError('DOWNLOAD_FAILED', 'the file could not be hashed'));
   if (digest !== expected.sha256) {
     return err(
@@ -213,10 +241,12 @@ async function verifyDigest(state: PartialState, expected: ExpectedFile): Promis
   return ok(undefined);
 }
 
-async function restartFromZero(state: PartialState): Promise<void> {
+/** Empties the partial file and starts a new hash; on the receiving thread when `inThread`. */
+async function restartFromZero(state: PartialState, inThread = false): Promise<void> {
   await state.file.handle.truncate(0);
   await state.hash.dispose();
-  state.hash = await startHash(state.batches, undefined);
+  const { buffers, shared } = state.batches;
+  state.hash = await startHash({ buffers, shared: inThread ? undefined : shared }, state.batchBytes);
   state.seq = 0;
   state.offset = 0;
 }
@@ -345,9 +375,10 @@ async function receiveBody(
   }
   const batchFailure = await writer.finish();
   if (batchFailure !== undefined) {
-    // The hash covers bytes that may not be on disk: the only safe resume point is the start.
-    await restartFromZero(state);
+    // The hash covers bytes that may not be on disk: the only safe resume point is the start. A
+    // hashing thread that failed once is not tried again for this file.
     const { step, error } = batchFailure;
+    await restartFromZero(state, step === 'hash');
     const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     return { kind: 'retry', why: `${step} failed: ${why}` };
   }
@@ -390,6 +421,8 @@ class BatchWriter implements BodyTarget {
   /** Completes when every write started so far has completed, in order; rejects with the first failure. */
   #written: Promise<void> = Promise.resolve();
   #failed = false;
+  /** The next batch's opening, when it waited for the batch to be free; finish() waits for it. */
+  #opening: Promise<void> = Promise.resolve();
   /** More bytes arrived than the signed size. */
   tooLong = false;
 
@@ -414,7 +447,7 @@ class BatchWriter implements BodyTarget {
   }
 
   #batchLimit(): number {
-    return batchBytes - (this.#position % directAlignment);
+    return this.#state.batchBytes - (this.#position % directAlignment);
   }
 
   region(): Buffer {
@@ -446,7 +479,7 @@ class BatchWriter implements BodyTarget {
       hash.open(seq);
       return !this.#failed;
     }
-    Promise.all([busy, hash.hashed(previousUse)]).then(
+    this.#opening = Promise.all([busy, hash.hashed(previousUse)]).then(
       () => {
         hash.open(seq);
         if (!this.#failed) this.#response.resume();
@@ -458,6 +491,8 @@ class BatchWriter implements BodyTarget {
 
   /** Writes what is left, waits for every write and the hash; returns the first failure, if any. */
   async finish(): Promise<{ readonly step: 'write' | 'hash'; readonly error: unknown } | undefined> {
+    // An opening still pending must not open its seq after the next attempt has started.
+    await this.#opening;
     if (this.#filled > 0 && !this.#failed) this.#startWrite();
     await Promise.all(this.#writing);
     const failure = (step: 'write' | 'hash') => (error: unknown) => ({ step, error });

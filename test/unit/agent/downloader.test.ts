@@ -150,6 +150,8 @@ describe.each([
     const result = await fetchServed('/norange', body, destination);
     expect(result.ok).toBe(true);
     expect((await readFile(destination)).equals(body)).toBe(true);
+    // One answer, taken from its first byte with a fresh hash: no second download was needed.
+    expect(server.requests.map((r) => r.range)).toEqual(['bytes=10000-']);
   });
 
   it('refuses a file whose hash does not match and leaves nothing behind', async () => {
