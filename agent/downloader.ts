@@ -133,9 +133,11 @@ export async function downloadFile(request: DownloadRequest): Promise<Result<Dow
     if (!fetched.ok) return fetched;
     verified = await verifyDigest(state, partialPath, expected);
   } finally {
-    // The thread first: a failing close must not leave it running (it would keep the process alive).
-    await state?.hash.dispose();
-    await closeDirect(file).finally(() => file.handle.close());
+    // The thread first: a failing close must not leave it running (it would keep the process
+    // alive), nor a failing release leave the files open.
+    await (state?.hash.dispose() ?? Promise.resolve()).finally(() =>
+      closeDirect(file).finally(() => file.handle.close()),
+    );
   }
   if (!verified.ok) {
     await unlink(partialPath).catch(() => undefined);
