@@ -76,6 +76,17 @@ describe.runIf(availableParallelism() >= 2)('the downloader with a hashing threa
     expect(allExited()).toBe(true);
   });
 
+  it('hashes on the receiving thread a file below the size that earns a thread', async () => {
+    expect((await fetchBig({ hashOnThreadFromBytes: body.length + 1 })).ok).toBe(true);
+    expect(threads.started).toHaveLength(0);
+    const atThreshold = await fetchBig({
+      hashOnThreadFromBytes: body.length,
+      destination: join(dir, 'b.bin'),
+    });
+    expect(atThreshold.ok).toBe(true);
+    expect(threads.started).toHaveLength(1);
+  });
+
   it('still delivers a verified file when the thread dies mid-download: from zero, hashed here', async () => {
     let killed = false;
     const result = await fetchBig({
