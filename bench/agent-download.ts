@@ -21,6 +21,8 @@ export type DownloadReport =
   | {
       readonly ok: true;
       readonly seconds: number;
+      /** CPU time of the whole process (every thread, user and kernel) during the download. */
+      readonly cpuSeconds: number;
       readonly bytes: number;
       /** RSS before the download started: Node, tsx and the agent's modules. */
       readonly baselineRssBytes: number;
@@ -66,6 +68,7 @@ async function runJob(job: DownloadJob): Promise<DownloadReport> {
   const baselineRssBytes = process.memoryUsage.rss();
   const sampler = startRssSampler();
   const started = process.hrtime.bigint();
+  const cpuBefore = process.cpuUsage();
   const result = await downloadFile({
     fileId: 'bench',
     expected: { sizeInBytes: job.sizeInBytes, sha256: job.sha256 },
@@ -74,11 +77,13 @@ async function runJob(job: DownloadJob): Promise<DownloadReport> {
     retry: { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 },
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpu = process.cpuUsage(cpuBefore);
   const { peak, samples } = sampler.stop();
   if (!result.ok) return { ok: false, error: `${result.error.code}: ${result.error.message}` };
   return {
     ok: true,
     seconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
     bytes: result.value.bytes,
     baselineRssBytes,
     peakRssSampledBytes: peak,

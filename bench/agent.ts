@@ -76,6 +76,8 @@ interface SizeResult {
   /** The median of the bundled downloads. */
   readonly downloadMBps: number;
   readonly downloadRunsMBps: readonly number[];
+  /** The agent process's CPU time per GiB downloaded (all its threads), median of the bundled runs. */
+  readonly agentCpuSecondsPerGiB: number;
   readonly ratioToSha256: number;
   readonly ratioToSha256InMemory: number;
   readonly ratioToDiskWrite: number;
@@ -282,6 +284,10 @@ async function measureSize(
     downloadSeconds: round(seconds, 2),
     downloadMBps: round(downloadMBps),
     downloadRunsMBps: plain.map((report) => round(sizeBytes / MB / report.seconds)),
+    agentCpuSecondsPerGiB: round(
+      median(plain.map((report) => report.cpuSeconds)) / (sizeBytes / (1 << 30)),
+      2,
+    ),
     ratioToSha256: round(downloadMBps / fileYardstick.used, 3),
     ratioToSha256InMemory: round(downloadMBps / inMemory.used, 3),
     ratioToDiskWrite: round(downloadMBps / disk, 3),
@@ -308,6 +314,7 @@ function logRun(sizeMiB: number, r: SizeResult): void {
       `${r.ratioToSha256InMemory} of SHA-256 in memory (${r.sha256InMemoryMBps.used} MB/s), ` +
       `${r.ratioToSha256} of SHA-256 of the file (${r.sha256FileMBps.used} MB/s), ` +
       `${r.ratioToDiskWrite} of disk write (${r.diskWriteMBps}), ${r.ratioToLocalS3Get} of local S3 GET (${r.localS3GetMBps}); ` +
+      `agent CPU ${r.agentCpuSecondsPerGiB} s/GiB; ` +
       `peak ${r.memoryBundled.peakMemoryMB} MB bundled, ${r.memoryUnderTsx.peakMemoryMB} MB under tsx`,
   );
 }
@@ -346,6 +353,7 @@ async function run(): Promise<BenchmarkOutcome> {
         notes: [
           'MB = 10^6 bytes. Throughput: artifact size / wall time of downloadFile (GET, hash, write, rename; no fsync: ADR 0050), the median of downloadsPerSize bundled downloads (each listed in downloadRunsMBps).',
           'SHA-256 yardstick: node:crypto over the same file read in 1 MiB chunks, before and after the downloads; the faster is used. It moves with the machine (520–1,440 MB/s seen: the chunks are fresh memory, which faults in the hypervisor), so the ratio to SHA-256 of data in memory (stable, ~1,450–1,800 MB/s; 64 MiB hashed 8 times just before and just after the bundled downloads, the faster used) is reported and judged beside it.',
+          'agentCpuSecondsPerGiB: CPU time of the downloading process (every thread, user and kernel) per GiB, the median of the bundled runs: what the agent itself costs, whatever the server on the same machine takes.',
           "Ceilings on the same bytes: diskWriteMBps (1 MiB buffered writes + fsync, no network, no hash: what the downloader did before ADR 0050 dropped the fsync and writes O_DIRECT) and localS3GetMBps (presigned GET through the gateway, body discarded by the agent's own HTTP client).",
           'Peak memory: the downloading process as a whole (Node itself is about 41 MB), max of RSS sampled every 50 ms and the kernel high-water mark (VmHWM); bundled = esbuild bundle on plain node, as agent/bin.js runs the agent wherever the bundle was built (a device; judged); underTsx = its development fallback in a checkout without the bundle (reported, not judged: the tsx loader thread alone is about 37 MB).',
           'The local S3 (gateway + s3rver, one Node thread) runs in the benchmark process on the same machine and competes for its CPUs.',
