@@ -259,7 +259,9 @@ class ThreadHash implements DownloadHash {
   async hashed(seq: number): Promise<void> {
     // Already hashed: so even after the thread has ended (digest taken), this resolves.
     if (this.isHashed(seq)) return;
-    await Promise.race([this.#until(() => this.isHashed(seq), HASHED), this.#died]);
+    // The shared state decides, not which of the two settled first: a thread may end right after
+    // its last notify.
+    await Promise.race([this.#until(() => this.isHashed(seq), HASHED), this.#died]).catch(() => undefined);
     if (!this.isHashed(seq)) throw new Error('the hashing thread stopped');
   }
 
@@ -274,7 +276,11 @@ class ThreadHash implements DownloadHash {
   async digest(): Promise<string> {
     Atomics.store(this.#control, FINISH, 1);
     this.#tick();
-    await Promise.race([this.#until(() => Atomics.load(this.#control, READY) !== 0, READY), this.#died]);
+    // The thread ends right after it notifies READY: its exit may be seen first; READY decides.
+    await Promise.race([
+      this.#until(() => Atomics.load(this.#control, READY) !== 0, READY),
+      this.#died,
+    ]).catch(() => undefined);
     if (Atomics.load(this.#control, READY) !== 1) throw new Error('the hashing thread failed');
     return Buffer.from(this.#digest).toString('base64');
   }
