@@ -8,7 +8,6 @@ import {
 } from '../../../lambdas/adapters/execution-store.ts';
 import { type FleetStore, makeFleetStore } from '../../../lambdas/adapters/fleet-store.ts';
 import { makeShadowWriter, type ShadowWriter } from '../../../lambdas/adapters/shadow-writer.ts';
-import { notify } from '../../../lambdas/domain/deployment/index.ts';
 import { type AcknowledgeHandler, makeAcknowledge } from '../../../lambdas/handlers/acknowledge.ts';
 import {
   isReconcileDue,
@@ -20,7 +19,13 @@ import { recordingObservability } from '../../../lambdas/observability.ts';
 import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
 import { documentClient, dynamoDbClient } from '../import/support.ts';
 import { type DesiredOtaSeen, ScriptedDevice } from './ack-device.ts';
-import { createDeploymentTables, type DeploymentTables, uniqueName } from './api-support.ts';
+import {
+  createDeploymentTables,
+  type DeploymentTables,
+  mustGetExecution,
+  notifyExecutions,
+  uniqueName,
+} from './api-support.ts';
 
 const raw = dynamoDbClient(inject('ddbEndpoint'));
 const db = documentClient(raw);
@@ -88,27 +93,12 @@ async function device(prefix = 'thing'): Promise<ScriptedDevice> {
   return connected;
 }
 
-async function mustGet(deploymentId: string, thingName: string): Promise<ExecutionRecord> {
-  const record = await executions.get(deploymentId, thingName);
-  if (!record) throw new Error(`no execution ${deploymentId}/${thingName}`);
-  return record;
-}
+const mustGet = (deploymentId: string, thingName: string): Promise<ExecutionRecord> =>
+  mustGetExecution(executions, deploymentId, thingName);
 
 /** What the fan-out does for one device: the execution `notified`, the desired document written. */
 async function sendDeployment(thingName: string, deploymentId = uniqueName('dep'), attempt = 1) {
-  await executions.batchPutQueued(
-    deploymentId,
-    [{ thingName, updateId, state: 'queued', shard: 0 }],
-    Date.now(),
-  );
-  const queued = await mustGet(deploymentId, thingName);
-  const notified = notify(queued, Date.now());
-  if (!notified.ok) throw new Error(notified.error.message);
-  const written = await executions.transition(queued, notified.value.next, {
-    at: Date.now(),
-    reason: 'notified',
-  });
-  if (!written.ok) throw new Error('notify conflict');
+  await notifyExecutions(executions, deploymentId, [thingName], updateId);
   await writeDesired(thingName, deploymentId, attempt);
   await iot.rulesIdle();
   return deploymentId;

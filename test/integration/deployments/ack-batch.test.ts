@@ -9,13 +9,18 @@ import {
 } from '../../../lambdas/adapters/execution-store.ts';
 import { type FleetStore, makeFleetStore } from '../../../lambdas/adapters/fleet-store.ts';
 import { makeShadowWriter, type ShadowWriter } from '../../../lambdas/adapters/shadow-writer.ts';
-import { notify } from '../../../lambdas/domain/deployment/index.ts';
 import { makeAcknowledgeQueue } from '../../../lambdas/handlers/acknowledge.ts';
 import { outcome, recordingObservability } from '../../../lambdas/observability.ts';
 import { type LocalIotCore, startLocalIotCore } from '../../../local/iot/index.ts';
 import { documentClient, dynamoDbClient } from '../import/support.ts';
 import { aduResult } from './ack-device.ts';
-import { createDeploymentTables, type DeploymentTables, uniqueName } from './api-support.ts';
+import {
+  createDeploymentTables,
+  type DeploymentTables,
+  mustGetExecution,
+  notifyExecutions,
+  uniqueName,
+} from './api-support.ts';
 import { dummyAws } from './fanout-support.ts';
 
 // The acknowledgement function as the queue's event source mapping invokes it: a batch of rule
@@ -61,31 +66,16 @@ afterAll(async () => {
 /** Devices with a notified execution of one deployment, known to the fleet with their properties. */
 async function notifiedDevices(count: number, deploymentId = uniqueName('dep')) {
   const things = Array.from({ length: count }, () => uniqueName('dev'));
-  await executions.batchPutQueued(
-    deploymentId,
-    things.map((thingName) => ({ thingName, updateId, state: 'queued' as const, shard: 0 })),
-    Date.now(),
-  );
+  await notifyExecutions(executions, deploymentId, things, updateId);
   for (const thingName of things) {
-    const queued = await mustGet(deploymentId, thingName);
-    const next = notify(queued, Date.now());
-    if (!next.ok) throw new Error(next.error.message);
-    const written = await executions.transition(queued, next.value.next, {
-      at: Date.now(),
-      reason: 'notified',
-    });
-    if (!written.ok) throw new Error('notify conflict');
     await fleet.upsertReport(thingName, { compatibility: { model: 'toaster' }, lastReportAt: 1 });
   }
   sent.length = 0;
   return { deploymentId, things };
 }
 
-async function mustGet(deploymentId: string, thingName: string): Promise<ExecutionRecord> {
-  const record = await executions.get(deploymentId, thingName);
-  if (!record) throw new Error(`no execution ${deploymentId}/${thingName}`);
-  return record;
-}
+const mustGet = (deploymentId: string, thingName: string): Promise<ExecutionRecord> =>
+  mustGetExecution(executions, deploymentId, thingName);
 
 let seq = Date.now();
 

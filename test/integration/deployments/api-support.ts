@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import type { ExecutionRecord, ExecutionStore } from '../../../lambdas/adapters/execution-store.ts';
 import { type UpdateIdentity, updateItemKey } from '../../../lambdas/adapters/update-store.ts';
 import {
   deploymentsTable,
@@ -9,6 +10,7 @@ import {
   fleetTable,
   updatesTable,
 } from '../../../lambdas/definitions/tables.ts';
+import { notify } from '../../../lambdas/domain/deployment/index.ts';
 import { ensureTable } from '../../../local/tables.ts';
 
 export interface DeploymentTables {
@@ -75,4 +77,39 @@ export async function activeDeploymentsOf(
     new GetCommand({ TableName: tableName, Key: updateItemKey(updateId), ConsistentRead: true }),
   );
   return Number(Item?.activeDeployments);
+}
+
+/** The execution of `thingName` in `deploymentId`; throws when there is none. */
+export async function mustGetExecution(
+  executions: ExecutionStore,
+  deploymentId: string,
+  thingName: string,
+): Promise<ExecutionRecord> {
+  const record = await executions.get(deploymentId, thingName);
+  if (!record) throw new Error(`no execution ${deploymentId}/${thingName}`);
+  return record;
+}
+
+/** What the fan-out does to each of `things` before its shadow write: queued, then `notified`. */
+export async function notifyExecutions(
+  executions: ExecutionStore,
+  deploymentId: string,
+  things: readonly string[],
+  updateId: UpdateIdentity,
+): Promise<void> {
+  await executions.batchPutQueued(
+    deploymentId,
+    things.map((thingName) => ({ thingName, updateId, state: 'queued' as const, shard: 0 })),
+    Date.now(),
+  );
+  for (const thingName of things) {
+    const queued = await mustGetExecution(executions, deploymentId, thingName);
+    const next = notify(queued, Date.now());
+    if (!next.ok) throw new Error(next.error.message);
+    const written = await executions.transition(queued, next.value.next, {
+      at: Date.now(),
+      reason: 'notified',
+    });
+    if (!written.ok) throw new Error('notify conflict');
+  }
 }
