@@ -151,14 +151,15 @@ export async function downloadFile(request: DownloadRequest): Promise<Result<Dow
 }
 
 /**
- * The batches a download is received into. With a hashing thread, eight of 2 MiB: the thread
- * catches up a batch sooner than with 4 MiB, and eight give it room to fall behind while the
- * receiver's core is busy (the bench measured 8 × 2 MiB fastest of 3–12 batches of 1–4 MiB).
- * Hashed on the receiving thread, three of 4 MiB: two writes in flight while one fills, one
- * thread-pool round trip per 4 MiB (the bench measured 4 MiB a little faster than 1 and 2).
+ * The batches a download is received into. With a hashing thread, three of 8 MiB: what each batch
+ * costs (a direct write, a thread-pool round trip, waking the hashing thread) is paid a quarter as
+ * often as with 2 MiB, and in interleaved bench runs 3–4 batches of 4–12 MiB all beat eight of
+ * 2 MiB by about a tenth, 3 × 8 MiB by the most (ADR 0060). Hashed on the receiving thread, three
+ * of 4 MiB: two writes in flight while one fills, one thread-pool round trip per 4 MiB (the bench
+ * measured 4 MiB a little faster than 1 and 2, and 8 MiB no faster).
  */
 const batchShapes = {
-  onThread: { count: 8, bytes: 2 << 20 },
+  onThread: { count: 3, bytes: 8 << 20 },
   inThread: { count: 3, bytes: 4 << 20 },
 } as const;
 

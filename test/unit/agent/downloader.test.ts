@@ -122,8 +122,8 @@ describe.each([
   });
 
   it('writes a file of many batches in order, reporting progress after each write', async () => {
-    // More than twice the batches in rotation (8 x 2 MiB on a hashing thread), so each is reused.
-    const body = randomBytes(37 * 1024 * 1024 + 12_345);
+    // More than twice the batches in rotation (3 x 8 MiB on a hashing thread), so each is reused.
+    const body = randomBytes(53 * 1024 * 1024 + 12_345);
     server.files.set('/many', { body });
     const destination = join(dir, 'many.bin');
     const progress: number[] = [];
