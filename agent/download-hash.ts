@@ -6,7 +6,7 @@
  * then the hash, one after the other. Measured on the 2-core benchmark machine (ADR 0060), that
  * thread was 72 % SHA-256 and 24 % socket copy, and could not go beyond about 0.71 of the
  * machine's SHA-256 speed. With the hash on a second thread reading the same shared batches, the
- * copy of the next megabyte overlaps the hash of the last one.
+ * copy of the next batch overlaps the hash of the last one.
  *
  * Protocol (both sides): a batch is used in turn by sequence numbers `seq` (batch `seq % count`).
  * The receiver opens a seq before filling it, publishes how far it is filled, and closes it with its
@@ -101,210 +101,149 @@ class InThreadHash implements DownloadHash {
   async dispose(): Promise<void> {}
 }
 
-// Slots of the shared control array (Int32).
-const OPEN = 0; // the seq being filled
-const CLOSED = 1; // the highest seq closed
-const HASHED = 2; // the highest seq hashed
-const TICK = 3; // bumped on every change the hashing thread waits for
-const FINISH = 4; // 1: no seq after CLOSED will come
-const READY = 5; // 1: the digest is in the digest bytes; 2: the hashing failed
-const STARTED = 6; // 1: the prefix is hashed, batches are followed from now on
-const FILL = 7; // first of `count` slots: how far each batch is filled
 /**
  * The hashing thread. Plain JavaScript evaluated in the worker (no loader: under tsx a worker
- * would otherwise load tsx too, about 30 MB). It hashes the prefix file first, then follows the
- * control slots; it blocks in `Atomics.wait` when it has caught up with the receiver.
+ * would otherwise load tsx too, about 30 MB). It hashes the prefix file first and says so; then
+ * it hashes each batch posted to it, in the order posted, and answers with its seq; asked to
+ * finish, it answers with the digest and ends. Any failure throws, which ends the thread.
  */
 const hashingThreadSource = `
-const { workerData } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const { openSync, readSync, closeSync } = require('node:fs');
-const { memory, control, digest, count, bytes, prefix } = workerData;
-const c = new Int32Array(control);
+const { memory, count, bytes, prefix } = workerData;
 const hash = createHash('sha256');
-try {
-  if (prefix) {
-    const fd = openSync(prefix.path, 'r');
-    const piece = Buffer.allocUnsafe(1 << 20);
-    try {
-      for (let done = 0; done < prefix.bytes; ) {
-        const n = readSync(fd, piece, 0, Math.min(piece.length, prefix.bytes - done), done);
-        if (n === 0) throw new Error('the partial file is shorter than it was');
-        hash.update(piece.subarray(0, n));
-        done += n;
-      }
-    } finally {
-      closeSync(fd);
+if (prefix) {
+  const fd = openSync(prefix.path, 'r');
+  const piece = Buffer.allocUnsafe(1 << 20);
+  try {
+    for (let done = 0; done < prefix.bytes; ) {
+      const n = readSync(fd, piece, 0, Math.min(piece.length, prefix.bytes - done), done);
+      if (n === 0) throw new Error('the partial file is shorter than it was');
+      hash.update(piece.subarray(0, n));
+      done += n;
     }
+  } finally {
+    closeSync(fd);
   }
-  Atomics.store(c, ${STARTED}, 1);
-  Atomics.notify(c, ${STARTED});
-  const batches = [];
-  for (let i = 0; i < count; i += 1) batches.push(Buffer.from(memory, i * bytes, bytes));
-  let seq = 0;
-  let hashedTo = 0;
-  for (;;) {
-    const tick = Atomics.load(c, ${TICK});
-    // FINISH before CLOSED: the receiver closes its last seq before it sets FINISH, so a FINISH seen
-    // here guarantees the CLOSED read next is final (read the other way, a stale CLOSED would end
-    // the hash one batch early).
-    const finish = Atomics.load(c, ${FINISH}) === 1;
-    const closed = Atomics.load(c, ${CLOSED});
-    if (finish && seq > closed) break;
-    // A closed seq counts as opened, whatever OPEN says.
-    if (seq <= Math.max(Atomics.load(c, ${OPEN}), closed)) {
-      const filled = Atomics.load(c, ${FILL} + (seq % count));
-      if (filled > hashedTo) {
-        hash.update(batches[seq % count].subarray(hashedTo, filled));
-        hashedTo = filled;
-        continue;
-      }
-      if (seq <= closed) {
-        Atomics.store(c, ${HASHED}, seq);
-        Atomics.notify(c, ${HASHED});
-        seq += 1;
-        hashedTo = 0;
-        continue;
-      }
-    }
-    Atomics.wait(c, ${TICK}, tick);
-  }
-  Buffer.from(digest).set(hash.digest());
-  Atomics.store(c, ${READY}, 1);
-} catch {
-  Atomics.store(c, ${READY}, 2);
 }
-Atomics.notify(c, ${READY});
-Atomics.notify(c, ${STARTED});
+const batches = [];
+for (let i = 0; i < count; i += 1) batches.push(Buffer.from(memory, i * bytes, bytes));
+parentPort.postMessage({ started: true });
+parentPort.on('message', (message) => {
+  if (message.finish) {
+    parentPort.postMessage({ digest: hash.digest('base64') });
+    parentPort.close();
+    return;
+  }
+  hash.update(batches[message.seq % count].subarray(0, message.bytes));
+  parentPort.postMessage({ hashed: message.seq });
+});
 `;
 
-/** The receiver tells the hashing thread how far a batch is filled at most this often (bytes). */
-const publishGrain = 1 << 20;
+/** What the hashing thread answers. */
+interface ThreadAnswer {
+  readonly started?: true;
+  readonly hashed?: number;
+  readonly digest?: string;
+}
 
-type WaitAsync = (
-  array: Int32Array,
-  index: number,
-  value: number,
-  timeoutMs: number,
-) => { readonly async: boolean; readonly value: Promise<string> | string };
-const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
-
-/** Hashes on a worker thread that reads the receiver's shared batches. */
+/**
+ * Hashes on a worker thread that reads the receiver's shared batches: each batch is posted to it
+ * when it closes. Following the fill within a batch (shared counters, which sessions 10 and 11
+ * used) measured no faster with 8 MiB batches (ADR 0050), and this way the thread's whole state is
+ * in its messages, which arrive in order.
+ */
 class ThreadHash implements DownloadHash {
   readonly onThread = true;
-  readonly #control = new Int32Array(new SharedArrayBuffer(4 * FILL + 4 * 64));
-  readonly #digest = new SharedArrayBuffer(32);
-  readonly #count: number;
   readonly #worker: Worker;
-  /** Rejects when the thread dies before its digest: every wait races it. */
+  /** Rejects when the thread ends before its digest: every wait races it. */
   readonly #died: Promise<never>;
   #open = -1;
-  #published = 0;
+  #hashed = -1;
+  #started = false;
+  #digest: string | undefined;
+  /** Resolves at the thread's next answer. */
+  #answered!: Promise<void>;
+  #wake!: () => void;
   #disposed = false;
-  #dead = false;
 
   constructor(memory: SharedArrayBuffer, count: number, bytes: number, prefix: HashPrefix | undefined) {
-    if (count > 64) throw new Error('at most 64 batches');
-    this.#count = count;
-    Atomics.store(this.#control, OPEN, -1);
-    Atomics.store(this.#control, CLOSED, -1);
-    Atomics.store(this.#control, HASHED, -1);
+    this.#expectAnswer();
     this.#worker = new Worker(hashingThreadSource, {
       eval: true,
       execArgv: [],
-      workerData: { memory, control: this.#control.buffer, digest: this.#digest, count, bytes, prefix },
+      workerData: { memory, count, bytes, prefix },
     });
+    this.#worker.on('message', (answer: ThreadAnswer) => this.#onAnswer(answer));
     this.#died = new Promise<never>((_, reject) => {
       this.#worker.once('error', reject);
       this.#worker.once('exit', () => reject(new Error('the hashing thread stopped')));
     });
-    this.#died.catch(() => {
-      this.#dead = true;
+    this.#died.catch(() => undefined);
+  }
+
+  #expectAnswer(): void {
+    this.#answered = new Promise((resolve) => {
+      this.#wake = resolve;
     });
   }
 
-  #tick(): void {
-    Atomics.add(this.#control, TICK, 1);
-    Atomics.notify(this.#control, TICK);
-  }
-
-  #fill(filled: number): void {
-    this.#published = filled;
-    Atomics.store(this.#control, FILL + (this.#open % this.#count), filled);
+  #onAnswer(answer: ThreadAnswer): void {
+    if (answer.started) this.#started = true;
+    if (answer.hashed !== undefined) this.#hashed = answer.hashed;
+    if (answer.digest !== undefined) this.#digest = answer.digest;
+    const wake = this.#wake;
+    this.#expectAnswer();
+    wake();
   }
 
   open(seq: number): void {
     this.#open = seq;
-    this.#fill(0);
-    Atomics.store(this.#control, OPEN, seq);
-    this.#tick();
   }
 
-  publish(filled: number): void {
-    if (filled - this.#published < publishGrain) return;
-    this.#fill(filled);
-    this.#tick();
-  }
+  /** The thread hashes a batch when it closes. */
+  publish(): void {}
 
   close(filled: number): void {
-    this.#fill(filled);
-    Atomics.store(this.#control, CLOSED, this.#open);
-    this.#tick();
+    this.#worker.postMessage({ seq: this.#open, bytes: filled });
   }
 
   isHashed(seq: number): boolean {
-    return Atomics.load(this.#control, HASHED) >= seq;
+    return this.#hashed >= seq;
   }
 
   async hashed(seq: number): Promise<void> {
-    // Already hashed: so even after the thread has ended (digest taken), this resolves.
-    if (this.isHashed(seq)) return;
-    // The shared state decides, not which of the two settled first: a thread may end right after
-    // its last notify.
-    await Promise.race([this.#until(() => this.isHashed(seq), HASHED), this.#died]).catch(() => undefined);
-    if (!this.isHashed(seq)) throw new Error('the hashing thread stopped');
+    if (!(await this.#until(() => this.isHashed(seq)))) throw new Error('the hashing thread stopped');
   }
 
-  /** Resolves true once the thread has hashed the prefix and follows the batches; false if it failed. */
-  async started(): Promise<boolean> {
-    const settled = () =>
-      Atomics.load(this.#control, STARTED) !== 0 || Atomics.load(this.#control, READY) !== 0;
-    await Promise.race([this.#until(settled, STARTED), this.#died]).catch(() => undefined);
-    return Atomics.load(this.#control, STARTED) === 1 && Atomics.load(this.#control, READY) === 0;
+  /** Resolves true once the thread has hashed the prefix and takes batches; false if it failed. */
+  started(): Promise<boolean> {
+    return this.#until(() => this.#started);
   }
 
   async digest(): Promise<string> {
-    Atomics.store(this.#control, FINISH, 1);
-    this.#tick();
-    // The thread ends right after it notifies READY: its exit may be seen first; READY decides.
-    await Promise.race([
-      this.#until(() => Atomics.load(this.#control, READY) !== 0, READY),
-      this.#died,
-    ]).catch(() => undefined);
-    if (Atomics.load(this.#control, READY) !== 1) throw new Error('the hashing thread failed');
-    return Buffer.from(this.#digest).toString('base64');
+    if (this.#digest === undefined) this.#worker.postMessage({ finish: true });
+    if (!(await this.#until(() => this.#digest !== undefined))) throw new Error('the hashing thread failed');
+    return this.#digest as string;
   }
 
   async dispose(): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
-    // Wakes the thread if it waits, so it ends at once rather than when terminated mid-wait.
-    Atomics.store(this.#control, FINISH, 1);
-    this.#tick();
     await this.#worker.terminate();
   }
 
   /**
-   * Waits without blocking the event loop until `done()` or the thread's death (the caller checks
-   * which), woken by a notify on `slot`. Each wait is bounded, so a death is noticed.
+   * Waits for the thread's answers until `done()`; false if the thread ended first. Node delivers
+   * a thread's last messages before its exit, so state read after a death is final.
    */
-  async #until(done: () => boolean, slot: number): Promise<void> {
-    while (!done() && !this.#dead) {
-      const seen = Atomics.load(this.#control, slot);
-      if (done()) return;
-      const wait = waitAsync(this.#control, slot, seen, 1000);
-      if (wait.async) await wait.value;
+  async #until(done: () => boolean): Promise<boolean> {
+    while (!done()) {
+      const died = await Promise.race([this.#answered.then(() => false), this.#died.catch(() => true)]);
+      if (died) return done();
     }
+    return true;
   }
 }
 

@@ -151,10 +151,10 @@ export async function downloadFile(request: DownloadRequest): Promise<Result<Dow
 }
 
 /**
- * The batches a download is received into. With a hashing thread, three of 8 MiB: what each batch
- * costs (a direct write, a thread-pool round trip, waking the hashing thread) is paid a quarter as
- * often as with 2 MiB, and in interleaved bench runs 3–4 batches of 4–12 MiB all beat eight of
- * 2 MiB by about a tenth, 3 × 8 MiB by the most (ADR 0060). Hashed on the receiving thread, three
+ * The batches a download is received into. With a hashing thread, three of 8 MiB: what each
+ * batch costs (a direct write, a thread-pool round trip, the hashing thread's wake-up) is paid a
+ * quarter as often as with 2 MiB, and in interleaved bench runs 3–4 batches of 4–12 MiB all beat
+ * eight of 2 MiB by about a tenth, 3 × 8 MiB by the most (ADR 0060). Hashed on the receiving thread, three
  * of 4 MiB: two writes in flight while one fills, one thread-pool round trip per 4 MiB (the bench
  * measured 4 MiB a little faster than 1 and 2, and 8 MiB no faster).
  */
@@ -405,8 +405,8 @@ async function receiveBody(
 
 /**
  * The body's destination: the socket reads straight into one of the batch buffers; the hash
- * (download-hash.ts) follows each batch as it fills, on this thread or its own, and a full batch is
- * written at its position (the thread pool, direct where possible: direct-io.ts) while the next ones
+ * (download-hash.ts) takes each batch as it fills on this thread, or as it closes on a thread of its
+ * own, and a full batch is written at its position (the thread pool, direct where possible: direct-io.ts) while the next ones
  * fill, so hashing, receiving and writing overlap. A batch is filled again only once it is written
  * and hashed; until then reading pauses. Memory: the batches, whatever the size.
  * `state.offset` advances only over batches written in order, so it always ends a prefix that is

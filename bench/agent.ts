@@ -8,9 +8,10 @@
  * from disk in chunks (node:crypto), just before and just after the download; the faster of the two
  * is used, so a busy moment does not make the target easier; SHA-256 of data already in memory, the
  * stricter reading, is measured the same way around the downloads and judged beside it. Each size is
- * downloaded `BENCH_AGENT_RUNS` times (default 3) and the median taken. Two ceilings that bound any
- * download-to-disk are measured beside it, on the same bytes: writing the file to disk (1 MiB writes
- * + fsync), and the local S3 serving it to a client that discards it.
+ * downloaded `BENCH_AGENT_RUNS` times (default 5: single downloads vary by a tenth here) and the
+ * median taken. Two ceilings that bound any download-to-disk are measured beside it, on the same
+ * bytes: writing the file to disk (1 MiB writes + fsync), and the local S3 serving it to a client
+ * that discards it.
  *
  * The downloader runs in a child process (bench/agent-download.ts) so its resident set is its own:
  * RSS sampled every 50 ms and the kernel's high-water mark (VmHWM). It runs as plain JavaScript
@@ -26,7 +27,7 @@ import { fork } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm, unlink } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, statfs, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -91,7 +92,7 @@ const secondsSince = (started: bigint): number => Number(process.hrtime.bigint()
 
 /** Bundled downloads per size; the median is reported, so one busy moment neither flatters nor sinks it. */
 function runsFromEnvironment(): number {
-  const runs = Number(process.env.BENCH_AGENT_RUNS ?? 3);
+  const runs = Number(process.env.BENCH_AGENT_RUNS ?? 5);
   if (!Number.isInteger(runs) || runs <= 0) {
     throw new Error(`BENCH_AGENT_RUNS must be a positive integer, got "${process.env.BENCH_AGENT_RUNS}"`);
   }
@@ -136,6 +137,19 @@ async function writeArtifact(path: string, bytes: number): Promise<void> {
   }
   out.end();
   await finished(out);
+}
+
+/**
+ * Flushes every file under `directory` to disk. The set-up writes GiBs through the page cache (the
+ * source, the S3 object); left dirty, the kernel writes them back 30 s later, in the middle of the
+ * timed downloads, whose own writes then wait behind them.
+ */
+async function flushWrites(directory: string): Promise<void> {
+  const entries = await readdir(directory, { recursive: true, withFileTypes: true });
+  for (const entry of entries.filter((e) => e.isFile())) {
+    const handle = await open(join(entry.parentPath, entry.name), 'r');
+    await handle.sync().finally(() => handle.close());
+  }
 }
 
 /** SHA-256 over the file read in 1 MiB chunks: the speed the downloader's verification is held to. */
@@ -255,9 +269,11 @@ async function measureSize(
   const source = join(directory, `source-${sizeMiB}`);
   const key = `bench/artifact-${sizeMiB}.bin`;
   await writeArtifact(source, sizeBytes);
+  await flushWrites(directory);
   const before = await sha256OfFile(source, sizeBytes);
   const disk = await diskWriteMBps(source, join(directory, `copy-${sizeMiB}`), sizeBytes);
   await uploadArtifact(s3, key, source, sizeBytes);
+  await flushWrites(directory);
   const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: 3600 });
   const server = await localS3GetMBps(url);
   const job = (run: string): DownloadJob => ({
@@ -327,13 +343,28 @@ function logRun(sizeMiB: number, r: SizeResult): void {
   );
 }
 
+/**
+ * Fails at once, not with ENOSPC after minutes: each bundled run keeps its file until the runs of
+ * its size end, beside the source file and the S3 object.
+ */
+async function checkFreeDisk(directory: string, sizesMiB: readonly number[], runs: number): Promise<void> {
+  const needed = Math.max(...sizesMiB) * MiB * (runs + 2) + 256 * MiB;
+  const { bavail, bsize } = await statfs(directory);
+  const free = bavail * bsize;
+  if (free < needed) {
+    const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+    throw new Error(`the agent benchmark needs ${gib(needed)} free in ${directory}, there is ${gib(free)}`);
+  }
+}
+
 async function run(): Promise<BenchmarkOutcome> {
   const sizes = sizesFromEnvironment();
+  const runsPerSize = runsFromEnvironment();
   const directory = await mkdtemp(join(tmpdir(), 'shadow-ota-bench-agent-'));
   const { server, s3 } = await startLocalS3(join(directory, 's3'));
   try {
+    await checkFreeDisk(directory, sizes, runsPerSize);
     const bundled = await bundleDownloader(directory);
-    const runsPerSize = runsFromEnvironment();
     const runs: SizeResult[] = [];
     for (const sizeMiB of sizes) {
       const result = await measureSize(s3, directory, bundled, sizeMiB, runsPerSize);
