@@ -174,6 +174,7 @@ export async function startLocalCloud(
     const ddb = await startDynamoDbLocal({
       port: options.ports.dynamodb,
       ...(options.ephemeral ? {} : { dataDir: ddbDir }),
+      ownProcessGroup: options.ownProcessGroupForDatabase ?? false,
     });
     teardown.push(() => ddb.stop());
 

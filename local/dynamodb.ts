@@ -7,6 +7,8 @@ export interface DynamoDbLocalOptions {
   readonly port: number;
   /** Directory for the database files; in memory when absent. */
   readonly dataDir?: string;
+  /** Out of reach of signals sent to this process's group (a terminal's Ctrl-C). @default false */
+  readonly ownProcessGroup?: boolean;
 }
 
 export interface RunningDynamoDbLocal {
@@ -64,7 +66,13 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise
   // A small heap is plenty for local work and keeps the JVM near 140 MB; the child inherits it.
   process.env.JAVA_TOOL_OPTIONS ??= '-Xmx256m -XX:TieredStopAtLevel=1';
   // sharedDb: one database whatever the access key and region, as tests and the local cloud use several.
-  const child = spawn({ port, path: options.dataDir ?? null, sharedDb: true, stdio: 'ignore' });
+  const child = spawn({
+    port,
+    path: options.dataDir ?? null,
+    sharedDb: true,
+    stdio: 'ignore',
+    detached: options.ownProcessGroup ?? false,
+  });
   const killOnExit = (): void => {
     if (!hasExited(child)) child.kill('SIGKILL');
   };

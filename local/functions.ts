@@ -6,6 +6,7 @@
  * event is accepted and the handler runs on its own, with a fresh copy of the event.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as wait } from 'node:timers/promises';
 import type { Context } from 'aws-lambda';
 import type { FunctionInvoker, InvocableFunction } from '../lambdas/adapters/function-invoker.ts';
 
@@ -40,6 +41,15 @@ export interface FunctionRegistry extends FunctionInvoker {
   call(name: InvocableFunction, event: unknown): Promise<unknown>;
   /** Resolves when every async invocation started so far has finished, retries included. */
   idle(): Promise<void>;
+  /**
+   * The local cloud is stopping: from now on every invocation's remaining time reads 0, running or
+   * new, as when a Lambda's timeout comes. The handlers that watch it (the fan-out worker, the
+   * scheduler) then hand over at their next step instead of working on for minutes, and their
+   * waits through `sleep` end at once. Nothing is dropped: what they hand over is in the tables.
+   */
+  drain(): void;
+  /** A handler's in-process wait: a timer that ends early once the registry drains. */
+  sleep(ms: number): Promise<void>;
 }
 
 export class FunctionNotRegisteredError extends Error {
@@ -55,6 +65,7 @@ export function makeFunctionRegistry(options: FunctionRegistryOptions = {}): Fun
   const now = options.now ?? Date.now;
   const retryDelays = options.retryDelaysMs ?? [100, 200];
   const timeoutMs = options.timeoutMs ?? 900_000;
+  const draining = new AbortController();
 
   function contextFor(name: string): Context {
     const started = now();
@@ -67,7 +78,8 @@ export function makeFunctionRegistry(options: FunctionRegistryOptions = {}): Fun
       awsRequestId: randomUUID(),
       logGroupName: `/aws/lambda/${name}`,
       logStreamName: 'local',
-      getRemainingTimeInMillis: () => Math.max(0, timeoutMs - (now() - started)),
+      getRemainingTimeInMillis: () =>
+        draining.signal.aborted ? 0 : Math.max(0, timeoutMs - (now() - started)),
       done: () => undefined,
       fail: () => undefined,
       succeed: () => undefined,
@@ -128,5 +140,9 @@ export function makeFunctionRegistry(options: FunctionRegistryOptions = {}): Fun
     async idle() {
       while (running.size > 0) await Promise.allSettled([...running]);
     },
+    drain() {
+      draining.abort();
+    },
+    sleep: (ms) => wait(ms, undefined, { signal: draining.signal }).catch(() => undefined),
   };
 }

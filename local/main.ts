@@ -49,15 +49,15 @@ async function main(): Promise<number> {
     firstSignalAt = Date.now();
     onStop(signal);
   };
-  process.on('SIGINT', handleSignal);
-  process.on('SIGTERM', handleSignal);
+  // SIGHUP too (the terminal closed): the JVM, in a process group of its own, would not get it.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, handleSignal);
 
   let cloud: LocalCloud;
   try {
-    cloud = await startLocalCloud(withDemoScheduler(options));
+    cloud = await startLocalCloud({ ...withDemoScheduler(options), ownProcessGroupForDatabase: true });
   } catch (error) {
-    // Ctrl-C also reaches DynamoDB Local's JVM (same process group), so starting fails; what has
-    // started was already stopped, which is what was asked.
+    // Starting failed after a stop was asked for: what had started was already stopped, which is
+    // what was asked.
     if (firstSignalAt === undefined) throw error;
     console.log('stopped while starting');
     return 0;

@@ -28,6 +28,13 @@ export interface LocalCloudOptions {
   /** How often the scheduler runs (EventBridge: every minute). @default 60000; 0: only on demand. */
   readonly schedulerIntervalMs?: number;
   /**
+   * Runs DynamoDB Local's JVM in a process group of its own. A Ctrl-C at the terminal then reaches
+   * only the Node side, which stops the services in order and the JVM last, instead of every poller
+   * failing against a database that died first. Only for a process that stops the cloud on SIGINT,
+   * SIGTERM and SIGHUP (local/main.ts): otherwise the JVM would outlive it. @default false
+   */
+  readonly ownProcessGroupForDatabase?: boolean;
+  /**
    * Local timings of the queues (tests shorten the batching window).
    * @default the definitions' batching windows, a visibility timeout of 1 s
    */

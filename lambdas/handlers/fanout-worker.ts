@@ -95,6 +95,8 @@ export interface FanoutOverrides {
   readonly observability?: Observability;
   readonly tuning?: Partial<FanoutTuning>;
   readonly now?: () => number;
+  /** The worker's in-process waits. @default a timer */
+  readonly sleep?: (ms: number) => Promise<void>;
   readonly shadowWriter?: Partial<Omit<ShadowWriterOptions, 'iotData'>>;
 }
 
@@ -147,7 +149,7 @@ export function fanoutDepsFromConfig(
       }),
     observability: overrides.observability ?? powertools,
     now: overrides.now ?? Date.now,
-    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    sleep: overrides.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     tuning: { ...defaultTuning, ...overrides.tuning },
   };
 }

@@ -53,7 +53,7 @@ export function wireFanout(input: {
   const deps = fanoutDepsFromConfig(
     config,
     { dynamodb: input.dynamodb, iot, iotData, s3: input.s3, invoker: input.functions },
-    { observability: input.observability },
+    { observability: input.observability, sleep: input.functions.sleep },
   );
   input.functions.register('fanoutWorker', makeFanoutWorker(deps));
   const schedulerDeps: SchedulerDeps = {
@@ -88,6 +88,9 @@ export function wireFanout(input: {
     tick,
     async stop() {
       if (timer) clearInterval(timer);
+      // A worker rolling out at a slow rate would otherwise pace on for minutes (its invocation
+      // may last 15); it hands over instead, and the scheduler resumes it at the next start.
+      input.functions.drain();
       await running;
       await input.functions.idle();
       iot.destroy();

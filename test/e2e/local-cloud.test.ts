@@ -32,13 +32,13 @@ interface Endpoints {
 const running = new Set<CloudProcess>();
 const dirs: string[] = [];
 
-function startCloud(args: readonly string[]): CloudProcess {
+function startCloud(args: readonly string[], script: 'cloud' | 'start' = 'cloud'): CloudProcess {
   const child = spawn(
     'npm',
     [
       'run',
       '--silent',
-      'cloud',
+      script,
       '--',
       ...['--api-port', '0', '--s3-port', '0', '--dynamodb-port', '0'],
       ...['--mqtt-port', '0', '--mqtts-port', '0', '--iot-data-port', '0', '--iot-port', '0'],
@@ -159,10 +159,26 @@ async function commit(api: string, version: string): Promise<string> {
   return body.updates[0]?.state ?? `HTTP ${res.status}`;
 }
 
+/** Every process below `pid`: the JVM runs in a process group of its own, out of the group's reach. */
+async function descendants(pid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    parents.set(Number(entry), ppid);
+  }
+  const below = (root: number): number[] =>
+    [...parents].filter(([, ppid]) => ppid === root).flatMap(([child]) => [child, ...below(child)]);
+  return below(pid);
+}
+
 afterEach(async () => {
   // A failed test must not leave a cloud (and its JVM) behind.
   for (const cloud of running) {
+    const pids = await descendants(cloud.child.pid as number);
     process.kill(-(cloud.child.pid as number), 'SIGKILL');
+    for (const pid of pids.filter(isRunning)) process.kill(pid, 'SIGKILL');
     await cloud.exited;
   }
 });
@@ -240,4 +256,27 @@ describe('npm run cloud', () => {
     await interrupt(again);
     expect(await waitUntilGone([after.pid])).toEqual([]);
   });
+});
+
+describe('npm start', () => {
+  it('stops quietly on Ctrl-C in the middle of the demo: the services in order, DynamoDB Local last', async () => {
+    const dataDir = await tempDir();
+    const cloud = startCloud(['--ephemeral', '--data-dir', dataDir, '--devices', '30'], 'start');
+    const endpoints = await waitForEndpoints(dataDir, cloud);
+    const jvms = await dynamoDbJvms(new URL(endpoints.dynamodb).port);
+    expect(jvms).toHaveLength(1);
+    // Given the rollout under way (devices notified, pollers and fan-out busy against DynamoDB)...
+    for (let i = 0; i < 600 && !/notified [1-9]/.test(cloud.output()); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(cloud.output()).toMatch(/finished \| rolling_out .*notified [1-9]/);
+    // ...when the user presses Ctrl-C, then it stops without a single failed call on the way, and
+    // without waiting for the fan-out worker's pace (it handed over: 90 s here before it did).
+    const asked = Date.now();
+    await interrupt(cloud);
+    expect(Date.now() - asked).toBeLessThan(20_000);
+    expect(cloud.output()).toContain('stopped');
+    expect(cloud.output()).not.toMatch(/ECONNREFUSED|failed|refused|Error/);
+    expect(await waitUntilGone([endpoints.pid, ...jvms])).toEqual([]);
+  }, 120_000);
 });

@@ -122,6 +122,14 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/**
+ * A null is how a device deletes a key from its shadow, which merges every update into the
+ * document: the agent sends null for each id its report does not carry. It means absent.
+ */
+function withoutNulls(input: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(input).filter(([, value]) => value !== null));
+}
+
 /** Parses `state.reported.ota` from a shadow document. `input` is whatever was there, even nothing. */
 export function parseReportedOta(input: unknown): Result<ParsedReport, ReportInvalid> {
   if (!isPlainObject(input)) {
@@ -131,7 +139,7 @@ export function parseReportedOta(input: unknown): Result<ParsedReport, ReportInv
       faults: [{ path: '', message: 'must be an object' }],
     });
   }
-  const core = coreSchema.safeParse(input);
+  const core = coreSchema.safeParse(withoutNulls(input));
   if (!core.success) {
     return err({
       code: 'REPORT_INVALID',

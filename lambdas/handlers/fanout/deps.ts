@@ -102,3 +102,12 @@ export interface FanoutEvent {
 export interface TimeBudget {
   getRemainingTimeInMillis(): number;
 }
+
+/**
+ * When the work must stop (epoch ms): the invocation's end less the time kept for leaving. Read
+ * afresh at every step, from the context's own clock, so an invocation whose time is cut short
+ * (the local cloud stopping) hands over at its next step.
+ */
+export function stopAtOf(deps: Pick<FanoutDeps, 'now' | 'tuning'>, budget: TimeBudget): number {
+  return deps.now() + budget.getRemainingTimeInMillis() - deps.tuning.stopBeforeEndMs;
+}

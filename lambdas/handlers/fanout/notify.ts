@@ -28,7 +28,7 @@ import {
   supersede,
 } from '../../domain/deployment/index.ts';
 import { outcome } from '../../observability.ts';
-import type { FanoutDeps } from './deps.ts';
+import { type FanoutDeps, stopAtOf, type TimeBudget } from './deps.ts';
 import { desiredDocumentFor } from './desired.ts';
 import { mapWithConcurrency, refundRollout, shardRollout } from './sharding.ts';
 import {
@@ -512,8 +512,9 @@ function desiredCache(): (deployment: DeploymentRecord, attempt: number) => Desi
 }
 
 /**
- * Runs shard `shard` of a deployment until it is finished, waits longer than `stopAt` allows, or
- * `stopAt` (epoch ms) comes. The caller holds the lane's lease; checkpoints are saved under it.
+ * Runs shard `shard` of a deployment until it is finished, waits longer than its time allows, or
+ * its time is up (`budget`, deps.ts stopAtOf). The caller holds the lane's lease; checkpoints are
+ * saved under it.
  */
 export async function runShard(
   deps: FanoutDeps,
@@ -525,7 +526,7 @@ export async function runShard(
     readonly done?: boolean;
     readonly bucket?: RolloutBucket;
   },
-  stopAt: number,
+  budget: TimeBudget,
 ): Promise<ShardOutcome> {
   const lane = String(shard);
   const walk: Walk = {
@@ -576,6 +577,7 @@ export async function runShard(
 
   for (;;) {
     const now = deps.now();
+    const stopAt = stopAtOf(deps, budget);
     if (now >= stopAt) {
       await checkpoint(true);
       return { kind: 'out_of_time', ...progress };

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type DeploymentRecord, EXPAND_LANE, isActiveStatus } from '../../adapters/deployment-store.ts';
-import type { FanoutDeps, FanoutEvent, TimeBudget } from './deps.ts';
+import { type FanoutDeps, type FanoutEvent, stopAtOf, type TimeBudget } from './deps.ts';
 import { compatibilityOf } from './desired.ts';
 import { decodeExpansionCursor, encodeExpansionCursor, expandOnePage } from './expand.ts';
 import { runShard, type ShardOutcome } from './notify.ts';
@@ -48,11 +48,16 @@ async function expand(
   deps: FanoutDeps,
   deployment: DeploymentRecord,
   owner: string,
-  stopAt: number,
+  budget: TimeBudget,
 ): Promise<WorkerOutcome> {
   const id = deployment.deploymentId;
   const now = deps.now();
-  const lease = await deps.deployments.acquireLease(id, EXPAND_LANE, { owner, now }, leaseEnd(deps, stopAt));
+  const lease = await deps.deployments.acquireLease(
+    id,
+    EXPAND_LANE,
+    { owner, now },
+    leaseEnd(deps, stopAtOf(deps, budget)),
+  );
   if (!lease.ok) return { kind: 'skipped', reason: lease.error.code };
   try {
     let written = 0;
@@ -62,7 +67,7 @@ async function expand(
       if (!compatibility.ok) throw new Error(`bug: ${compatibility.error.message} (deployment ${id})`);
       let cursor = decodeExpansionCursor(lease.value.cursor);
       for (;;) {
-        if (deps.now() >= stopAt) {
+        if (deps.now() >= stopAtOf(deps, budget)) {
           await deps.deployments.releaseLease(id, EXPAND_LANE, owner);
           await deps.invoker.invoke('fanoutWorker', { deploymentId: id });
           return { kind: 'expanding', written, reinvoked: true };
@@ -100,7 +105,7 @@ async function notifyLane(
   deployment: DeploymentRecord,
   shard: number,
   owner: string,
-  stopAt: number,
+  budget: TimeBudget,
 ): Promise<WorkerOutcome> {
   const id = deployment.deploymentId;
   const lane = String(shard);
@@ -110,12 +115,12 @@ async function notifyLane(
     id,
     lane,
     { owner, now: deps.now() },
-    leaseEnd(deps, stopAt),
+    leaseEnd(deps, stopAtOf(deps, budget)),
   );
   if (!lease.ok) return { kind: 'skipped', reason: lease.error.code };
   let outcome: ShardOutcome;
   try {
-    outcome = await runShard(deps, deployment, shard, { owner, ...lease.value }, stopAt);
+    outcome = await runShard(deps, deployment, shard, { owner, ...lease.value }, budget);
   } finally {
     await deps.deployments.releaseLease(id, lane, owner);
   }
@@ -133,7 +138,8 @@ export async function runFanoutWorker(
   event: FanoutEvent,
   budget: TimeBudget,
 ): Promise<WorkerOutcome> {
-  const stopAt = deps.now() + budget.getRemainingTimeInMillis() - deps.tuning.stopBeforeEndMs;
+  // An invocation with no time to work in would only hand over again, at once and forever.
+  if (stopAtOf(deps, budget) <= deps.now()) return { kind: 'skipped', reason: 'no time left' };
   const deployment = await deps.deployments.get(event.deploymentId);
   if (!deployment) return { kind: 'skipped', reason: 'DEPLOYMENT_NOT_FOUND' };
   const owner = randomUUID();
@@ -144,11 +150,11 @@ export async function runFanoutWorker(
     if (deployment.status !== 'scheduled' && deployment.status !== 'expanding') {
       return { kind: 'skipped', reason: `deployment is ${deployment.status}` };
     }
-    return expand(deps, deployment, owner, stopAt);
+    return expand(deps, deployment, owner, budget);
   }
   const shard = Number(event.lane);
   if (!Number.isInteger(shard) || shard < 0 || shard >= deployment.shards) {
     return { kind: 'skipped', reason: `no lane ${event.lane}` };
   }
-  return notifyLane(deps, deployment, shard, owner, stopAt);
+  return notifyLane(deps, deployment, shard, owner, budget);
 }

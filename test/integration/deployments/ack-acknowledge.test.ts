@@ -1,6 +1,7 @@
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import type { SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { buildReportedOta } from '../../../agent/report.ts';
 import {
   type ExecutionRecord,
   type ExecutionStore,
@@ -489,6 +490,14 @@ describe('acknowledgement Lambda behind the device report rule', () => {
       manufacturer: 'Contoso',
       model: 'Toaster',
     });
+  });
+
+  it('records the idle report exactly as the agent sends it, ids cleared with null', async () => {
+    const d = await device();
+    const compatibility = { manufacturer: 'Contoso', model: 'Kettle' };
+    await d.reportMerged(buildReportedOta({ state: 'idle', compatibility }));
+    await flushRules();
+    expect((await fleet.get(d.thingName))?.compatibility).toEqual(compatibility);
   });
 });
 

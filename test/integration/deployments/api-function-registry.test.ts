@@ -52,4 +52,29 @@ describe('the local function registry', () => {
     await registry.invoke('countersStream', {}, { async: false });
     expect(done).toBe(true);
   });
+
+  it('drains: running and new invocations read no time left, and waits through sleep end at once', async () => {
+    const registry = makeFunctionRegistry({ timeoutMs: 60_000 });
+    const remaining: number[] = [];
+    let slept = -1;
+    registry.register('fanoutWorker', async (_event: unknown, context) => {
+      remaining.push(context.getRemainingTimeInMillis());
+      const before = Date.now();
+      await registry.sleep(30_000);
+      slept = Date.now() - before;
+      remaining.push(context.getRemainingTimeInMillis());
+    });
+    await registry.invoke('fanoutWorker', {});
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    registry.drain();
+    await registry.idle();
+    expect(remaining[0]).toBeGreaterThan(59_000);
+    expect(remaining[1]).toBe(0);
+    expect(slept).toBeLessThan(5_000);
+    // A new invocation after the drain gets no time either, and its waits do not wait.
+    await registry.invoke('fanoutWorker', {});
+    await registry.idle();
+    expect(remaining.slice(2)).toEqual([0, 0]);
+    expect(slept).toBeLessThan(5_000);
+  });
 });

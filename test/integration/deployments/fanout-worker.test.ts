@@ -249,6 +249,42 @@ describe('fan-out worker: rate, account cap, throttling, supersede', () => {
     expect(Math.max(...times) - Math.min(...times)).toBeGreaterThanOrEqual(2800);
   });
 
+  it('hands over at its next step when the invocation is cut short, and does nothing with no time', async () => {
+    const { deps, invoker } = rig();
+    const devices = things('cut', 6);
+    const deployment = await createDeployment(doc, tables, {
+      target: { things: devices },
+      // One device a second: the lane would take about 5 s, waiting in-process between devices.
+      policy: { rollout: { ratePerMinute: 60 } },
+    });
+    await makeFanoutWorker(deps)({ deploymentId: deployment.deploymentId }, budget(30_000));
+    const lane = { deploymentId: deployment.deploymentId, lane: '0' };
+    // A context whose time ends early, as the local cloud's does when it stops.
+    let cut = false;
+    const full = budget(60_000);
+    const cuttable = { getRemainingTimeInMillis: () => (cut ? 0 : full.getRemainingTimeInMillis()) };
+    setTimeout(() => {
+      cut = true;
+    }, 1500);
+    const calls = invoker.calls.length;
+
+    const outcome = await makeFanoutWorker(deps)(lane, cuttable);
+
+    expect(outcome).toMatchObject({ kind: 'shard', outcome: { kind: 'out_of_time' }, reinvoked: true });
+    const notified = (await executionsOf(doc, tables, deployment.deploymentId)).filter(
+      (r) => r.state === 'notified',
+    );
+    expect(notified.length).toBeGreaterThan(0);
+    expect(notified.length).toBeLessThan(devices.length);
+    expect(invoker.calls.slice(calls)).toEqual([{ name: 'fanoutWorker', payload: lane }]);
+    // The re-invocation it asked for, given no time at all, leaves the lane as it is.
+    expect(await makeFanoutWorker(deps)(lane, { getRemainingTimeInMillis: () => 0 })).toEqual({
+      kind: 'skipped',
+      reason: 'no time left',
+    });
+    expect(invoker.calls.length).toBe(calls + 1);
+  });
+
   it('keeps two deployments together under the account cap', async () => {
     const first = rig({ cap: 8 });
     const second = rig({ cap: 8 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { buildReportedOta } from '../../../agent/report.ts';
 import { parseReportedOta, reportLimits } from '../../../lambdas/domain/deployment/index.ts';
 
 const updateId = { provider: 'Contoso', name: 'Toaster', version: '1.2' };
@@ -36,6 +37,19 @@ describe('reported.ota parser', () => {
         warnings: [],
       },
     });
+  });
+
+  it('reads a null as absent: the agent clears the ids its report does not carry with null', () => {
+    const compatibility = { manufacturer: 'contoso', model: 'toaster' };
+    // What the agent sends outside a deployment (first connect, after a result was acknowledged).
+    const sent = buildReportedOta({ state: 'idle', compatibility });
+    expect(sent).toMatchObject({ deploymentId: null, updateId: null, lastResult: null });
+    const result = parseReportedOta(sent);
+    expect(result).toEqual({
+      ok: true,
+      value: { report: { state: 'idle', attempt: 1, compatibility }, warnings: [] },
+    });
+    expect(result.ok && 'deploymentId' in result.value.report).toBe(false);
   });
 
   it('defaults the attempt to 1 and drops unknown keys', () => {
