@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { access, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { agentErrors } from '../../agent/codes.ts';
 import type { RunningAgent } from '../../agent/run.ts';
 import { makeSigner } from '../integration/agent/support.ts';
@@ -37,6 +37,11 @@ const agents: RunningAgent[] = [];
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'shadow-ota-agent-e2e-'));
   e2e = await E2eCloud.start('agent-e2e');
+});
+
+// What a real agent reports must be taken whole, in every flow (its idle reports once were not).
+afterEach(() => {
+  expect(e2e.refusedReports()).toEqual([]);
 });
 
 afterAll(async () => {

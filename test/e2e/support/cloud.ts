@@ -84,6 +84,12 @@ export class E2eCloud {
     await rm(this.#dataDir, { recursive: true, force: true });
   }
 
+  /** Every device report the acknowledgement path refused or cut (REPORT_INVALID), as logged. */
+  refusedReports(): Json[] {
+    const refusals = new Set(['device report refused', 'device report partly dropped']);
+    return this.#logs.filter((l) => refusals.has(l.message)).map((l) => l.fields);
+  }
+
   /** The download authorizer's answers to one thing, from its log lines, oldest first. */
   authorizationsOf(thingName: string): AuthorizationSeen[] {
     const answers: Readonly<Record<string, string>> = {
