@@ -216,6 +216,23 @@ describe('npm run cloud', () => {
     expect(await readdir(dataDir)).toEqual([]);
   });
 
+  it('stops, JVM included, when its terminal closes (SIGHUP to the group)', async () => {
+    const dataDir = await tempDir();
+    const cloud = startCloud(['--ephemeral', '--data-dir', dataDir]);
+    const endpoints = await waitForEndpoints(dataDir, cloud);
+    const jvms = await dynamoDbJvms(new URL(endpoints.dynamodb).port);
+    expect(jvms).toHaveLength(1);
+    process.kill(-(cloud.child.pid as number), 'SIGHUP');
+    try {
+      // DynamoDB Local runs in a process group of its own: only the cloud's own stop ends it.
+      expect(await waitUntilGone([endpoints.pid, ...jvms])).toEqual([]);
+      expect(await readdir(dataDir)).toEqual([]);
+    } finally {
+      // An orphan is out of afterEach's reach (its parent is gone).
+      for (const pid of jvms.filter(isRunning)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
   it('Ctrl-C while the services are still starting leaves no JVM behind', async () => {
     const dataDir = await tempDir();
     const port = String(await freePort());
