@@ -29,6 +29,25 @@ export async function freePort(): Promise<number> {
 }
 
 /**
+ * Fails when something already listens on `port`: the readiness check below only connects, so it
+ * would take that listener (another DynamoDB Local, or one a killed cloud left running) for ours.
+ */
+async function ensurePortFree(port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EADDRINUSE') return reject(error);
+      reject(
+        new Error(
+          `port ${port} is already in use (another DynamoDB Local, or one left by a cloud that was killed?): stop it or choose another port`,
+        ),
+      );
+    });
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve()));
+  });
+}
+
+/**
  * A child killed by a signal keeps `exitCode` null and sets `signalCode` instead; the JVM dies that
  * way when Ctrl-C reaches it before it has installed its own handler.
  */
@@ -63,6 +82,7 @@ async function waitForPort(port: number, child: ChildProcess, timeoutMs = 60_000
  */
 export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise<RunningDynamoDbLocal> {
   const port = options.port === 0 ? await freePort() : options.port;
+  await ensurePortFree(port);
   // A small heap is plenty for local work and keeps the JVM near 140 MB; the child inherits it.
   process.env.JAVA_TOOL_OPTIONS ??= '-Xmx256m -XX:TieredStopAtLevel=1';
   // sharedDb: one database whatever the access key and region, as tests and the local cloud use several.
