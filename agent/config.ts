@@ -133,6 +133,31 @@ export function parseAgentConfig(
   return faults.length > 0 ? err(faults) : ok(c);
 }
 
+/**
+ * What a trusted-keys file may hold: one public JWK (what the local cloud writes beside its signing
+ * key), an array of them, or a JWK Set (`{"keys": [...]}`, RFC 7517), as an operator publishes one.
+ */
+const trustedKeysFileShape = z.union([
+  trustedKeyShape.transform((key) => [key]),
+  z.array(trustedKeyShape),
+  z.object({ keys: z.array(trustedKeyShape) }).transform((set) => set.keys),
+]);
+
+async function readTrustedKeys(path: string): Promise<Result<readonly TrustedKey[], Fault[]>> {
+  const fault = (message: string): Fault[] => [{ path: '/trustedKeysFile', message: `${path}: ${message}` }];
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (e) {
+    return err(fault(`cannot read it: ${(e as Error).message}`));
+  }
+  const keys = trustedKeysFileShape.safeParse(json);
+  if (!keys.success) {
+    return err(fault('must hold an EC P-256 public JWK, an array of them, or a JWK Set {"keys": [...]}'));
+  }
+  return ok(keys.data as TrustedKey[]);
+}
+
 /** Reads the files a configuration names (certificates, keys) and builds the runtime configuration. */
 export async function loadAgentConfig(
   configPath: string | undefined,
@@ -151,12 +176,11 @@ export async function loadAgentConfig(
   if (!parsed.ok) return parsed;
   const c = parsed.value;
   const at = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const keysFromFile = c.trustedKeysFile ? await readTrustedKeys(at(c.trustedKeysFile)) : ok([]);
+  if (!keysFromFile.ok) return keysFromFile;
   try {
     const url = new URL(c.endpoint);
     const tls = url.protocol === 'mqtts:';
-    const keysFromFile = c.trustedKeysFile
-      ? z.array(trustedKeyShape).parse(JSON.parse(await readFile(at(c.trustedKeysFile), 'utf8')))
-      : [];
     const mqtt: MqttEndpoint = {
       host: url.hostname,
       port: Number(url.port || (tls ? 8883 : 1883)),
@@ -175,7 +199,7 @@ export async function loadAgentConfig(
       mqtt,
       workDir: at(c.workDir),
       stateDir: at(c.stateDir),
-      trustedKeys: [...(c.trustedKeys ?? []), ...keysFromFile] as TrustedKey[],
+      trustedKeys: [...((c.trustedKeys ?? []) as TrustedKey[]), ...keysFromFile.value],
       compatibility: c.compatibility,
       components: c.components,
       handlers: c.handlers,
