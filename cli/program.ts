@@ -1,4 +1,5 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { issueLocalDeviceCertificate } from './commands/local-device-certificate.ts';
 import { type ManifestKind, manifestKinds, validateManifests } from './commands/manifest-validate.ts';
 import { type CliIo, exitCodes } from './io.ts';
 
@@ -13,7 +14,34 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .showHelpAfterError('(run with --help for usage)');
   registerManifestCommands(program, io, setExitCode);
+  registerLocalCommands(program, io, setExitCode);
   return program;
+}
+
+function thingName(value: string): string {
+  if (!/^[a-zA-Z0-9:_-]{1,128}$/.test(value)) {
+    throw new InvalidArgumentError('an AWS IoT thing name is 1-128 of [a-zA-Z0-9:_-]');
+  }
+  return value;
+}
+
+function registerLocalCommands(program: Command, io: CliIo, setExitCode: (code: number) => void): void {
+  const local = program.command('local').description('Work with the local cloud (npm start)').exitOverride();
+  local
+    .command('device-certificate')
+    .description("Issue a device certificate for the local cloud's mutual TLS listener, signed by its CA")
+    .argument(
+      '<thing>',
+      'thing name (the certificate CN; the device connects with it as client id)',
+      thingName,
+    )
+    .option('--data-dir <dir>', "the local cloud's data directory", '.data')
+    .option('--out <dir>', 'where <thing>.crt and <thing>.key go', '.')
+    .exitOverride()
+    .action(async (thing: string, options: { dataDir: string; out: string }) => {
+      const issued = await issueLocalDeviceCertificate(thing, options, io);
+      setExitCode(issued ? exitCodes.ok : exitCodes.invalid);
+    });
 }
 
 function registerManifestCommands(program: Command, io: CliIo, setExitCode: (code: number) => void): void {
