@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { thingNamePattern } from '../lambdas/domain/deployment/request.ts';
 import { err, type Fault, ok, pointer, type Result } from '../lambdas/domain/result.ts';
 import type { TrustedKey } from '../lambdas/domain/signing/index.ts';
 import type { Component } from './handlers/types.ts';
@@ -31,7 +32,7 @@ const componentShape = z.object({
 });
 
 export const configFileSchema = z.strictObject({
-  thingName: z.string().regex(/^[a-zA-Z0-9:_-]{1,128}$/, 'an AWS IoT thing name: 1-128 of [a-zA-Z0-9:_-]'),
+  thingName: z.string().regex(thingNamePattern, 'an AWS IoT thing name: 1-128 of [a-zA-Z0-9:_-]'),
   /** `mqtts://host:port` (mutual TLS) or `mqtt://host:port` (plain, development only). */
   endpoint: z.string().regex(/^mqtts?:\/\/[^/:]+(:\d+)?$/, 'mqtts://host:port or mqtt://host:port'),
   certificateFile: z.string().optional(),

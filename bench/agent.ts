@@ -27,7 +27,7 @@ import { fork } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, open, readdir, rm, statfs, unlink } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -35,6 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { build } from 'esbuild';
+import { freeBytesOnDisk } from '../agent/downloader.ts';
 import { httpGet } from '../agent/http-get.ts';
 import { localS3Credentials, type RunningS3Server, startS3Server } from '../local/s3.ts';
 import type { DownloadJob, DownloadReport } from './agent-download.ts';
@@ -349,8 +350,7 @@ function logRun(sizeMiB: number, r: SizeResult): void {
  */
 async function checkFreeDisk(directory: string, sizesMiB: readonly number[], runs: number): Promise<void> {
   const needed = Math.max(...sizesMiB) * MiB * (runs + 2) + 256 * MiB;
-  const { bavail, bsize } = await statfs(directory);
-  const free = bavail * bsize;
+  const free = await freeBytesOnDisk(directory);
   if (free < needed) {
     const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
     throw new Error(`the agent benchmark needs ${gib(needed)} free in ${directory}, there is ${gib(free)}`);

@@ -1,4 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { thingNamePattern } from '../lambdas/domain/deployment/request.ts';
 import { issueLocalDeviceCertificate } from './commands/local-device-certificate.ts';
 import { type ManifestKind, manifestKinds, validateManifests } from './commands/manifest-validate.ts';
 import { type CliIo, exitCodes } from './io.ts';
@@ -19,7 +20,7 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
 }
 
 function thingName(value: string): string {
-  if (!/^[a-zA-Z0-9:_-]{1,128}$/.test(value)) {
+  if (!thingNamePattern.test(value)) {
     throw new InvalidArgumentError('an AWS IoT thing name is 1-128 of [a-zA-Z0-9:_-]');
   }
   return value;

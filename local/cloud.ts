@@ -13,6 +13,7 @@ import { startApiServer } from './api-server.ts';
 import { startDynamoDbLocal } from './dynamodb.ts';
 import { type FunctionRegistry, makeFunctionRegistry } from './functions.ts';
 import { type DeadLetter, type LambdaFailure, type LocalIotCore, startLocalIotCore } from './iot/index.ts';
+import { endpointsFileOf, iotDirOf } from './layout.ts';
 import type { LocalCloudOptions } from './options.ts';
 import { localS3Credentials, startS3Server } from './s3.ts';
 import { ensureTable, localTableName } from './tables.ts';
@@ -244,7 +245,7 @@ export async function startLocalCloud(
       onLambdaFailure: failedInvocations.onLambdaFailure,
       onDeadLetter: logDeadLetter(observability),
       ...(options.queues ? { queueOptions: options.queues } : {}),
-      ...(options.ephemeral ? {} : { dataDir: join(stateDir, 'iot') }),
+      ...(options.ephemeral ? {} : { dataDir: iotDirOf(stateDir) }),
     });
     teardown.push(() => iot.stop());
     const iotCaFile = join(stateDir, 'iot-ca.pem');
@@ -321,7 +322,7 @@ export async function startLocalCloud(
       signingPublicKey: signingKey.publicJwk,
       iotCaFile,
     };
-    const endpointsFile = join(options.dataDir, 'endpoints.json');
+    const endpointsFile = endpointsFileOf(options.dataDir);
     await writeFile(
       endpointsFile,
       `${JSON.stringify({ ...endpoints, region: localRegion, pid: process.pid, ephemeral: options.ephemeral, resources }, null, 2)}\n`,

@@ -17,15 +17,20 @@ export interface RunningDynamoDbLocal {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
+/** Listens on `port` (0: any free one) for a moment; resolves with the port it got. */
+function listenBriefly(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
+    server.listen(port, '127.0.0.1', () => {
+      const { port: got } = server.address() as net.AddressInfo;
+      server.close(() => resolve(got));
     });
   });
+}
+
+export function freePort(): Promise<number> {
+  return listenBriefly(0);
 }
 
 /**
@@ -33,17 +38,11 @@ export async function freePort(): Promise<number> {
  * would take that listener (another DynamoDB Local, or one a killed cloud left running) for ours.
  */
 async function ensurePortFree(port: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EADDRINUSE') return reject(error);
-      reject(
-        new Error(
-          `port ${port} is already in use (another DynamoDB Local, or one left by a cloud that was killed?): stop it or choose another port`,
-        ),
-      );
-    });
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve()));
+  await listenBriefly(port).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EADDRINUSE') throw error;
+    throw new Error(
+      `port ${port} is already in use (another DynamoDB Local, or one left by a cloud that was killed?): stop it or choose another port`,
+    );
   });
 }
 

@@ -1,6 +1,8 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { type CertificateAuthority, issueClientCertificate } from '../../local/iot/certs.ts';
+import { issueClientCertificate, loadTlsMaterial } from '../../local/iot/certs.ts';
+import { endpointsFileOf, iotDirOf, tlsDirOf } from '../../local/layout.ts';
+import { defaultPorts } from '../../local/options.ts';
 import type { CliIo } from '../io.ts';
 
 export interface DeviceCertificateOptions {
@@ -13,29 +15,12 @@ export interface DeviceCertificateOptions {
 /** The mTLS endpoint the cloud published, when it has run with this data directory. */
 async function mqttsEndpoint(dataDir: string): Promise<string> {
   try {
-    const endpoints = JSON.parse(await readFile(join(dataDir, 'endpoints.json'), 'utf8')) as {
-      mqtts?: unknown;
-    };
+    const endpoints = JSON.parse(await readFile(endpointsFileOf(dataDir), 'utf8')) as { mqtts?: unknown };
     if (typeof endpoints.mqtts === 'string') return endpoints.mqtts;
   } catch {
     // Not running now: the default port.
   }
-  return 'mqtts://localhost:8883';
-}
-
-/** The local CA a persistent cloud keeps in its data directory; undefined when there is none. */
-async function localCa(dataDir: string): Promise<CertificateAuthority | undefined> {
-  const dir = join(dataDir, 'iot', 'tls');
-  try {
-    const [cert, key] = await Promise.all([
-      readFile(join(dir, 'ca.pem'), 'utf8'),
-      readFile(join(dir, 'ca.key'), 'utf8'),
-    ]);
-    return { cert, key };
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
+  return `mqtts://localhost:${defaultPorts.mqtts}`;
 }
 
 /**
@@ -50,14 +35,15 @@ export async function issueLocalDeviceCertificate(
   io: CliIo,
 ): Promise<boolean> {
   const dataDir = resolve(options.dataDir);
-  const ca = await localCa(dataDir);
-  if (!ca) {
+  const tlsDir = tlsDirOf(iotDirOf(dataDir));
+  const tls = await loadTlsMaterial(tlsDir);
+  if (!tls) {
     io.err(
-      `no local CA in ${join(dataDir, 'iot', 'tls')}: start the local cloud once with this data directory (an --ephemeral cloud keeps none)\n`,
+      `no local CA in ${tlsDir}: start the local cloud once with this data directory (an --ephemeral cloud keeps none)\n`,
     );
     return false;
   }
-  const issued = await issueClientCertificate(ca, thingName);
+  const issued = await issueClientCertificate(tls.ca, thingName);
   const out = resolve(options.out);
   await mkdir(out, { recursive: true });
   const certificateFile = join(out, `${thingName}.crt`);
@@ -68,7 +54,7 @@ export async function issueLocalDeviceCertificate(
     endpoint: await mqttsEndpoint(dataDir),
     certificateFile,
     privateKeyFile,
-    caFile: join(dataDir, 'iot', 'tls', 'ca.pem'),
+    caFile: join(tlsDir, 'ca.pem'),
   };
   io.out(`certificate ${issued.certificateId} for ${thingName}\n`);
   io.out(`in the agent's configuration:\n${JSON.stringify(agentConfig, null, 2)}\n`);

@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { thingNamePattern } from '../../lambdas/domain/deployment/request.ts';
 
 const run = promisify(execFile);
 
@@ -130,7 +131,7 @@ export async function issueClientCertificate(
   ca: CertificateAuthority,
   thingName: string,
 ): Promise<ClientCertificate> {
-  if (!/^[a-zA-Z0-9:_-]{1,128}$/.test(thingName)) throw new Error(`Invalid thing name: ${thingName}`);
+  if (!thingNamePattern.test(thingName)) throw new Error(`Invalid thing name: ${thingName}`);
   const pair = await signedBy(ca, `/CN=${thingName}`, 'extendedKeyUsage=clientAuth\n', 825);
   return { ...pair, thingName, certificateId: certificateId(pair.cert) };
 }
@@ -143,24 +144,29 @@ export function certificateIdOfDer(der: Uint8Array): string {
   return createHash('sha256').update(der).digest('hex');
 }
 
+/** The CA and server certificate kept in `dir`; undefined when they are not (all) there. */
+export async function loadTlsMaterial(dir: string): Promise<TlsMaterial | undefined> {
+  const files = ['ca.pem', 'ca.key', 'server.pem', 'server.key'].map((name) => join(dir, name));
+  try {
+    const [caCert, caKey, serverCert, serverKey] = await Promise.all(
+      files.map((file) => readFile(file, 'utf8')),
+    );
+    if (caCert && caKey && serverCert && serverKey) {
+      return { ca: { cert: caCert, key: caKey }, server: { cert: serverCert, key: serverKey } };
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  return undefined;
+}
+
 /**
  * The CA and server certificate kept in `dir` (made on first use), so devices provisioned against
  * a data directory keep working across restarts.
  */
 export async function loadOrCreateTlsMaterial(dir: string | undefined): Promise<TlsMaterial> {
-  if (dir) {
-    const files = ['ca.pem', 'ca.key', 'server.pem', 'server.key'].map((name) => join(dir, name));
-    try {
-      const [caCert, caKey, serverCert, serverKey] = await Promise.all(
-        files.map((file) => readFile(file, 'utf8')),
-      );
-      if (caCert && caKey && serverCert && serverKey) {
-        return { ca: { cert: caCert, key: caKey }, server: { cert: serverCert, key: serverKey } };
-      }
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
-  }
+  const kept = dir ? await loadTlsMaterial(dir) : undefined;
+  if (kept) return kept;
   const ca = await createCertificateAuthority();
   const server = await issueServerCertificate(ca);
   if (dir) {

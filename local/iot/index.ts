@@ -7,9 +7,10 @@
  *   const iot = await startLocalIotCore({ dataDir, rules: topicRules, resolveLambda });
  *   // iot.endpoints.{mqtt, mqtts, iotData, iot}; ... await iot.stop();
  */
-import { join } from 'node:path';
+
 import { type QueueDefinition, queues as queueDefinitions } from '../../lambdas/definitions/queues.ts';
 import { type TopicRuleDefinition, topicRules } from '../../lambdas/definitions/rules.ts';
+import { tlsDirOf } from '../layout.ts';
 import { type DeadLetter, type LocalQueue, type LocalQueueOptions, startLocalQueue } from '../queues.ts';
 import { startBroker } from './broker.ts';
 import {
@@ -137,8 +138,7 @@ export async function startLocalIotCore(options: LocalIotCoreOptions = {}): Prom
   const region = options.region ?? 'us-east-1';
   const accountId = options.accountId ?? '123456789012';
   const tls =
-    options.tls ??
-    (await loadOrCreateTlsMaterial(options.dataDir ? join(options.dataDir, 'tls') : undefined));
+    options.tls ?? (await loadOrCreateTlsMaterial(options.dataDir ? tlsDirOf(options.dataDir) : undefined));
 
   const store = await ShadowStore.open({
     ...(options.dataDir ? { dataDir: options.dataDir } : {}),

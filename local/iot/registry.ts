@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { thingNamePattern as namePattern } from '../../lambdas/domain/deployment/request.ts';
 import { err, ok, type Result } from '../../lambdas/domain/result.ts';
 
 export type RegistryErrorType =
@@ -67,7 +68,6 @@ interface RegistryFile {
   readonly groups: ThingGroup[];
 }
 
-const namePattern = /^[a-zA-Z0-9:_-]{1,128}$/;
 /** AWS: a thing belongs to at most 10 thing groups. */
 const maxGroupsPerThing = 10;
 

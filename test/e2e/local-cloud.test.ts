@@ -101,17 +101,27 @@ function isRunning(pid: number): boolean {
   }
 }
 
-/** PIDs of DynamoDB Local JVMs listening on `port` (found by their command line). */
-async function dynamoDbJvms(port: string): Promise<number[]> {
-  const pids: number[] = [];
+/** Every process on the machine: its pid, its parent and its command line (Linux /proc). */
+async function processes(): Promise<{ pid: number; ppid: number; args: string[] }[]> {
+  const found: { pid: number; ppid: number; args: string[] }[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    const args = cmdline.split('\0');
-    if (args.some((a) => a.includes('DynamoDBLocal')) && args[args.indexOf('-port') + 1] === port)
-      pids.push(Number(entry));
+    const [cmdline, stat] = await Promise.all(
+      ['cmdline', 'stat'].map((file) => readFile(`/proc/${entry}/${file}`, 'utf8').catch(() => '')),
+    );
+    const ppid = Number(stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    found.push({ pid: Number(entry), ppid, args: (cmdline ?? '').split('\0') });
   }
-  return pids;
+  return found;
+}
+
+/** PIDs of DynamoDB Local JVMs listening on `port` (found by their command line). */
+async function dynamoDbJvms(port: string): Promise<number[]> {
+  return (await processes())
+    .filter(
+      ({ args }) => args.some((a) => a.includes('DynamoDBLocal')) && args[args.indexOf('-port') + 1] === port,
+    )
+    .map(({ pid }) => pid);
 }
 
 async function waitUntilGone(pids: readonly number[], timeoutMs = 10_000): Promise<number[]> {
@@ -161,15 +171,9 @@ async function commit(api: string, version: string): Promise<string> {
 
 /** Every process below `pid`: the JVM runs in a process group of its own, out of the group's reach. */
 async function descendants(pid: number): Promise<number[]> {
-  const parents = new Map<number, number>();
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    parents.set(Number(entry), ppid);
-  }
+  const all = await processes();
   const below = (root: number): number[] =>
-    [...parents].filter(([, ppid]) => ppid === root).flatMap(([child]) => [child, ...below(child)]);
+    all.filter(({ ppid }) => ppid === root).flatMap(({ pid: child }) => [child, ...below(child)]);
   return below(pid);
 }
 

@@ -76,6 +76,7 @@ export {
   failureTypes,
   parseDeploymentRequest,
   type RolloutPolicy,
+  thingNamePattern,
   thingNameSchema,
 } from './request.ts';
 export {

@@ -45,11 +45,11 @@ export const deploymentDefaults = {
 } as const;
 
 /** AWS IoT thing and thing group names: 1-128 characters of `[a-zA-Z0-9:_-]`. */
-const THING_NAME_PATTERN = /^[a-zA-Z0-9:_-]{1,128}$/;
+export const thingNamePattern = /^[a-zA-Z0-9:_-]{1,128}$/;
 const NAME_RULE = 'must be 1-128 characters of a-z A-Z 0-9 : _ -';
 
-export const thingNameSchema = z.string().regex(THING_NAME_PATTERN, NAME_RULE);
-const thingGroupNameSchema = z.string().regex(THING_NAME_PATTERN, NAME_RULE);
+export const thingNameSchema = z.string().regex(thingNamePattern, NAME_RULE);
+const thingGroupNameSchema = z.string().regex(thingNamePattern, NAME_RULE);
 
 function uniqueStrings<T extends z.ZodType<string>>(item: T, max: number) {
   return z

@@ -4,6 +4,7 @@
  * same `/delta` and `/documents` an MQTT update does; an MQTT request also gets `/accepted` or
  * `/rejected`.
  */
+import { thingNamePattern } from '../../../lambdas/domain/deployment/request.ts';
 import type { RateLimiter } from '../rate-limit.ts';
 import { type ShadowAddress, type ShadowRequestTopic, shadowTopicPrefix } from '../topics.ts';
 import {
@@ -40,7 +41,6 @@ export interface ShadowServiceOptions {
   readonly rateLimiter: RateLimiter;
 }
 
-const thingNamePattern = /^[a-zA-Z0-9:_-]{1,128}$/;
 const shadowNamePattern = /^[a-zA-Z0-9:_-]{1,64}$/;
 
 /** AWS's name rules; a request naming an invalid thing or shadow is a 400. */
